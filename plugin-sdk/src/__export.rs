@@ -1,0 +1,70 @@
+//! The glue between the WIT exports and a [`Stage`]: the batch loop.
+
+use std::any::Any;
+use std::cell::RefCell;
+
+use crate::{Context, Emit, Event, Stage};
+
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "stage",
+        path: "../wit",
+        pub_export_macro: true,
+        default_bindings_module: "sluice_sdk::__export::bindings",
+        ownership: Borrowing { duplicate_if_necessary: true },
+    });
+}
+
+use bindings::sluice::stage::host;
+use bindings::sluice::stage::types::StageError;
+use bindings::{CallContext, Outcome};
+
+thread_local! {
+    static STAGE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+pub fn init<S: Stage>(config: &str) -> Result<(), String> {
+    let config = crate::parse_config::<S::Config>(config)?;
+    let stage = S::init(config)?;
+    STAGE.with(|slot| *slot.borrow_mut() = Some(Box::new(stage)));
+    Ok(())
+}
+
+pub fn process<S: Stage>(ctx: CallContext, events: Vec<bindings::Event>) -> Vec<Outcome> {
+    STAGE.with(|slot| {
+        let slot = slot.borrow();
+        let Some(stage) = slot.as_ref().and_then(|s| s.downcast_ref::<S>()) else {
+            let error = StageError { retryable: false, message: "stage used before init".into() };
+            return events.iter().map(|_| Outcome::Failed(error.clone())).collect();
+        };
+        let ctx = Context { pipeline: ctx.pipeline, stage: ctx.stage, attempt: ctx.attempt };
+        let mut outcomes = Vec::with_capacity(events.len());
+        for (index, raw) in events.into_iter().enumerate() {
+            host::begin(index as u32);
+            let mut event = Event::from_parts(raw.id, raw.kind, raw.source, raw.timestamp, raw.data);
+            let outcome = match stage.process(&mut event, &ctx) {
+                Ok(Emit::Pass) if !event.is_changed() => Outcome::Keep,
+                Ok(Emit::Pass) => {
+                    emit(event);
+                    Outcome::Emitted
+                }
+                Ok(Emit::Drop) => Outcome::Drop,
+                Ok(Emit::Many(outputs)) => {
+                    for output in outputs {
+                        emit(output);
+                    }
+                    Outcome::Emitted
+                }
+                Err(e) => Outcome::Failed(StageError { retryable: e.retryable, message: e.message }),
+            };
+            outcomes.push(outcome);
+        }
+        outcomes
+    })
+}
+
+fn emit(event: Event) {
+    let (id, kind, source, timestamp, data) = event.into_parts();
+    host::emit(bindings::sluice::stage::types::EventParam { id: &id, kind: &kind, source: &source, timestamp, data: &data });
+}

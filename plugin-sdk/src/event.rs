@@ -1,0 +1,275 @@
+//! The event type a stage sees, with lazy access to `data`.
+//!
+//! `data` arrives from the host as JSON text. Reading a field scans the text
+//! for that one path without building the whole object; the object is parsed
+//! only when the stage changes it, and only a changed event is copied back.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// One event. Fields are read through accessors so the SDK knows whether the
+/// stage changed anything (an unchanged event is not sent back to the host).
+#[derive(Clone)]
+pub struct Event {
+    id: String,
+    kind: String,
+    source: String,
+    timestamp: i64,
+    data: Data,
+    changed: bool,
+}
+
+#[derive(Clone)]
+enum Data {
+    /// The JSON text as the host sent it, untouched.
+    Raw(String),
+    /// Parsed because the stage changed it.
+    Parsed(Map<String, Value>),
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.id)
+            .field("type", &self.kind)
+            .field("source", &self.source)
+            .field("timestamp", &self.timestamp)
+            .field("data", &self.data_json())
+            .finish()
+    }
+}
+
+impl Event {
+    /// A new event, for stages that fan one input out into several.
+    pub fn new(id: impl Into<String>, kind: impl Into<String>, timestamp: i64) -> Event {
+        Event {
+            id: id.into(),
+            kind: kind.into(),
+            source: String::new(),
+            timestamp,
+            data: Data::Parsed(Map::new()),
+            changed: true,
+        }
+    }
+
+    /// Wraps an event as the host delivers it (`data` is JSON object text).
+    pub fn from_parts(id: String, kind: String, source: String, timestamp: i64, data: String) -> Event {
+        Event { id, kind, source, timestamp, data: Data::Raw(data), changed: false }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// The event type (`type` in the HTTP API).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// Event time in ms since the Unix epoch.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+    pub fn set_id(&mut self, id: impl Into<String>) {
+        self.id = id.into();
+        self.changed = true;
+    }
+    pub fn set_kind(&mut self, kind: impl Into<String>) {
+        self.kind = kind.into();
+        self.changed = true;
+    }
+    pub fn set_source(&mut self, source: impl Into<String>) {
+        self.source = source.into();
+        self.changed = true;
+    }
+    pub fn set_timestamp(&mut self, timestamp: i64) {
+        self.timestamp = timestamp;
+        self.changed = true;
+    }
+
+    /// Whether the stage changed anything since the host handed it over.
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Reads the value at `path` (`"data.url"`, or just `"url"`; nested with
+    /// dots: `"data.user.id"`) as `T`. `None` when it is absent or not a `T`.
+    ///
+    /// On an unchanged event this scans the JSON text for the path only.
+    pub fn get<'a, T: Deserialize<'a>>(&'a self, path: &str) -> Option<T> {
+        let keys = data_keys(path);
+        match &self.data {
+            Data::Raw(text) => {
+                let raw = raw_at(text, keys)?;
+                serde_json::from_str(raw.get()).ok()
+            }
+            Data::Parsed(map) => {
+                let value = value_at(map, keys)?;
+                T::deserialize(value).ok()
+            }
+        }
+    }
+
+    /// Reads a string field without copying it when it has no escapes.
+    pub fn get_str(&self, path: &str) -> Option<Cow<'_, str>> {
+        self.get::<BorrowedStr<'_>>(path).map(|s| s.0)
+    }
+
+    /// Sets the value at `path`, creating intermediate objects.
+    pub fn set(&mut self, path: &str, value: impl Into<Value>) {
+        let keys: Vec<&str> = data_keys(path).collect();
+        let Some((last, parents)) = keys.split_last() else { return };
+        let mut map = self.data_mut();
+        for key in parents {
+            let entry = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            if !entry.is_object() {
+                *entry = Value::Object(Map::new());
+            }
+            map = entry.as_object_mut().expect("just made an object");
+        }
+        map.insert(last.to_string(), value.into());
+    }
+
+    /// Removes the value at `path`, answering what was there.
+    pub fn remove(&mut self, path: &str) -> Option<Value> {
+        let keys: Vec<&str> = data_keys(path).collect();
+        let (last, parents) = keys.split_last()?;
+        if self.get::<IgnoredAny>(path).is_none() {
+            return None;
+        }
+        let mut map = self.data_mut();
+        for key in parents {
+            map = map.get_mut(*key)?.as_object_mut()?;
+        }
+        map.remove(*last)
+    }
+
+    /// The whole `data` object, parsed (and from now on sent back as changed).
+    pub fn data_mut(&mut self) -> &mut Map<String, Value> {
+        self.changed = true;
+        if let Data::Raw(text) = &self.data {
+            let map = serde_json::from_str::<Map<String, Value>>(text).unwrap_or_default();
+            self.data = Data::Parsed(map);
+        }
+        match &mut self.data {
+            Data::Parsed(map) => map,
+            Data::Raw(_) => unreachable!("parsed above"),
+        }
+    }
+
+    /// `data` as JSON text.
+    pub fn data_json(&self) -> Cow<'_, str> {
+        match &self.data {
+            Data::Raw(text) => Cow::Borrowed(text),
+            Data::Parsed(map) => Cow::Owned(serde_json::to_string(map).expect("a JSON map serializes")),
+        }
+    }
+
+    /// Splits the event into `(id, kind, source, timestamp, data JSON)`.
+    pub fn into_parts(self) -> (String, String, String, i64, String) {
+        let data = match self.data {
+            Data::Raw(text) => text,
+            Data::Parsed(map) => serde_json::to_string(&map).expect("a JSON map serializes"),
+        };
+        (self.id, self.kind, self.source, self.timestamp, data)
+    }
+}
+
+/// The keys of a path inside `data`: `"data.a.b"` and `"a.b"` both give `a`, `b`.
+fn data_keys(path: &str) -> impl Iterator<Item = &str> {
+    let inner = path.strip_prefix("data.").unwrap_or(path);
+    inner.split('.').filter(|k| !k.is_empty())
+}
+
+fn value_at<'a, 'k>(map: &'a Map<String, Value>, mut keys: impl Iterator<Item = &'k str>) -> Option<&'a Value> {
+    let first = keys.next()?;
+    let mut value = map.get(first)?;
+    for key in keys {
+        value = value.as_object()?.get(key)?;
+    }
+    Some(value)
+}
+
+fn raw_at<'a, 'k>(text: &'a str, keys: impl Iterator<Item = &'k str>) -> Option<&'a RawValue> {
+    let mut current: &'a str = text;
+    let mut found = None;
+    for key in keys {
+        let mut de = serde_json::Deserializer::from_str(current);
+        let raw = FindKey { key }.deserialize(&mut de).ok()??;
+        current = raw.get();
+        found = Some(raw);
+    }
+    found
+}
+
+/// Scans one JSON object for one key, skipping every other value unparsed.
+struct FindKey<'k> {
+    key: &'k str,
+}
+
+impl<'de> DeserializeSeed<'de> for FindKey<'_> {
+    type Value = Option<&'de RawValue>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FindKey<'_> {
+    type Value = Option<&'de RawValue>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<BorrowedStr<'de>>()? {
+            if found.is_none() && key.0 == self.key {
+                found = Some(map.next_value::<&'de RawValue>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[derive(Deserialize)]
+struct BorrowedStr<'a>(#[serde(borrow)] Cow<'a, str>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(data: &str) -> Event {
+        Event::from_parts("e1".into(), "page_view".into(), "web".into(), 1, data.into())
+    }
+
+    #[test]
+    fn reads_fields_without_parsing_and_stays_unchanged() {
+        let e = event(r#"{"url":"https://a.example/x","ua":"Mozilla","n":3,"user":{"id":"u\"1"}}"#);
+        assert_eq!(e.get_str("data.url").as_deref(), Some("https://a.example/x"));
+        assert_eq!(e.get_str("ua").as_deref(), Some("Mozilla"));
+        assert_eq!(e.get::<i64>("data.n"), Some(3));
+        assert_eq!(e.get_str("data.user.id").as_deref(), Some("u\"1"));
+        assert_eq!(e.get_str("data.missing"), None);
+        assert_eq!(e.get::<i64>("data.url"), None);
+        assert!(!e.is_changed());
+    }
+
+    #[test]
+    fn set_and_remove_mark_changed_and_serialize() {
+        let mut e = event(r#"{"a":1,"b":{"c":2}}"#);
+        e.set("data.b.d", "x");
+        assert_eq!(e.remove("data.a"), Some(Value::from(1)));
+        assert_eq!(e.remove("data.zzz"), None);
+        assert!(e.is_changed());
+        assert_eq!(e.get_str("data.b.d").as_deref(), Some("x"));
+        let (.., data) = e.into_parts();
+        assert_eq!(data, r#"{"b":{"c":2,"d":"x"}}"#);
+    }
+}

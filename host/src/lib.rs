@@ -1,1 +1,12 @@
+//! Sluice: a streaming event pipeline whose stages are sandboxed
+//! WebAssembly components.
+//!
+//! - [`runtime`]: the sandbox that runs stage plugins.
+//! - [`event`]: the event type shared by every layer.
+//! - [`metrics`]: every log line and metric, from one place.
+//! - [`cli`]: the `sluice` command.
 
+pub mod cli;
+pub mod event;
+pub mod metrics;
+pub mod runtime;

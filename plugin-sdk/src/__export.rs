@@ -51,9 +51,11 @@ pub fn process<S: Stage>(ctx: CallContext, events: Vec<bindings::Event>) -> Vec<
                 }
                 Ok(Emit::Drop) => Outcome::Drop,
                 Ok(Emit::Many(outputs)) => {
-                    for output in outputs {
-                        emit(output);
-                    }
+                    outputs.into_iter().for_each(emit);
+                    Outcome::Emitted
+                }
+                Ok(Emit::Each(outputs)) => {
+                    outputs.for_each(emit);
                     Outcome::Emitted
                 }
                 Err(e) => Outcome::Failed(StageError { retryable: e.retryable, message: e.message }),

@@ -140,14 +140,21 @@ impl Event {
     pub fn remove(&mut self, path: &str) -> Option<Value> {
         let keys: Vec<&str> = data_keys(path).collect();
         let (last, parents) = keys.split_last()?;
-        if self.get::<IgnoredAny>(path).is_none() {
-            return None;
-        }
+        self.get::<IgnoredAny>(path)?;
         let mut map = self.data_mut();
         for key in parents {
             map = map.get_mut(*key)?.as_object_mut()?;
         }
         map.remove(*last)
+    }
+
+    /// The whole `data` object, parsed, without marking the event changed.
+    /// (Reading single fields with [`Event::get`] is cheaper.)
+    pub fn data(&self) -> Map<String, Value> {
+        match &self.data {
+            Data::Raw(text) => serde_json::from_str(text).unwrap_or_default(),
+            Data::Parsed(map) => map.clone(),
+        }
     }
 
     /// The whole `data` object, parsed (and from now on sent back as changed).

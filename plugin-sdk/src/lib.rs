@@ -99,7 +99,6 @@ impl StageError {
 }
 
 /// What a stage does with one input event.
-#[derive(Debug)]
 pub enum Emit {
     /// Pass the event on (changed or not: an unchanged one is not copied back).
     Pass,
@@ -107,6 +106,28 @@ pub enum Emit {
     Drop,
     /// Replace it with these events (fan-out; empty is the same as `Drop`).
     Many(Vec<Event>),
+    /// Replace it with the events this iterator yields, handed to the host
+    /// one by one as they are made (a large fan-out never sits in memory
+    /// whole). Build it with [`Emit::each`].
+    Each(Box<dyn Iterator<Item = Event>>),
+}
+
+impl std::fmt::Debug for Emit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Emit::Pass => f.write_str("Pass"),
+            Emit::Drop => f.write_str("Drop"),
+            Emit::Many(events) => f.debug_tuple("Many").field(events).finish(),
+            Emit::Each(_) => f.write_str("Each(..)"),
+        }
+    }
+}
+
+impl Emit {
+    /// A streaming fan-out: `Emit::each((0..n).map(|i| make(i)))`.
+    pub fn each(events: impl Iterator<Item = Event> + 'static) -> Emit {
+        Emit::Each(Box::new(events))
+    }
 }
 
 /// A pipeline stage. Implement this and call [`export_stage!`].

@@ -35,6 +35,7 @@ pub fn run<S: Stage>(stage: &S, ctx: &Context, events: Vec<Event>) -> Vec<Result
             Ok(Emit::Pass) => Result::Emitted(vec![reserialize(event)]),
             Ok(Emit::Drop) => Result::Dropped,
             Ok(Emit::Many(outputs)) => Result::Emitted(outputs.into_iter().map(reserialize).collect()),
+            Ok(Emit::Each(outputs)) => Result::Emitted(outputs.map(reserialize).collect()),
             Err(e) => Result::Failed(e),
         })
         .collect()

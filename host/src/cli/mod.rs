@@ -1,0 +1,34 @@
+//! The `sluice` command line.
+
+mod plugin_test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about = "Streaming event pipeline with sandboxed WebAssembly stages")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Work with stage plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Run a plugin locally over NDJSON events, in the same sandbox as the server.
+    Test(plugin_test::TestArgs),
+}
+
+/// Runs the parsed command; the answer is the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Plugin { command: PluginCommand::Test(args) } => plugin_test::run(args),
+    }
+}

@@ -1,0 +1,147 @@
+//! The linker: everything a stage can import, and nothing more.
+//!
+//! WASI 0.2 is linked because Rust's std imports it, but with the context of
+//! [`super::sandbox`] it grants nothing. The `sluice:stage/host` interface is
+//! wired here by hand (not through `bindgen!`) because `begin` needs the
+//! store itself to reset fuel and the deadline per event.
+
+use wasmtime::component::{ComponentType, Lift, Linker};
+use wasmtime::{Engine, StoreContextMut};
+
+use super::sandbox::{HostStop, StoreState, GUEST_LOG_LINES_PER_CALL};
+use crate::event::Event;
+
+/// The WIT interface name the host implements.
+pub const HOST_INTERFACE: &str = "sluice:stage/host@0.1.0";
+/// The types-only interface the host interface refers to (no functions).
+const TYPES_INTERFACE: &str = "sluice:stage/types@0.1.0";
+
+/// Import namespaces a plugin may have: the host interface and the WASI 0.2
+/// interfaces Rust's std pulls in (all linked to a context that denies).
+pub(crate) fn import_allowed(name: &str) -> bool {
+    if name == HOST_INTERFACE || name == TYPES_INTERFACE {
+        return true;
+    }
+    const WASI_PACKAGES: [&str; 6] = ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:filesystem/", "wasi:random/", "wasi:sockets/"];
+    WASI_PACKAGES.iter().any(|p| name.starts_with(p)) && name.contains("@0.2.")
+}
+
+/// The milliseconds one epoch tick lasts (see `Runtime`'s ticker).
+pub(crate) const EPOCH_TICK_MS: u64 = 1;
+
+/// Constructed by lifting from the guest, never by the host.
+#[allow(dead_code)]
+#[derive(ComponentType, Lift, Debug, Clone, Copy)]
+#[component(enum)]
+#[repr(u8)]
+enum GuestLevel {
+    #[component(name = "trace")]
+    Trace,
+    #[component(name = "debug")]
+    Debug,
+    #[component(name = "info")]
+    Info,
+    #[component(name = "warn")]
+    Warn,
+    #[component(name = "error")]
+    Error,
+}
+
+const MAX_LOG_MESSAGE: usize = 4096;
+
+pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    let mut host = linker.instance(HOST_INTERFACE)?;
+
+    host.func_wrap(
+        "log",
+        |mut cx: StoreContextMut<'_, StoreState>, (level, message, fields): (GuestLevel, String, Vec<(String, String)>)| {
+            let state = cx.data_mut();
+            state.call.log_lines += 1;
+            if state.call.log_lines > GUEST_LOG_LINES_PER_CALL {
+                state.call.log_dropped += 1;
+                return Ok(());
+            }
+            let mut message = message;
+            if message.len() > MAX_LOG_MESSAGE {
+                let cut = (0..=MAX_LOG_MESSAGE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
+                message.truncate(cut);
+                message.push_str("…");
+            }
+            let fields = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+            crate::metrics::plugin_log(&state.who, level as u8, &message, &fields);
+            Ok(())
+        },
+    )?;
+
+    host.func_wrap("lookup", |cx: StoreContextMut<'_, StoreState>, (table, key): (String, String)| {
+        Ok((cx.data().tables.lookup(&table, &key),))
+    })?;
+
+    host.func_wrap("begin", |mut cx: StoreContextMut<'_, StoreState>, (index,): (u32,)| {
+        let fuel_budget = cx.data().limits.fuel;
+        let remaining = cx.get_fuel()?;
+        let state = cx.data_mut();
+        let expected = state.call.current.map_or(0, |i| i + 1);
+        if index != expected || index >= state.call.batch_len {
+            let stop = HostStop::Contract(format!(
+                "plugin announced event {index} of a batch of {}, expected {expected}",
+                state.call.batch_len
+            ));
+            return Err(wasmtime::Error::new(stop));
+        }
+        if let Some(previous) = state.call.current {
+            state.call.fuel_used[previous as usize] = fuel_budget.saturating_sub(remaining);
+        }
+        state.call.current = Some(index);
+        state.call.current_outputs = 0;
+        state.call.current_output_bytes = 0;
+        let timeout_ticks = u64::from(state.limits.timeout_ms).div_ceil(EPOCH_TICK_MS) + 1;
+        cx.set_fuel(fuel_budget)?;
+        cx.set_epoch_deadline(timeout_ticks);
+        Ok(())
+    })?;
+
+    host.func_wrap("emit", |mut cx: StoreContextMut<'_, StoreState>, (event,): (Event,)| {
+        let state = cx.data_mut();
+        let Some(index) = state.call.current else {
+            return Err(wasmtime::Error::new(HostStop::Contract("plugin emitted an event outside of any input".into())));
+        };
+        state.call.current_outputs += 1;
+        state.call.current_output_bytes += event.byte_size();
+        let limits = &state.limits;
+        if state.call.current_outputs > limits.max_outputs {
+            let stop = HostStop::OutputLimit(format!("input produced more than {} events (limits.max_outputs)", limits.max_outputs));
+            return Err(wasmtime::Error::new(stop));
+        }
+        if state.call.current_output_bytes > limits.max_output_bytes as usize {
+            let stop = HostStop::OutputLimit(format!(
+                "input produced more than {} bytes of events (limits.max_output_bytes)",
+                limits.max_output_bytes
+            ));
+            return Err(wasmtime::Error::new(stop));
+        }
+        state.call.emitted.push((index, event));
+        Ok(())
+    })?;
+
+    Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::import_allowed;
+
+    #[test]
+    fn allows_only_the_granted_namespaces() {
+        assert!(import_allowed("sluice:stage/host@0.1.0"));
+        assert!(import_allowed("sluice:stage/types@0.1.0"));
+        assert!(import_allowed("wasi:cli/environment@0.2.3"));
+        assert!(import_allowed("wasi:sockets/tcp@0.2.0"));
+        assert!(!import_allowed("wasi:http/outgoing-handler@0.2.0"));
+        assert!(!import_allowed("wasi:cli/environment@0.3.0"));
+        assert!(!import_allowed("sluice:stage/host@0.2.0"));
+        assert!(!import_allowed("acme:evil/net"));
+    }
+}

@@ -1,0 +1,226 @@
+//! One live instance of a stage: its store, and the calls into it.
+
+use std::sync::Arc;
+
+use wasmtime::error::Context as _;
+use wasmtime::component::{ComponentType, Func, Lift, Lower};
+use wasmtime::{Store, Trap};
+
+use super::imports::EPOCH_TICK_MS;
+use super::limits::StageLimits;
+use super::outcome::{ErrorKind, EventResult, Outcome};
+use super::plugin::Plugin;
+use super::sandbox::{Attribution, HostStop, StoreState};
+use super::tables::LookupTables;
+use crate::event::Event;
+
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub(crate) struct CallContext {
+    #[component(name = "pipeline")]
+    pub(crate) pipeline: String,
+    #[component(name = "stage")]
+    pub(crate) stage: String,
+    #[component(name = "attempt")]
+    pub(crate) attempt: u32,
+}
+
+#[derive(ComponentType, Lift, Debug)]
+#[component(record)]
+struct GuestStageError {
+    #[component(name = "retryable")]
+    retryable: bool,
+    #[component(name = "message")]
+    message: String,
+}
+
+#[derive(ComponentType, Lift, Debug)]
+#[component(variant)]
+enum GuestOutcome {
+    #[component(name = "keep")]
+    Keep,
+    #[component(name = "drop")]
+    Drop,
+    #[component(name = "emitted")]
+    Emitted,
+    #[component(name = "failed")]
+    Failed(GuestStageError),
+}
+
+/// A call that ended in a trap: the instance must be thrown away.
+#[derive(Debug)]
+pub(crate) struct Trapped {
+    /// The batch index of the event being processed, if the guest had begun one.
+    pub(crate) index: Option<usize>,
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
+    pub(crate) fuel: u64,
+}
+
+pub(crate) struct StageInstance {
+    store: Store<StoreState>,
+    process: Func,
+}
+
+/// Fuel and time for `init`: generous, but still bounded.
+const INIT_BUDGET_FACTOR: u64 = 10;
+
+impl StageInstance {
+    /// Instantiates the plugin and runs its `init` with `config`.
+    /// `Ok(Err(message))` is the plugin refusing its config.
+    pub(crate) fn create(
+        plugin: &Plugin,
+        limits: &StageLimits,
+        tables: Arc<dyn LookupTables>,
+        who: Arc<Attribution>,
+        config: &str,
+    ) -> wasmtime::Result<Result<StageInstance, String>> {
+        let engine = plugin.pre.engine();
+        let mut store = Store::new(engine, StoreState::new(limits.clone(), tables, who));
+        store.limiter(|state| &mut state.memory);
+        store.set_fuel(limits.fuel.saturating_mul(INIT_BUDGET_FACTOR))?;
+        store.set_epoch_deadline(u64::from(limits.timeout_ms).div_ceil(EPOCH_TICK_MS) * INIT_BUDGET_FACTOR + 1);
+        let instance = match plugin.pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(e) => {
+                let trapped = classify(&e, &mut store, limits);
+                return Ok(Err(format!("instantiating the plugin failed ({}): {}", trapped.0, trapped.1)));
+            }
+        };
+        let init = instance
+            .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, "init")
+            .context("the plugin's `init` does not have the signature init(config: string) -> result<_, string>")?;
+        let process = instance.get_func(&mut store, "process").context("the plugin exports no `process`")?;
+        process
+            .typed::<(&CallContext, &[Event]), (Vec<GuestOutcome>,)>(&store)
+            .context("the plugin's `process` does not have the signature of the sluice:stage@0.1.0 world")?;
+        let answer = init.call(&mut store, (config,));
+        drain_guest_output(&mut store);
+        match answer {
+            Ok((Ok(()),)) => Ok(Ok(StageInstance { store, process })),
+            Ok((Err(message),)) => Ok(Err(message)),
+            Err(e) => {
+                let (kind, message) = classify(&e, &mut store, limits);
+                Ok(Err(format!("init trapped ({kind}): {message}")))
+            }
+        }
+    }
+
+    /// Runs one `process` call over `events`. On a trap the instance is
+    /// unusable and the caller must drop it.
+    pub(crate) fn process(&mut self, ctx: &CallContext, events: &[Event]) -> Result<Vec<EventResult>, Trapped> {
+        let limits = self.store.data().limits.clone();
+        {
+            let state = self.store.data_mut();
+            state.call = Default::default();
+            state.call.batch_len = events.len() as u32;
+            state.call.fuel_used = vec![0; events.len()];
+            state.memory.denied = false;
+        }
+        let setup = self.store.set_fuel(limits.fuel);
+        self.store.set_epoch_deadline(u64::from(limits.timeout_ms).div_ceil(EPOCH_TICK_MS) + 1);
+        let typed = self.process.typed::<(&CallContext, &[Event]), (Vec<GuestOutcome>,)>(&self.store);
+        let answer = match (setup, typed) {
+            (Ok(()), Ok(func)) => func.call(&mut self.store, (ctx, events)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        drain_guest_output(&mut self.store);
+        let remaining = self.store.get_fuel().unwrap_or(0);
+        let state = self.store.data_mut();
+        let current = state.call.current.map(|i| i as usize);
+        if let Some(i) = current {
+            state.call.fuel_used[i] = limits.fuel.saturating_sub(remaining);
+        }
+        match answer {
+            Ok((outcomes,)) => {
+                let state = self.store.data_mut();
+                if outcomes.len() != events.len() {
+                    return Err(Trapped {
+                        index: None,
+                        kind: ErrorKind::Trap,
+                        message: format!("plugin answered {} outcomes for a batch of {} events", outcomes.len(), events.len()),
+                        fuel: 0,
+                    });
+                }
+                let mut emitted: Vec<Vec<Event>> = vec![Vec::new(); events.len()];
+                for (index, event) in state.call.emitted.drain(..) {
+                    emitted[index as usize].push(event);
+                }
+                let results = outcomes
+                    .into_iter()
+                    .zip(emitted)
+                    .zip(state.call.fuel_used.iter())
+                    .map(|((outcome, outputs), &fuel)| {
+                        let outcome = match outcome {
+                            GuestOutcome::Keep => Outcome::Keep,
+                            GuestOutcome::Drop => Outcome::Drop,
+                            GuestOutcome::Emitted => Outcome::Emitted(outputs),
+                            GuestOutcome::Failed(e) => Outcome::Failed {
+                                kind: if e.retryable { ErrorKind::Retryable } else { ErrorKind::Rejected },
+                                message: e.message,
+                            },
+                        };
+                        EventResult { outcome, fuel }
+                    })
+                    .collect();
+                Ok(results)
+            }
+            Err(e) => {
+                let (kind, message) = classify(&e, &mut self.store, &limits);
+                let fuel = current.map_or(0, |i| self.store.data().call.fuel_used[i]);
+                Err(Trapped { index: current, kind, message, fuel })
+            }
+        }
+    }
+}
+
+/// Sends what the guest printed to the host log, attributed.
+fn drain_guest_output(store: &mut Store<StoreState>) {
+    let state = store.data_mut();
+    for (stream, output) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
+        let (text, dropped) = output.take();
+        if !text.is_empty() || dropped > 0 {
+            crate::metrics::plugin_output(&state.who, stream, &text, dropped);
+        }
+        if stream == "stderr" {
+            state.last_stderr = text;
+        }
+    }
+    let dropped = std::mem::take(&mut state.call.log_dropped);
+    if dropped > 0 {
+        crate::metrics::plugin_log_dropped(&state.who, dropped);
+    }
+}
+
+/// Names the cause of a failed call, with a message that says which limit.
+fn classify(error: &wasmtime::Error, store: &mut Store<StoreState>, limits: &StageLimits) -> (ErrorKind, String) {
+    let state = store.data();
+    if let Some(stop) = error.downcast_ref::<HostStop>() {
+        return match stop {
+            HostStop::OutputLimit(m) => (ErrorKind::OutputLimit, m.clone()),
+            HostStop::Contract(m) => (ErrorKind::Trap, m.clone()),
+        };
+    }
+    if state.memory.denied {
+        return (ErrorKind::Memory, format!("exceeded the memory cap of {} MiB (limits.memory_mb)", limits.memory_mb));
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => (ErrorKind::Fuel, format!("ran out of fuel: used all {} units allowed per event (limits.fuel)", limits.fuel)),
+        Some(Trap::Interrupt) => (ErrorKind::Timeout, format!("exceeded the deadline of {} ms per event (limits.timeout_ms)", limits.timeout_ms)),
+        Some(Trap::StackOverflow) => (ErrorKind::Stack, "overflowed the wasm stack (endless or too deep recursion)".into()),
+        Some(trap) => match last_panic(store) {
+            Some(panic) => (ErrorKind::Panic, panic),
+            None => (ErrorKind::Trap, format!("trapped: {trap}")),
+        },
+        None => (ErrorKind::Trap, format!("{error:#}")),
+    }
+}
+
+/// The panic message a Rust guest printed to stderr, if it printed one.
+fn last_panic(store: &mut Store<StoreState>) -> Option<String> {
+    let text = &store.data().last_stderr;
+    let start = text.rfind("panicked at")?;
+    let tail = &text[start..];
+    let message: Vec<&str> = tail.lines().take_while(|l| !l.starts_with("note:")).collect();
+    Some(message.join(" ").trim().to_string())
+}

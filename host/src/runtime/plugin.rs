@@ -1,0 +1,120 @@
+//! Loading a plugin: check the bytes are a component of the stage world that
+//! imports only what the host grants, compile it once per content hash (in
+//! memory and on disk), and pre-instantiate it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{types::ComponentItem, Component, InstancePre, Linker};
+use wasmtime::Engine;
+
+use super::imports::import_allowed;
+use super::sandbox::StoreState;
+
+/// A compiled, validated plugin, ready to instantiate.
+pub struct Plugin {
+    /// Hex SHA-256 of the component bytes: the plugin's identity.
+    pub sha256: String,
+    /// Size of the component bytes.
+    pub size: usize,
+    pub(crate) pre: InstancePre<StoreState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("sha256", &self.sha256).field("size", &self.size).finish()
+    }
+}
+
+/// Why bytes were refused as a plugin. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("not a WebAssembly binary: the bytes do not start with \\0asm")]
+    NotWasm,
+    #[error("this is a core WebAssembly module, not a component: build the plugin for the wasm32-wasip2 target (cargo build --release --target wasm32-wasip2)")]
+    CoreModule,
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    #[error("the plugin imports `{0}`, which Sluice does not grant (a stage may import only sluice:stage/host@0.1.0 and the WASI 0.2 interfaces Rust's std uses)")]
+    ForbiddenImport(String),
+    #[error("the plugin does not implement the sluice:stage world: {0}")]
+    WrongWorld(String),
+    #[error("internal error loading the plugin: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks the binary header before handing the bytes to the compiler, so the
+/// common mistakes get a specific answer.
+fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        return Err(PluginError::NotWasm);
+    }
+    // Core modules have version 1 (layer 0); components have layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(PluginError::CoreModule);
+    }
+    Ok(())
+}
+
+pub(crate) fn compile(engine: &Engine, cache_dir: Option<&Path>, bytes: &[u8], sha256: &str) -> Result<Component, PluginError> {
+    check_header(bytes)?;
+    let cached: Option<PathBuf> = cache_dir.map(|dir| dir.join(format!("{sha256}.cwasm")));
+    if let Some(path) = &cached {
+        if path.exists() {
+            // SAFETY: the file is one this host wrote from `Component::serialize`
+            // into its own cache directory; wasmtime checks it matches the engine.
+            match unsafe { Component::deserialize_file(engine, path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled-plugin cache entry"),
+            }
+        }
+    }
+    let component = Component::new(engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+    if let Some(path) = &cached {
+        if let Err(e) = write_cache(&component, path) {
+            tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "could not cache compiled plugin");
+        }
+    }
+    Ok(component)
+}
+
+fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().context("cache path has no parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let bytes = component.serialize()?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
+
+/// Checks imports and exports, then pre-instantiates.
+pub(crate) fn prepare(engine: &Engine, linker: &Linker<StoreState>, component: &Component, sha256: String, size: usize) -> Result<Plugin, PluginError> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        if !import_allowed(name) {
+            return Err(PluginError::ForbiddenImport(name.to_string()));
+        }
+    }
+    let mut exports = std::collections::HashMap::new();
+    for (name, item) in ty.exports(engine) {
+        exports.insert(name.to_string(), item);
+    }
+    for wanted in ["init", "process"] {
+        match exports.get(wanted).map(|export| &export.ty) {
+            Some(ComponentItem::ComponentFunc(_)) => {}
+            Some(_) => return Err(PluginError::WrongWorld(format!("export `{wanted}` is not a function"))),
+            None => return Err(PluginError::WrongWorld(format!("it exports no `{wanted}` function"))),
+        }
+    }
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| PluginError::WrongWorld(format!("its imports cannot be satisfied: {e:#}")))?;
+    Ok(Plugin { sha256, size, pre })
+}

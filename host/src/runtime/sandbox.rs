@@ -1,0 +1,244 @@
+//! The per-instance store state: a WASI context that grants nothing, the
+//! memory limiter, captured guest stdout/stderr, and the bookkeeping of the
+//! call in progress (which event, its fuel, what it emitted).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::limits::StageLimits;
+use super::tables::LookupTables;
+use crate::event::Event;
+
+/// Who a guest's log lines and failures are attributed to.
+#[derive(Debug, Clone, Default)]
+pub struct Attribution {
+    pub pipeline: String,
+    pub stage: String,
+    pub plugin: String,
+    pub plugin_version: u32,
+}
+
+/// Bytes of guest stdout/stderr kept per call; the rest is counted, not kept.
+const GUEST_OUTPUT_CAP: usize = 16 * 1024;
+/// Log lines (`host.log`) a guest may write per call before they are dropped.
+pub(crate) const GUEST_LOG_LINES_PER_CALL: u32 = 100;
+
+/// Captures a guest's stdout or stderr, up to a cap, without ever blocking or
+/// failing the guest's writes.
+#[derive(Clone, Default)]
+pub(crate) struct GuestOutput {
+    inner: Arc<Mutex<CapturedBytes>>,
+}
+
+#[derive(Default)]
+struct CapturedBytes {
+    kept: Vec<u8>,
+    dropped: usize,
+}
+
+impl GuestOutput {
+    fn append(&self, bytes: &[u8]) {
+        let mut inner = self.inner.lock();
+        let room = GUEST_OUTPUT_CAP.saturating_sub(inner.kept.len());
+        let take = room.min(bytes.len());
+        inner.kept.extend_from_slice(&bytes[..take]);
+        inner.dropped += bytes.len() - take;
+    }
+
+    /// Takes what was captured since the last call: (text, bytes dropped).
+    pub(crate) fn take(&self) -> (String, usize) {
+        let mut inner = self.inner.lock();
+        let text = String::from_utf8_lossy(&inner.kept).into_owned();
+        let dropped = inner.dropped;
+        inner.kept.clear();
+        inner.dropped = 0;
+        (text, dropped)
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.append(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A clock stopped at the epoch: stages get no time source.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Denies memory growth past the stage's cap and remembers that it did, so
+/// the trap that follows is classified as `memory`.
+pub(crate) struct MemoryCap {
+    pub(crate) max_bytes: usize,
+    pub(crate) denied: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Why the host itself stopped a call (as opposed to a wasm trap).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum HostStop {
+    /// An input produced more outputs or bytes than allowed.
+    OutputLimit(String),
+    /// The guest broke the calling convention (e.g. a bad `begin` index).
+    Contract(String),
+}
+
+impl std::fmt::Display for HostStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostStop::OutputLimit(m) | HostStop::Contract(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for HostStop {}
+
+/// Bookkeeping of the `process` call in progress.
+#[derive(Default)]
+pub(crate) struct CallState {
+    /// Number of events in the batch.
+    pub(crate) batch_len: u32,
+    /// The event the guest announced with `begin`.
+    pub(crate) current: Option<u32>,
+    /// Fuel burned per event of the batch.
+    pub(crate) fuel_used: Vec<u64>,
+    /// Events handed to `emit`, with the index of their input.
+    pub(crate) emitted: Vec<(u32, Event)>,
+    pub(crate) current_outputs: u32,
+    pub(crate) current_output_bytes: usize,
+    pub(crate) log_lines: u32,
+    pub(crate) log_dropped: u32,
+}
+
+/// Everything a stage instance's store holds.
+pub struct StoreState {
+    wasi: WasiCtx,
+    resources: ResourceTable,
+    pub(crate) memory: MemoryCap,
+    pub(crate) call: CallState,
+    pub(crate) limits: StageLimits,
+    pub(crate) tables: Arc<dyn LookupTables>,
+    pub(crate) who: Arc<Attribution>,
+    pub(crate) stdout: GuestOutput,
+    pub(crate) stderr: GuestOutput,
+    /// What the guest wrote to stderr during the last call (panic messages live here).
+    pub(crate) last_stderr: String,
+}
+
+impl StoreState {
+    pub(crate) fn new(limits: StageLimits, tables: Arc<dyn LookupTables>, who: Arc<Attribution>) -> Self {
+        let stdout = GuestOutput::default();
+        let stderr = GuestOutput::default();
+        let mut wasi = WasiCtxBuilder::new();
+        // No args, env, preopened dirs, sockets, name lookup, clock or entropy.
+        wasi.stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .secure_random(wasmtime_wasi::Deterministic::new(vec![0x5a; 32]))
+            .insecure_random(wasmtime_wasi::Deterministic::new(vec![0xa5; 32]))
+            .insecure_random_seed(0);
+        StoreState {
+            wasi: wasi.build(),
+            resources: ResourceTable::new(),
+            memory: MemoryCap { max_bytes: limits.memory_bytes(), denied: false },
+            call: CallState::default(),
+            limits,
+            tables,
+            who,
+            stdout,
+            stderr,
+            last_stderr: String::new(),
+        }
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.resources }
+    }
+}

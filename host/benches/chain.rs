@@ -1,1 +1,422 @@
-fn main(){}
+//! The cost of a realistic 3-stage chain, bot-filter → url-parts → pii-redact,
+//! run as WASM components by the host runtime and, for comparison, natively
+//! through `sluice_sdk::native::run`.
+//!
+//! ```text
+//! ./scripts/build-plugins.sh          # the .wasm files this bench loads
+//! cargo bench --bench chain
+//! ```
+//!
+//! Criterion reports per-event throughput (`chain/wasm/512`,
+//! `chain/native/512`, ...). Afterwards a plain timed loop prints a summary
+//! table (µs per event for the chain and per stage, and the WASM/native
+//! ratio) meant to be pasted into the README. `SLUICE_BENCH_SUMMARY_SECS`
+//! sets the seconds measured per configuration in that table (default 2;
+//! 0 skips it).
+//!
+//! Both paths chain the way an engine does: a stage's survivors are the
+//! inputs it kept (moved on, not copied), plus the events it emitted in
+//! place of changed ones; dropped inputs go nowhere. The input batch is
+//! owned by the chain, as an engine owns a batch it read; making that fresh
+//! copy of the fixture each iteration is outside the measured time.
+//!
+//! `native::run` consumes its inputs and answers `Kept` without the event,
+//! so the native path copies each stage's input batch before the call to
+//! get kept events back. That copy (4 allocations and a memcpy per event) is
+//! the native stand-in for lowering the batch into the guest, which makes the
+//! same allocations in guest memory.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
+use sluice::event::Event;
+use sluice::runtime::{EventResult, NoTables, Outcome, Runtime, RuntimeConfig, StageLimits, StageRunner, StageSpec};
+use sluice_sdk::native;
+use sluice_sdk::{Context, Stage};
+
+const BATCH_SIZES: [usize; 3] = [1, 64, 512];
+const STAGES: [(&str, &str, &str); 3] = [
+    ("bot-filter", "bot_filter", "{}"),
+    ("url-parts", "url_parts", "{}"),
+    ("pii-redact", "pii_redact", r#"{"fields":["data.email"],"mode":"hash","salt":"s"}"#),
+];
+/// Events generated (and cycled through) for the fixtures.
+const POOL: usize = 4096;
+
+// ---------------------------------------------------------------- the events
+
+/// A small deterministic generator (Knuth's MMIX LCG), so every run sees the
+/// same events.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+const BROWSERS: [&str; 8] = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.82 Mobile Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.67",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0",
+    "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+];
+const BOTS: [&str; 5] = [
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+    "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)",
+    "Mozilla/5.0 (compatible; SemrushBot/7~bl; +http://www.semrush.com/bot.html)",
+];
+const HOSTS: [&str; 4] = ["shop.example.com", "www.example.com", "blog.example.org", "app.example.io"];
+const SECTIONS: [&str; 6] = ["products", "blog", "account", "search", "category", "help"];
+const ITEMS: [&str; 8] = ["running-shoes", "winter-jacket", "orders", "settings", "2024", "gift-ideas", "returns", "checkout"];
+const PARAMS: [(&str, &[&str]); 6] = [
+    ("utm_source", &["google", "newsletter", "twitter", "partner"]),
+    ("utm_campaign", &["spring_sale", "launch", "retarget%2D7"]),
+    ("q", &["running+shoes", "winter%20jacket", "gift", "size+42"]),
+    ("page", &["1", "2", "3", "12"]),
+    ("color", &["blue", "black", "red"]),
+    ("ref", &["home", "nav", "email"]),
+];
+const REFERRERS: [&str; 5] = ["https://www.google.com/", "https://t.co/x8Fq2", "https://www.bing.com/", "https://news.example.net/", ""];
+const NAMES: [&str; 8] = ["jane", "john", "amira", "li", "carlos", "olga", "sam", "priya"];
+const SURNAMES: [&str; 6] = ["doe", "smith", "khan", "chen", "garcia", "ivanova"];
+const DOMAINS: [&str; 4] = ["example.com", "mail.example.org", "example.net", "corp.example.io"];
+
+/// `n` page views, about 10% from bots, with ~300-byte `data`.
+fn page_views(n: usize) -> Vec<Event> {
+    let mut rng = Lcg(0x5eed_cafe);
+    (0..n)
+        .map(|i| {
+            let host = rng.pick(&HOSTS);
+            let mut path = String::new();
+            for _ in 0..1 + rng.below(3) {
+                path.push('/');
+                path.push_str(if path.len() == 1 { rng.pick(&SECTIONS) } else { rng.pick(&ITEMS) });
+            }
+            let mut query = String::new();
+            let first = rng.below(PARAMS.len());
+            for k in 0..1 + rng.below(3) {
+                let (name, values) = PARAMS[(first + k) % PARAMS.len()];
+                query.push(if k == 0 { '?' } else { '&' });
+                query.push_str(name);
+                query.push('=');
+                query.push_str(rng.pick(values));
+            }
+            let ua = if rng.below(10) == 0 { rng.pick(&BOTS) } else { rng.pick(&BROWSERS) };
+            let email = format!("{}.{}{}@{}", rng.pick(&NAMES), rng.pick(&SURNAMES), rng.below(1000), rng.pick(&DOMAINS));
+            let data = serde_json::json!({
+                "url": format!("https://{host}{path}{query}"),
+                "ua": ua,
+                "email": email,
+                "user_id": format!("u_{}", 10_000 + rng.below(90_000)),
+                "ms": 20 + rng.below(3000),
+                "referrer": rng.pick(&REFERRERS),
+                "lang": rng.pick(&["en-US", "de-DE", "fr-FR", "es-ES"]),
+            });
+            Event {
+                id: format!("01J{:023X}", 0x9e37_79b9_7f4a_u64.wrapping_mul(i as u64 + 1)),
+                kind: "page_view".into(),
+                source: "web".into(),
+                timestamp: 1_767_225_600_000 + 137 * i as i64,
+                data: data.to_string(),
+            }
+        })
+        .collect()
+}
+
+fn to_sdk(events: &[Event]) -> Vec<sluice_sdk::Event> {
+    events
+        .iter()
+        .map(|e| sluice_sdk::Event::from_parts(e.id.clone(), e.kind.clone(), e.source.clone(), e.timestamp, e.data.clone()))
+        .collect()
+}
+
+/// The first `size` events of the pool, rotated by `offset` so successive
+/// batches are not the same few events.
+fn batch_of<T: Clone>(pool: &[T], size: usize, offset: usize) -> Vec<T> {
+    (0..size).map(|i| pool[(offset + i) % pool.len()].clone()).collect()
+}
+
+// ---------------------------------------------------------------- WASM chain
+
+struct WasmChain {
+    stages: Vec<StageRunner>,
+    _runtime: Runtime,
+}
+
+impl WasmChain {
+    fn new() -> WasmChain {
+        let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+        let stages = STAGES
+            .iter()
+            .map(|&(name, file, config)| {
+                let path = workspace.join("target/wasm32-wasip2/release").join(format!("{file}.wasm"));
+                let bytes = std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}: run scripts/build-plugins.sh first", path.display()));
+                let plugin = runtime.load(&bytes).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+                let spec = StageSpec {
+                    pipeline: "bench".into(),
+                    stage: name.into(),
+                    plugin_name: name.into(),
+                    plugin_version: 1,
+                    config: config.into(),
+                    limits: StageLimits::default(),
+                };
+                StageRunner::new(plugin, spec, Arc::new(NoTables)).unwrap_or_else(|e| panic!("{name}: {e}"))
+            })
+            .collect();
+        WasmChain { stages, _runtime: runtime }
+    }
+
+    /// One stage: its survivors, ready for the next.
+    fn stage(&self, index: usize, batch: Vec<Event>) -> Vec<Event> {
+        let report = self.stages[index].process(1, &batch);
+        survivors(batch, report.results)
+    }
+
+    fn run(&self, batch: Vec<Event>) -> Vec<Event> {
+        let batch = self.stage(0, batch);
+        let batch = self.stage(1, batch);
+        self.stage(2, batch)
+    }
+}
+
+/// Kept inputs move on as they are, emitted events replace theirs, dropped
+/// ones go nowhere.
+fn survivors(inputs: Vec<Event>, results: Vec<EventResult>) -> Vec<Event> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for (event, result) in inputs.into_iter().zip(results) {
+        match result.outcome {
+            Outcome::Keep => out.push(event),
+            Outcome::Emitted(events) => out.extend(events),
+            Outcome::Drop => {}
+            Outcome::Failed { kind, message } => panic!("event {} failed ({kind}): {message}", event.id),
+        }
+    }
+    out
+}
+
+// -------------------------------------------------------------- native chain
+
+struct NativeChain {
+    bot_filter: bot_filter::BotFilter,
+    url_parts: url_parts::UrlParts,
+    pii_redact: pii_redact::PiiRedact,
+    contexts: [Context; 3],
+}
+
+impl NativeChain {
+    fn new() -> NativeChain {
+        let context = |stage: &str| Context { pipeline: "bench".into(), stage: stage.into(), attempt: 1 };
+        NativeChain {
+            bot_filter: native::init(STAGES[0].2).expect("bot-filter init"),
+            url_parts: native::init(STAGES[1].2).expect("url-parts init"),
+            pii_redact: native::init(STAGES[2].2).expect("pii-redact init"),
+            contexts: [context(STAGES[0].0), context(STAGES[1].0), context(STAGES[2].0)],
+        }
+    }
+
+    fn stage(&self, index: usize, batch: Vec<sluice_sdk::Event>) -> Vec<sluice_sdk::Event> {
+        match index {
+            0 => native_stage(&self.bot_filter, &self.contexts[0], batch),
+            1 => native_stage(&self.url_parts, &self.contexts[1], batch),
+            _ => native_stage(&self.pii_redact, &self.contexts[2], batch),
+        }
+    }
+
+    fn run(&self, batch: Vec<sluice_sdk::Event>) -> Vec<sluice_sdk::Event> {
+        let batch = self.stage(0, batch);
+        let batch = self.stage(1, batch);
+        self.stage(2, batch)
+    }
+}
+
+fn native_stage<S: Stage>(stage: &S, ctx: &Context, inputs: Vec<sluice_sdk::Event>) -> Vec<sluice_sdk::Event> {
+    // `run` consumes its inputs; the copy is how kept ones come back (see the top).
+    let results = native::run(stage, ctx, inputs.clone());
+    let mut out = Vec::with_capacity(inputs.len());
+    for (event, result) in inputs.into_iter().zip(results) {
+        match result {
+            native::Result::Kept => out.push(event),
+            native::Result::Emitted(events) => out.extend(events),
+            native::Result::Dropped => {}
+            native::Result::Failed(e) => panic!("event {} failed: {}", event.id(), e.message),
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- criterion
+
+fn criterion_benches(c: &mut Criterion, wasm: &WasmChain, native: &NativeChain, pool: &[Event], sdk_pool: &[sluice_sdk::Event]) {
+    for (mode, is_wasm) in [("chain/wasm", true), ("chain/native", false)] {
+        let mut group = c.benchmark_group(mode);
+        group.measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1)).sample_size(20);
+        for size in BATCH_SIZES {
+            group.throughput(Throughput::Elements(size as u64));
+            let mut offset = 0;
+            group.bench_function(BenchmarkId::from_parameter(size), |b| {
+                if is_wasm {
+                    b.iter_batched(
+                        || {
+                            offset = (offset + size) % POOL;
+                            batch_of(pool, size, offset)
+                        },
+                        |batch| wasm.run(batch),
+                        BatchSize::SmallInput,
+                    )
+                } else {
+                    b.iter_batched(
+                        || {
+                            offset = (offset + size) % POOL;
+                            batch_of(sdk_pool, size, offset)
+                        },
+                        |batch| native.run(batch),
+                        BatchSize::SmallInput,
+                    )
+                }
+            });
+        }
+        group.finish();
+    }
+}
+
+// ---------------------------------------------------------------- the table
+
+/// Measured totals of one configuration.
+#[derive(Default, Clone, Copy)]
+struct Timing {
+    /// Chain-input events run.
+    events: u64,
+    /// Time in each stage (incl. building its survivors), ns.
+    stage_ns: [u128; 3],
+}
+
+impl Timing {
+    fn us_per_event(&self, ns: u128) -> f64 {
+        ns as f64 / self.events as f64 / 1000.0
+    }
+    fn chain_us(&self) -> f64 {
+        self.us_per_event(self.stage_ns.iter().sum())
+    }
+}
+
+/// Runs batches of `size` for about `seconds`, timing each stage (the copy of
+/// the fixture that starts each batch is not timed).
+fn time_loop<T: Clone>(pool: &[T], size: usize, seconds: f64, mut stage: impl FnMut(usize, Vec<T>) -> Vec<T>) -> Timing {
+    let mut run = |timing: &mut Timing, offset: usize| {
+        let mut batch = batch_of(pool, size, offset);
+        for (index, ns) in timing.stage_ns.iter_mut().enumerate() {
+            let started = Instant::now();
+            batch = stage(index, batch);
+            *ns += started.elapsed().as_nanos();
+        }
+        black_box(batch);
+        timing.events += size as u64;
+    };
+    let mut offset = 0;
+    let warm_up = Instant::now();
+    while warm_up.elapsed().as_secs_f64() < (seconds / 5.0).min(0.5) {
+        run(&mut Timing::default(), offset);
+        offset = (offset + size) % POOL;
+    }
+    let mut timing = Timing::default();
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < seconds {
+        run(&mut timing, offset);
+        offset = (offset + size) % POOL;
+    }
+    timing
+}
+
+fn summary(wasm: &WasmChain, native: &NativeChain, pool: &[Event], sdk_pool: &[sluice_sdk::Event], seconds: f64) {
+    let mean_data = pool.iter().map(|e| e.data.len()).sum::<usize>() as f64 / pool.len() as f64;
+    let bots = pool.iter().filter(|e| BOTS.iter().any(|b| e.data.contains(b))).count();
+    println!();
+    println!(
+        "chain bot-filter -> url-parts -> pii-redact: {} page views, data {:.0} bytes on average, {:.1}% bots; {} cores; {seconds} s per row",
+        pool.len(),
+        mean_data,
+        100.0 * bots as f64 / pool.len() as f64,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    println!();
+    println!("| batch | WASM µs/event (chain) | native µs/event (chain) | WASM µs/event/stage | native µs/event/stage | WASM/native |");
+    println!("|------:|----------------------:|------------------------:|--------------------:|----------------------:|------------:|");
+    let mut details = Vec::new();
+    for size in BATCH_SIZES {
+        let w = time_loop(pool, size, seconds, |i, batch| wasm.stage(i, batch));
+        let n = time_loop(sdk_pool, size, seconds, |i, batch| native.stage(i, batch));
+        let (wc, nc) = (w.chain_us(), n.chain_us());
+        println!("| {size:>5} | {wc:>21.2} | {nc:>23.2} | {:>19.2} | {:>21.2} | {:>10.1}× |", wc / 3.0, nc / 3.0, wc / nc);
+        details.push((size, w, n));
+    }
+    println!();
+    println!("per stage, µs per chain-input event (WASM / native):");
+    println!("| batch | bot-filter | url-parts | pii-redact |");
+    println!("|------:|-----------:|----------:|-----------:|");
+    for (size, w, n) in details {
+        let cell = |i: usize| format!("{:.2} / {:.2}", w.us_per_event(w.stage_ns[i]), n.us_per_event(n.stage_ns[i]));
+        println!("| {size:>5} | {:>10} | {:>9} | {:>10} |", cell(0), cell(1), cell(2));
+    }
+    println!();
+}
+
+/// The chain gives the same events both ways, and drops exactly the bots.
+fn check(wasm: &WasmChain, native: &NativeChain, pool: &[Event], sdk_pool: &[sluice_sdk::Event]) {
+    let from_wasm = wasm.run(pool[..512].to_vec());
+    let from_native = native.run(sdk_pool[..512].to_vec());
+    let bots = pool[..512].iter().filter(|e| BOTS.iter().any(|b| e.data.contains(b))).count();
+    assert_eq!(from_wasm.len(), 512 - bots, "bot-filter should drop exactly the bots");
+    assert_eq!(from_native.len(), from_wasm.len());
+    for (w, n) in from_wasm.iter().zip(&from_native) {
+        let (id, kind, source, timestamp, data) = n.clone().into_parts();
+        assert_eq!((&w.id, &w.kind, &w.source, w.timestamp), (&id, &kind, &source, timestamp));
+        let (w_data, n_data): (serde_json::Value, serde_json::Value) =
+            (serde_json::from_str(&w.data).unwrap(), serde_json::from_str(&data).unwrap());
+        assert_eq!(w_data, n_data, "WASM and native disagree on {id}");
+        assert!(w_data["host"].is_string() && w_data["query"].is_object(), "url-parts ran: {w_data}");
+        assert_eq!(w_data["email"].as_str().map(str::len), Some(64), "pii-redact hashed the email: {w_data}");
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let listing = args.iter().any(|a| a == "--list");
+    // `cargo bench` passes --bench; `cargo test --benches` does not (criterion then runs each once).
+    let benchmarking = args.iter().any(|a| a == "--bench");
+
+    let pool = page_views(POOL);
+    let sdk_pool = to_sdk(&pool);
+    let wasm = WasmChain::new();
+    let native = NativeChain::new();
+    if !listing {
+        check(&wasm, &native, &pool, &sdk_pool);
+    }
+
+    let mut criterion = Criterion::default().configure_from_args();
+    criterion_benches(&mut criterion, &wasm, &native, &pool, &sdk_pool);
+    criterion.final_summary();
+
+    let seconds = std::env::var("SLUICE_BENCH_SUMMARY_SECS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(2.0);
+    if benchmarking && !listing && seconds > 0.0 {
+        summary(&wasm, &native, &pool, &sdk_pool, seconds);
+    }
+}

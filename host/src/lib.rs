@@ -10,3 +10,4 @@ pub mod cli;
 pub mod event;
 pub mod metrics;
 pub mod runtime;
+pub mod store;

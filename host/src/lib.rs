@@ -6,7 +6,9 @@
 //! - [`metrics`]: every log line and metric, from one place.
 //! - [`cli`]: the `sluice` command.
 
+pub mod api;
 pub mod cli;
+pub mod engine;
 pub mod event;
 pub mod metrics;
 pub mod runtime;

@@ -31,3 +31,50 @@ pub fn stage_trap(who: &Attribution, event_id: &str, kind: ErrorKind, message: &
     tracing::warn!(target: "sluice::runtime", pipeline = %who.pipeline, stage = %who.stage, plugin = %who.plugin,
         version = who.plugin_version, event_id, kind = kind.as_str(), "stage trapped: {message}");
 }
+
+/// A stored pipeline could not be started here (bad spec, plugin problem).
+pub fn pipeline_unavailable(pipeline: &str, error: &str) {
+    tracing::error!(target: "sluice::engine", pipeline, "pipeline not started: {error}");
+    metrics::counter!("sluice_pipeline_start_failures_total", "pipeline" => pipeline.to_string()).increment(1);
+}
+
+/// A store operation failed (it is retried; nothing is lost).
+pub fn store_error(operation: &'static str, pipeline: &str, error: &crate::store::StoreError) {
+    tracing::warn!(target: "sluice::store", operation, pipeline, "store error: {error}");
+    metrics::counter!("sluice_store_errors_total", "operation" => operation).increment(1);
+}
+
+/// Entries a silent worker left pending were taken over.
+pub fn reclaimed(pipeline: &str, entries: usize) {
+    tracing::info!(target: "sluice::engine", pipeline, entries, "reclaimed pending entries");
+    metrics::counter!("sluice_reclaimed_entries_total", "pipeline" => pipeline.to_string()).increment(entries as u64);
+}
+
+/// A batch went through the stages and was completed in the store.
+pub fn batch_done(pipeline: &str, stages: &[String], tallies: &[crate::engine::chain::StageTally], processed: u64, emitted: u64, dead: u64) {
+    let p = pipeline.to_string();
+    metrics::counter!("sluice_events_processed_total", "pipeline" => p.clone()).increment(processed);
+    metrics::counter!("sluice_events_emitted_total", "pipeline" => p.clone()).increment(emitted);
+    metrics::counter!("sluice_events_dead_lettered_total", "pipeline" => p.clone()).increment(dead);
+    for (name, tally) in stages.iter().zip(tallies) {
+        let labels = [("pipeline", p.clone()), ("stage", name.clone())];
+        metrics::counter!("sluice_stage_calls_total", &labels).increment(tally.calls);
+        metrics::counter!("sluice_stage_events_total", &labels).increment(tally.events);
+        metrics::counter!("sluice_stage_errors_total", &labels).increment(tally.errors);
+        metrics::counter!("sluice_stage_retries_total", &labels).increment(tally.retries);
+        metrics::counter!("sluice_stage_fuel_total", &labels).increment(tally.fuel);
+        for us in &tally.call_us {
+            metrics::histogram!("sluice_stage_call_seconds", &labels).record(*us as f64 / 1e6);
+        }
+    }
+}
+
+/// An ingest request was answered.
+pub fn ingest(pipeline: &str, accepted: u64, rejected: u64, refused: bool) {
+    let p = pipeline.to_string();
+    metrics::counter!("sluice_ingest_accepted_total", "pipeline" => p.clone()).increment(accepted);
+    metrics::counter!("sluice_ingest_rejected_total", "pipeline" => p.clone()).increment(rejected);
+    if refused {
+        metrics::counter!("sluice_ingest_backpressure_total", "pipeline" => p).increment(1);
+    }
+}

@@ -1,6 +1,7 @@
 //! The `sluice` command line.
 
 mod plugin_test;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -13,6 +14,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the server: ingest, workers and the admin API.
+    Serve(serve::ServeArgs),
     /// Work with stage plugins.
     Plugin {
         #[command(subcommand)]
@@ -29,6 +32,7 @@ pub enum PluginCommand {
 /// Runs the parsed command; the answer is the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Plugin { command: PluginCommand::Test(args) } => plugin_test::run(args),
     }
 }

@@ -177,10 +177,11 @@ impl RedisStore {
         match tokio::time::timeout(RESPONSE_TIMEOUT + Duration::from_millis(500), f(conn)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
-                if e.kind() == ::redis::ErrorKind::IoError {
+                let err = map_err(&e);
+                if matches!(err, StoreError::Unavailable(_)) || e.is_unrecoverable_error() {
                     self.shared.lock().take();
                 }
-                Err(map_err(&e))
+                Err(err)
             }
             Err(_) => {
                 self.shared.lock().take();
@@ -207,14 +208,17 @@ impl RedisStore {
                 drop(pool);
                 deliveries(reply)
             }
+            // The stream was deleted (its pipeline too) while we waited.
+            Ok(Err(e)) if e.code() == Some("UNBLOCKED") => Ok(Vec::new()),
             Ok(Err(e)) => {
-                if e.kind() != ::redis::ErrorKind::IoError {
+                let err = map_err(&e);
+                if !matches!(err, StoreError::Unavailable(_)) && !e.is_unrecoverable_error() {
                     let mut pool = self.blocking.lock();
                     if pool.len() < BLOCKING_POOL {
                         pool.push(conn);
                     }
                 }
-                Err(map_err(&e))
+                Err(err)
             }
             Err(_) => Err(StoreError::Unavailable("Redis did not answer a blocking read in time".into())),
         }
@@ -705,7 +709,9 @@ impl Store for RedisStore {
             .run(|mut c| async move {
                 ::redis::pipe()
                     .get(&k.depth)
-                    .hget(&k.counters, &["accepted", "rejected", "processed", "emitted"])
+                    .cmd("HMGET")
+                    .arg(&k.counters)
+                    .arg(&["accepted", "rejected", "processed", "emitted"])
                     .xlen(&k.dlq)
                     .query_async(&mut c)
                     .await

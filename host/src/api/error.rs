@@ -1,0 +1,95 @@
+//! The API's one error type: every failure answers JSON
+//! `{"error": "<code>", "message": "<text>"}` with API.md's status code.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::engine::SpecError;
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 with a machine code (`invalid_json`, `invalid_spec`, `invalid_plugin`, ...).
+    BadRequest { code: &'static str, message: String },
+    Unauthorized(String),
+    Forbidden(String),
+    NotFound(String),
+    Conflict(String),
+    PayloadTooLarge(u64),
+    UnsupportedMediaType(String),
+    /// 429: the pipeline's queue is at its bound.
+    Backpressure { queue_depth: u64, retry_after_s: u64 },
+    /// 503: the store is unreachable.
+    Unavailable(String),
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, message: message.into() }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<SpecError> for ApiError {
+    fn from(e: SpecError) -> Self {
+        match e {
+            SpecError::Invalid(m) => ApiError::bad_request("invalid_spec", m),
+            SpecError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// Seconds a client should wait after a 503.
+const UNAVAILABLE_RETRY_AFTER_S: u64 = 2;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body, retry_after) = match self {
+            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, json!({"error": code, "message": message}), None),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({"error": "unauthorized", "message": m}), None),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({"error": "forbidden", "message": m}), None),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": "not_found", "message": m}), None),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": "conflict", "message": m}), None),
+            ApiError::PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": "payload_too_large", "message": format!("the body is over the limit of {limit} bytes (--max-body-bytes)")}),
+                None,
+            ),
+            ApiError::UnsupportedMediaType(m) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": "unsupported_media_type", "message": m}), None)
+            }
+            ApiError::Backpressure { queue_depth, retry_after_s } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"error": "backpressure", "message": format!("the pipeline's queue is full ({queue_depth} events); nothing from this request was queued, retry after {retry_after_s} s"),
+                       "queue_depth": queue_depth, "retry_after_s": retry_after_s}),
+                Some(retry_after_s),
+            ),
+            ApiError::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "store_unavailable", "message": format!("{m}; nothing was written, retry later"), "retry_after_s": UNAVAILABLE_RETRY_AFTER_S}),
+                Some(UNAVAILABLE_RETRY_AFTER_S),
+            ),
+            ApiError::Internal(m) => {
+                tracing::error!(target: "sluice::api", "internal error: {m}");
+                (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal", "message": m}), None)
+            }
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

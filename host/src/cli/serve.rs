@@ -1,0 +1,181 @@
+//! `sluice serve`: configuration (flags > environment > config file >
+//! defaults), the store, the runtime, the engine and the HTTP API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use serde::Deserialize;
+
+use crate::api::{self, auth::Tokens, AppState};
+use crate::engine::{Engine, EngineConfig};
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::store::{embedded::EmbeddedStore, redis::RedisStore, Store};
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The store: a directory for the embedded store, or a redis:// URL.
+    #[arg(long, env = "SLUICE_STORE")]
+    pub store: Option<String>,
+    /// Where compiled plugins are cached (default: the embedded store's
+    /// directory, or ./sluice-data with Redis).
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The admin token (everything).
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// Ingest tokens (only POST events), comma-separated.
+    #[arg(long = "ingest-token", env = "SLUICE_INGEST_TOKENS", value_delimiter = ',')]
+    pub ingest_tokens: Option<Vec<String>>,
+    /// Largest request body, bytes.
+    #[arg(long, env = "SLUICE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<u64>,
+    /// Worker tasks per pipeline (default: the number of cores).
+    #[arg(long, env = "SLUICE_WORKERS")]
+    pub workers: Option<usize>,
+    /// Take over entries a silent worker has held this long, ms.
+    #[arg(long, env = "SLUICE_RECLAIM_IDLE_MS")]
+    pub reclaim_idle_ms: Option<u64>,
+    /// Key prefix on Redis (several deployments can share one server).
+    #[arg(long, env = "SLUICE_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// A TOML file with any of the settings above (snake_case keys).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    store: Option<String>,
+    data_dir: Option<PathBuf>,
+    admin_token: Option<String>,
+    ingest_tokens: Option<Vec<String>>,
+    max_body_bytes: Option<u64>,
+    workers: Option<usize>,
+    reclaim_idle_ms: Option<u64>,
+    redis_prefix: Option<String>,
+}
+
+/// Settings after merging every source.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub store: String,
+    pub data_dir: PathBuf,
+    pub tokens: Tokens,
+    pub max_body_bytes: u64,
+    pub engine: EngineConfig,
+    pub redis_prefix: String,
+}
+
+fn is_redis(store: &str) -> bool {
+    store.starts_with("redis://") || store.starts_with("rediss://")
+}
+
+impl ServeArgs {
+    pub fn settings(self) -> anyhow::Result<Settings> {
+        let file: FileConfig = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let store = self.store.or(file.store).unwrap_or_else(|| "./sluice-data".into());
+        let data_dir = self.data_dir.or(file.data_dir).unwrap_or_else(|| if is_redis(&store) { "./sluice-data".into() } else { PathBuf::from(&store) });
+        let mut engine = EngineConfig::default();
+        if let Some(workers) = self.workers.or(file.workers) {
+            if workers == 0 {
+                bail!("--workers must be at least 1");
+            }
+            engine.workers = workers;
+        }
+        if let Some(ms) = self.reclaim_idle_ms.or(file.reclaim_idle_ms) {
+            engine.reclaim_idle_ms = ms.max(100);
+        }
+        let nonempty = |v: Vec<String>| v.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect::<Vec<_>>();
+        Ok(Settings {
+            listen: self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7878".parse().expect("valid default")),
+            store,
+            data_dir,
+            tokens: Tokens {
+                admin: nonempty(self.admin_token.or(file.admin_token).into_iter().collect()),
+                ingest: nonempty(self.ingest_tokens.or(file.ingest_tokens).unwrap_or_default()),
+            },
+            max_body_bytes: self.max_body_bytes.or(file.max_body_bytes).unwrap_or(16 * 1024 * 1024),
+            engine,
+            redis_prefix: self.redis_prefix.or(file.redis_prefix).unwrap_or_else(|| "sluice".into()),
+        })
+    }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if is_redis(&settings.store) {
+        let mut wait = Duration::from_millis(200);
+        for attempt in 1.. {
+            match RedisStore::connect(&settings.store, &settings.redis_prefix).await {
+                Ok(store) => return Ok(Arc::new(store)),
+                Err(e) if attempt < 15 => {
+                    tracing::warn!("Redis at {} not reachable yet ({e}); retrying", settings.store);
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => bail!("cannot reach Redis at {}: {e}", settings.store),
+            }
+        }
+        unreachable!()
+    } else {
+        let dir = PathBuf::from(&settings.store);
+        let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir)).await?;
+        Ok(Arc::new(store.with_context(|| format!("cannot open the embedded store in {}", settings.store))?))
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    let settings = args.settings()?;
+    if settings.tokens.open() && !settings.listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {} with no tokens configured: set --admin-token/--ingest-token (or SLUICE_ADMIN_TOKEN/SLUICE_INGEST_TOKENS), or listen on a loopback address",
+            settings.listen
+        );
+    }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    rt.block_on(serve(settings))?;
+    Ok(0)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(settings.data_dir.join("compiled")), ..Default::default() })?);
+    let engine = Engine::start(store, runtime, settings.engine.clone()).await.context("starting the engine")?;
+    let state = Arc::new(AppState { engine: engine.clone(), max_body_bytes: settings.max_body_bytes, prometheus: api::monitoring::prometheus_handle() });
+    let app = api::router(state, settings.tokens.clone());
+    let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let auth = if settings.tokens.open() { "open (loopback only)" } else { "bearer tokens" };
+    println!("sluice listening on http://{} (store: {}, auth: {auth})", listener.local_addr()?, settings.store);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    engine.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

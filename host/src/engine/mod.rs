@@ -1,0 +1,393 @@
+//! The engine: turns stored pipeline specs into running stages and workers.
+//!
+//! Workers read queue entries, run them through the stages ([`chain`]) on a
+//! blocking thread, and complete them in one atomic store step. A maintenance
+//! task per pipeline promotes due retries and reclaims entries a crashed
+//! worker (in any process) left pending. A sync task picks up specs and
+//! lookup tables changed by other processes sharing the store.
+
+pub mod chain;
+pub mod spec;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::runtime::{MemoryTables, Runtime, StageRunner, StageSetupError, StageSpec};
+use crate::store::{Delivery, Store, StoreError};
+use chain::{run_chain, ChainStage};
+use spec::PipelineSpec;
+use stats::Stats;
+
+/// How the engine runs (per process).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Worker tasks per pipeline (each runs stages on its own blocking thread).
+    pub workers: usize,
+    /// Queue entries one worker takes at a time.
+    pub read_entries: usize,
+    /// An entry pending this long with a silent worker is taken over.
+    pub reclaim_idle_ms: u64,
+    /// Identifies this process's consumers in the store.
+    pub consumer_prefix: String,
+    /// How often specs and tables changed elsewhere are picked up.
+    pub sync_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        let host = hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "host".into());
+        EngineConfig {
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            read_entries: 8,
+            reclaim_idle_ms: 30_000,
+            consumer_prefix: format!("{host}-{}", std::process::id()),
+            sync_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why a pipeline spec was refused (400 in the API).
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A pipeline as this process runs it.
+pub struct Pipeline {
+    pub id: String,
+    /// The stored spec, versions resolved.
+    pub spec: PipelineSpec,
+    stages: Arc<Vec<ChainStage>>,
+}
+
+impl Pipeline {
+    pub fn stage_names(&self) -> Vec<String> {
+        self.spec.stages.iter().map(|s| s.name.clone()).collect()
+    }
+}
+
+struct Running {
+    current: Arc<RwLock<Arc<Pipeline>>>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The engine of one `sluice serve` process.
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub runtime: Arc<Runtime>,
+    pub tables: Arc<MemoryTables>,
+    pub stats: Arc<Stats>,
+    config: EngineConfig,
+    pipelines: RwLock<HashMap<String, Running>>,
+    /// Spec JSON last installed per pipeline (to notice changes made elsewhere).
+    installed: RwLock<HashMap<String, String>>,
+}
+
+impl Engine {
+    /// Loads tables and pipelines from the store and starts their workers.
+    pub async fn start(store: Arc<dyn Store>, runtime: Arc<Runtime>, config: EngineConfig) -> anyhow::Result<Arc<Engine>> {
+        let engine = Arc::new(Engine {
+            store,
+            runtime,
+            tables: Arc::new(MemoryTables::new()),
+            stats: Arc::new(Stats::default()),
+            config,
+            pipelines: RwLock::new(HashMap::new()),
+            installed: RwLock::new(HashMap::new()),
+        });
+        engine.sync_tables().await?;
+        engine.sync_pipelines().await?;
+        let weak = Arc::downgrade(&engine);
+        tokio::spawn(async move {
+            let (mut pipelines_seen, mut tables_seen) = (None, None);
+            loop {
+                let Some(engine) = weak.upgrade() else { break };
+                let interval = engine.config.sync_interval;
+                if let Ok(v) = engine.store.tables_version().await {
+                    if tables_seen != Some(v) && engine.sync_tables().await.is_ok() {
+                        tables_seen = Some(v);
+                    }
+                }
+                if let Ok(v) = engine.store.pipelines_version().await {
+                    if pipelines_seen != Some(v) && engine.sync_pipelines().await.is_ok() {
+                        pipelines_seen = Some(v);
+                    }
+                }
+                drop(engine);
+                tokio::time::sleep(interval).await;
+            }
+        });
+        Ok(engine)
+    }
+
+    async fn sync_tables(&self) -> Result<(), StoreError> {
+        for (name, entries) in self.store.list_tables().await? {
+            self.tables.put(&name, entries.into_iter().collect());
+        }
+        Ok(())
+    }
+
+    /// Installs specs that changed in the store, stops deleted pipelines.
+    async fn sync_pipelines(self: &Arc<Self>) -> Result<(), StoreError> {
+        let stored = self.store.list_pipelines().await?;
+        let ids: Vec<String> = stored.iter().map(|(id, _)| id.clone()).collect();
+        for (id, spec_json) in stored {
+            if self.installed.read().get(&id) == Some(&spec_json) {
+                continue;
+            }
+            match PipelineSpec::parse(spec_json.as_bytes()) {
+                Ok(spec) => match self.build(&id, spec).await {
+                    Ok(pipeline) => self.install(pipeline, spec_json),
+                    Err(e) => crate::metrics::pipeline_unavailable(&id, &e.to_string()),
+                },
+                Err(e) => crate::metrics::pipeline_unavailable(&id, &e),
+            }
+        }
+        let gone: Vec<String> = self.pipelines.read().keys().filter(|id| !ids.contains(id)).cloned().collect();
+        for id in gone {
+            self.stop(&id).await;
+        }
+        Ok(())
+    }
+
+    /// The running pipeline `id`, if any.
+    pub fn pipeline(&self, id: &str) -> Option<Arc<Pipeline>> {
+        self.pipelines.read().get(id).map(|r| r.current.read().clone())
+    }
+
+    /// Validates `body`, resolves plugin versions, initialises every stage
+    /// (a plugin rejecting its config refuses the spec), stores it and swaps
+    /// it in. Answers whether it was created (vs replaced) and the stored spec.
+    pub async fn put_pipeline(self: &Arc<Self>, id: &str, body: &[u8]) -> Result<(bool, PipelineSpec), SpecError> {
+        let mut spec = PipelineSpec::parse(body).map_err(SpecError::Invalid)?;
+        let plugins = self.store.list_plugins().await?;
+        for (i, stage) in spec.stages.iter_mut().enumerate() {
+            let versions: Vec<u32> = plugins.iter().filter(|p| p.name == stage.plugin).map(|p| p.version).collect();
+            match stage.version {
+                Some(v) if versions.contains(&v) => {}
+                Some(v) => {
+                    return Err(SpecError::Invalid(format!("stages[{i}]: plugin `{}` has no version {v}", stage.plugin)));
+                }
+                None => {
+                    let latest = versions.iter().max().ok_or_else(|| {
+                        SpecError::Invalid(format!("stages[{i}]: unknown plugin `{}` (upload it with PUT /v1/plugins/{})", stage.plugin, stage.plugin))
+                    })?;
+                    stage.version = Some(*latest);
+                }
+            }
+        }
+        let pipeline = self.build(id, spec.clone()).await?;
+        let spec_json = serde_json::to_string(&spec).expect("spec serializes");
+        let created = self.store.put_pipeline(id, &spec_json).await?;
+        self.install(pipeline, spec_json);
+        Ok((created, spec))
+    }
+
+    /// Makes the stages of a spec (plugin bytes from the store, compiled by
+    /// the runtime, `init` run on the config).
+    async fn build(&self, id: &str, spec: PipelineSpec) -> Result<Pipeline, SpecError> {
+        let mut stages = Vec::with_capacity(spec.stages.len());
+        for (i, decl) in spec.stages.iter().enumerate() {
+            let version = decl.version.ok_or_else(|| SpecError::Invalid(format!("stages[{i}]: version unresolved")))?;
+            let bytes = self.store.plugin_bytes(&decl.plugin, version).await?.ok_or_else(|| {
+                SpecError::Invalid(format!("stages[{i}]: plugin `{}` version {version} does not exist", decl.plugin))
+            })?;
+            let runtime = self.runtime.clone();
+            let tables = self.tables.clone();
+            let stage_spec = StageSpec {
+                pipeline: id.to_string(),
+                stage: decl.name.clone(),
+                plugin_name: decl.plugin.clone(),
+                plugin_version: version,
+                config: decl.config.to_string(),
+                limits: decl.limits.clone(),
+            };
+            let plugin_name = decl.plugin.clone();
+            let runner = tokio::task::spawn_blocking(move || -> Result<StageRunner, String> {
+                let plugin = runtime.load(&bytes).map_err(|e| format!("plugin `{plugin_name}` version {version}: {e}"))?;
+                StageRunner::new(plugin, stage_spec, tables).map_err(|e| match e {
+                    StageSetupError::InitRejected { plugin, message } => format!("plugin `{plugin}` rejected its config: {message}"),
+                    other => other.to_string(),
+                })
+            })
+            .await
+            .map_err(|e| SpecError::Invalid(format!("stages[{i}]: {e}")))?
+            .map_err(|e| SpecError::Invalid(format!("stages[{i}] ({}): {e}", decl.name)))?;
+            stages.push(ChainStage {
+                name: decl.name.clone(),
+                plugin: decl.plugin.clone(),
+                plugin_version: version,
+                retry: decl.retry.clone(),
+                runner: Arc::new(runner),
+            });
+        }
+        Ok(Pipeline { id: id.to_string(), spec, stages: Arc::new(stages) })
+    }
+
+    /// Swaps a built pipeline in; starts its workers the first time.
+    fn install(self: &Arc<Self>, pipeline: Pipeline, spec_json: String) {
+        let id = pipeline.id.clone();
+        self.installed.write().insert(id.clone(), spec_json);
+        let pipeline = Arc::new(pipeline);
+        let mut running = self.pipelines.write();
+        if let Some(existing) = running.get(&id) {
+            // Workers pick the new stages up at their next batch; the queue is untouched.
+            *existing.current.write() = pipeline;
+            return;
+        }
+        let current = Arc::new(RwLock::new(pipeline));
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for n in 0..self.config.workers.max(1) {
+            let consumer = format!("{}-w{n}", self.config.consumer_prefix);
+            tasks.push(tokio::spawn(worker(self.clone(), id.clone(), current.clone(), consumer, stopped.clone())));
+        }
+        tasks.push(tokio::spawn(maintenance(self.clone(), id.clone(), current.clone(), stopped)));
+        running.insert(id, Running { current, stop, tasks });
+    }
+
+    async fn stop(&self, id: &str) {
+        let running = self.pipelines.write().remove(id);
+        self.installed.write().remove(id);
+        if let Some(running) = running {
+            let _ = running.stop.send(true);
+            for task in running.tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+            }
+        }
+        self.stats.forget(id);
+    }
+
+    /// Stops the pipeline here and deletes it (and its data) from the store.
+    pub async fn delete_pipeline(&self, id: &str) -> Result<bool, StoreError> {
+        self.stop(id).await;
+        self.store.delete_pipeline(id).await
+    }
+
+    /// Whether any stored pipeline uses this plugin version.
+    pub async fn plugin_in_use(&self, name: &str, version: u32) -> Result<Option<String>, StoreError> {
+        for (id, spec_json) in self.store.list_pipelines().await? {
+            if let Ok(spec) = serde_json::from_str::<PipelineSpec>(&spec_json) {
+                if spec.stages.iter().any(|s| s.plugin == name && s.version == Some(version)) {
+                    return Ok(Some(id));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Replaces a lookup table, here at once and elsewhere within a sync interval.
+    pub async fn put_table(&self, name: &str, entries: BTreeMap<String, String>) -> Result<(), StoreError> {
+        self.store.put_table(name, &entries).await?;
+        self.tables.put(name, entries.into_iter().collect());
+        Ok(())
+    }
+
+    /// Stops every pipeline's workers (they finish their current batch).
+    pub async fn shutdown(&self) {
+        let ids: Vec<String> = self.pipelines.read().keys().cloned().collect();
+        for id in ids {
+            let running = self.pipelines.write().remove(&id);
+            if let Some(running) = running {
+                let _ = running.stop.send(true);
+                for task in running.tasks {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+                }
+            }
+        }
+    }
+}
+
+async fn worker(engine: Arc<Engine>, id: String, current: Arc<RwLock<Arc<Pipeline>>>, consumer: String, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let read = tokio::select! {
+            read = engine.store.read(&id, &consumer, engine.config.read_entries, 250) => read,
+            _ = stop.changed() => break,
+        };
+        match read {
+            Ok(deliveries) if deliveries.is_empty() => {}
+            Ok(deliveries) => process(&engine, &id, &current, deliveries).await,
+            Err(e) => {
+                crate::metrics::store_error("read", &id, &e);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn maintenance(engine: Arc<Engine>, id: String, current: Arc<RwLock<Arc<Pipeline>>>, mut stop: watch::Receiver<bool>) {
+    let consumer = format!("{}-reclaim", engine.config.consumer_prefix);
+    let mut tick: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.changed() => break,
+        }
+        tick += 1;
+        if let Err(e) = engine.store.promote_retries(&id, crate::event::now_ms(), 10_000).await {
+            crate::metrics::store_error("promote_retries", &id, &e);
+        }
+        let every = (engine.config.reclaim_idle_ms / 400).clamp(1, 50);
+        if tick % every == 0 {
+            match engine.store.reclaim(&id, &consumer, engine.config.reclaim_idle_ms, engine.config.read_entries).await {
+                Ok(deliveries) if !deliveries.is_empty() => {
+                    crate::metrics::reclaimed(&id, deliveries.len());
+                    process(&engine, &id, &current, deliveries).await;
+                }
+                Ok(_) => {}
+                Err(e) => crate::metrics::store_error("reclaim", &id, &e),
+            }
+        }
+    }
+}
+
+/// Runs delivered entries through the current stages and completes them.
+async fn process(engine: &Arc<Engine>, id: &str, current: &Arc<RwLock<Arc<Pipeline>>>, deliveries: Vec<Delivery>) {
+    let pipeline = current.read().clone();
+    let entries: Vec<(String, Vec<crate::store::QueuedEvent>)> = deliveries.into_iter().map(|d| (d.id, d.events)).collect();
+    let stages = pipeline.stages.clone();
+    let now = crate::event::now_ms();
+    let ran = tokio::task::spawn_blocking(move || run_chain(&stages, &entries, now, rand::random::<f64>)).await;
+    let (results, tallies) = match ran {
+        Ok(ran) => ran,
+        Err(e) => {
+            // The entries stay pending and are reclaimed later: nothing lost.
+            tracing::error!(pipeline = id, error = %e, "stage chain failed unexpectedly");
+            return;
+        }
+    };
+    let processed: u64 = results.iter().map(|r| r.finished).sum();
+    let emitted: u64 = results.iter().map(|r| r.outputs.len() as u64).sum();
+    let dead: u64 = results.iter().map(|r| r.dead.len() as u64).sum();
+    let mut wait = Duration::from_millis(100);
+    for attempt in 0.. {
+        match engine.store.complete(id, &results).await {
+            Ok(_) => break,
+            Err(e) => {
+                crate::metrics::store_error("complete", id, &e);
+                if attempt >= 20 {
+                    // Still pending in the store: another worker reclaims them.
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    let names = pipeline.stage_names();
+    engine.stats.record(id, &names, &tallies, processed);
+    crate::metrics::batch_done(id, &names, &tallies, processed, emitted, dead);
+}

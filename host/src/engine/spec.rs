@@ -1,0 +1,167 @@
+//! The pipeline spec (API.md), parsed and checked. Every problem is reported
+//! with the path of the offending field.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::runtime::StageLimits;
+
+/// Default bound on a pipeline's queue depth.
+pub const DEFAULT_MAX_QUEUE_DEPTH: u64 = 100_000;
+
+/// A pipeline spec as stored: stages with resolved plugin versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    pub stages: Vec<StageDecl>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Value>,
+    #[serde(default = "default_depth")]
+    pub max_queue_depth: u64,
+}
+
+fn default_depth() -> u64 {
+    DEFAULT_MAX_QUEUE_DEPTH
+}
+
+/// One stage of a spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageDecl {
+    pub name: String,
+    pub plugin: String,
+    /// Omitted: the latest version when the spec is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    #[serde(default = "empty_object")]
+    pub config: Value,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    #[serde(default)]
+    pub limits: StageLimits,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// Retries of transient failures: exponential backoff with jitter, bounded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included (1 = no retries).
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 3, initial_backoff_ms: 100, max_backoff_ms: 5_000 }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before try `attempt + 1` after try `attempt` failed:
+    /// `initial × 2^(attempt-1)`, capped, with ±20% jitter.
+    pub fn backoff_ms(&self, attempt: u32, jitter: f64) -> u64 {
+        let exp = self.initial_backoff_ms.saturating_mul(1u64 << (attempt.saturating_sub(1)).min(30));
+        let capped = exp.min(self.max_backoff_ms) as f64;
+        (capped * (0.8 + 0.4 * jitter.clamp(0.0, 1.0))).round() as u64
+    }
+}
+
+/// Ids of pipelines, plugins, tables: `[a-z0-9-]{1,64}` (API.md).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl PipelineSpec {
+    /// Parses spec JSON, naming the field at fault.
+    pub fn parse(text: &[u8]) -> Result<PipelineSpec, String> {
+        let de = &mut serde_json::Deserializer::from_slice(text);
+        let spec: PipelineSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." { format!("invalid pipeline spec: {}", e.inner()) } else { format!("invalid pipeline spec at `{path}`: {}", e.inner()) }
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.stages.is_empty() {
+            return Err("invalid pipeline spec: `stages` must list at least one stage".into());
+        }
+        if self.stages.len() > 32 {
+            return Err("invalid pipeline spec: at most 32 stages".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, stage) in self.stages.iter().enumerate() {
+            let at = format!("stages[{i}]");
+            if !valid_name(&stage.name) {
+                return Err(format!("invalid pipeline spec at `{at}.name`: {:?} must match [a-z0-9-]{{1,64}}", stage.name));
+            }
+            if !names.insert(stage.name.as_str()) {
+                return Err(format!("invalid pipeline spec at `{at}.name`: duplicate stage name {:?}", stage.name));
+            }
+            if !valid_name(&stage.plugin) {
+                return Err(format!("invalid pipeline spec at `{at}.plugin`: {:?} must match [a-z0-9-]{{1,64}}", stage.plugin));
+            }
+            if !stage.config.is_object() {
+                return Err(format!("invalid pipeline spec at `{at}.config`: must be a JSON object"));
+            }
+            stage.limits.validate().map_err(|e| format!("invalid pipeline spec at `{at}`: {e}"))?;
+            let retry = &stage.retry;
+            if retry.max_attempts == 0 || retry.max_attempts > 100 {
+                return Err(format!("invalid pipeline spec at `{at}.retry.max_attempts`: must be 1 to 100"));
+            }
+            if retry.initial_backoff_ms == 0 || retry.max_backoff_ms < retry.initial_backoff_ms || retry.max_backoff_ms > 3_600_000 {
+                return Err(format!(
+                    "invalid pipeline spec at `{at}.retry`: need 0 < initial_backoff_ms <= max_backoff_ms <= 3600000"
+                ));
+            }
+        }
+        if self.max_queue_depth == 0 || self.max_queue_depth > 100_000_000 {
+            return Err("invalid pipeline spec at `max_queue_depth`: must be 1 to 100000000".into());
+        }
+        for (i, window) in self.windows.iter().enumerate() {
+            if !window.is_object() {
+                return Err(format!("invalid pipeline spec at `windows[{i}]`: must be an object"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_api_example_and_names_bad_fields() {
+        let spec = PipelineSpec::parse(br#"{"stages":[{"name":"drop-bots","plugin":"bot-filter","version":2,
+            "config":{"patterns":["bot"]},"retry":{"max_attempts":4,"initial_backoff_ms":100,"max_backoff_ms":5000},
+            "limits":{"fuel":5000000,"memory_mb":32,"timeout_ms":200}}],"max_queue_depth":100000}"#)
+        .unwrap();
+        assert_eq!(spec.stages[0].limits.memory_mb, 32);
+        assert_eq!(spec.stages[0].retry.max_attempts, 4);
+        let err = PipelineSpec::parse(br#"{"stages":[{"name":"a","plugin":"p","limits":{"fuel":"x"}}]}"#).unwrap_err();
+        assert!(err.contains("stages[0].limits.fuel"), "{err}");
+        let err = PipelineSpec::parse(br#"{"stages":[{"name":"A","plugin":"p"}]}"#).unwrap_err();
+        assert!(err.contains("stages[0].name"), "{err}");
+        let err = PipelineSpec::parse(br#"{"stages":[]}"#).unwrap_err();
+        assert!(err.contains("at least one stage"), "{err}");
+        let err = PipelineSpec::parse(br#"{"stages":[{"name":"a","plugin":"p"}],"colour":1}"#).unwrap_err();
+        assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let r = RetryPolicy { max_attempts: 5, initial_backoff_ms: 100, max_backoff_ms: 1000 };
+        assert_eq!(r.backoff_ms(1, 0.5), 100);
+        assert_eq!(r.backoff_ms(2, 0.5), 200);
+        assert_eq!(r.backoff_ms(5, 0.5), 1000);
+        assert_eq!(r.backoff_ms(3, 0.0), 320);
+        assert_eq!(r.backoff_ms(3, 1.0), 480);
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh machine: installs the wasm32-wasip2 target,
+# builds the plugins, makes sure a Redis answers (starting one if needed),
+# then runs the whole workspace's tests in the release profile (one build of
+# wasmtime serves the tests, the binary and the benchmarks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export SLUICE_TEST_REDIS_URL="${SLUICE_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+redis_port="${SLUICE_TEST_REDIS_URL##*:}"
+redis_port="${redis_port%%/*}"
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; then
+    if ! command -v redis-server >/dev/null; then
+        echo "==> installing redis-server"
+        (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
+    fi
+    echo "==> starting redis-server on port $redis_port"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no >/dev/null
+    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break; sleep 0.1; done
+fi
+
+./scripts/build-plugins.sh
+echo "==> cargo test (release)"
+cargo test --release --locked --workspace

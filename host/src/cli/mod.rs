@@ -1,5 +1,6 @@
 //! The `sluice` command line.
 
+mod bench;
 mod plugin_test;
 pub mod serve;
 
@@ -16,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server: ingest, workers and the admin API.
     Serve(serve::ServeArgs),
+    /// The load benchmark: a server under HTTP load on the chosen store.
+    Bench(bench::BenchArgs),
     /// Work with stage plugins.
     Plugin {
         #[command(subcommand)]
@@ -33,6 +36,7 @@ pub enum PluginCommand {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Plugin { command: PluginCommand::Test(args) } => plugin_test::run(args),
     }
 }

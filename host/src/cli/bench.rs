@@ -1,0 +1,300 @@
+//! `sluice bench`: the load benchmark. Starts `sluice serve` (this same
+//! binary) on the chosen store, uploads the example plugins, creates the
+//! 3-stage pipeline bot-filter → url-parts → pii-redact, drives it with HTTP
+//! keep-alive clients posting NDJSON batches for a fixed time, and reports
+//! events/s, ingest latency, event-to-output latency and the server's peak RSS.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// The store for the server under test: a redis:// URL, or `embedded`
+    /// (a fresh temporary directory).
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub store: String,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+    /// Concurrent keep-alive HTTP clients.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Events per request (NDJSON).
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// Target events/s over all clients (0: as fast as the server takes them).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Where the plugin components are.
+    #[arg(long, default_value = "target/wasm32-wasip2/release")]
+    pub plugins: PathBuf,
+    /// Also run the backlog check: queue this many events with the workers
+    /// stalled and report the server's RSS.
+    #[arg(long, default_value_t = 100_000)]
+    pub backlog: u64,
+}
+
+struct ServerUnderTest {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ServerUnderTest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(store: &str) -> anyhow::Result<ServerUnderTest> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let store_arg = if store == "embedded" { dir.path().join("store").to_string_lossy().into_owned() } else { store.to_string() };
+    let child = Command::new(std::env::current_exe()?)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store", &store_arg])
+        .args(["--redis-prefix", &format!("bench-{}-{port}", std::process::id())])
+        .args(["--data-dir", &dir.path().join("data").to_string_lossy()])
+        .env("SLUICE_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting sluice serve")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::blocking::Client::new();
+    let started = Instant::now();
+    while client.get(format!("{base}/healthz")).send().is_err() {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the server did not come up");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(ServerUnderTest { child, base, _dir: dir })
+}
+
+fn setup(base: &str, plugins: &std::path::Path, pipeline: &str, spec: &Value) -> anyhow::Result<()> {
+    let client = reqwest::blocking::Client::new();
+    for name in ["bot-filter", "url-parts", "pii-redact", "spin"] {
+        let file = plugins.join(format!("{}.wasm", name.replace('-', "_")));
+        let bytes = std::fs::read(&file).with_context(|| format!("{} (run scripts/build-plugins.sh)", file.display()))?;
+        let r = client.put(format!("{base}/v1/plugins/{name}")).body(bytes).send()?;
+        if !r.status().is_success() {
+            bail!("uploading {name}: {}", r.text()?);
+        }
+    }
+    let r = client.put(format!("{base}/v1/pipelines/{pipeline}")).json(spec).send()?;
+    if !r.status().is_success() {
+        bail!("creating {pipeline}: {}", r.text()?);
+    }
+    Ok(())
+}
+
+/// A realistic ~300-byte page view; `sent_at` lets the reader time it.
+fn page_view(n: u64, sent_at: i64) -> String {
+    let ua = if n % 10 == 0 { "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)" } else { "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36" };
+    format!(
+        r#"{{"type":"page_view","source":"web","data":{{"url":"https://shop{}.example.com/products/{}?ref=newsletter&utm_campaign=w{}","ua":"{ua}","email":"user{}@example.com","user_id":"u{}","ms":{},"sent_at":{sent_at}}}}}"#,
+        n % 50, n % 10_000, n % 7, n % 100_000, n % 100_000, n % 900
+    )
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()).map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()).map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct LoadResult {
+    events_per_s: f64,
+    output_per_s: f64,
+    ingest_us: Histogram<u64>,
+    e2e_ms: Histogram<u64>,
+    refused: u64,
+}
+
+async fn load(base: &str, args: &BenchArgs, rate: u64) -> anyhow::Result<LoadResult> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let ingest_us = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?));
+    let url = format!("{base}/v1/pipelines/bench/events");
+    let per_client_interval = (rate > 0).then(|| Duration::from_secs_f64(args.batch as f64 * args.clients as f64 / rate as f64));
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let (client, url, stop, accepted, refused, hist) = (client.clone(), url.clone(), stop.clone(), accepted.clone(), refused.clone(), ingest_us.clone());
+        let batch = args.batch as u64;
+        tasks.push(tokio::spawn(async move {
+            let mut n = c as u64 * 1_000_000_000;
+            let mut next = tokio::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(interval) = per_client_interval {
+                    tokio::time::sleep_until(next).await;
+                    next += interval;
+                }
+                let now = crate::event::now_ms();
+                let mut body = String::with_capacity(batch as usize * 400);
+                for _ in 0..batch {
+                    body.push_str(&page_view(n, now));
+                    body.push('\n');
+                    n += 1;
+                }
+                let started = Instant::now();
+                match client.post(&url).header("content-type", "application/x-ndjson").body(body).send().await {
+                    Ok(r) if r.status().as_u16() == 202 => {
+                        let _ = r.bytes().await;
+                        hist.lock().saturating_record(started.elapsed().as_micros() as u64);
+                        accepted.fetch_add(batch, Ordering::Relaxed);
+                    }
+                    Ok(r) => {
+                        let _ = r.bytes().await;
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(_) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    // The reader tails the output and times each event from send to output.
+    let e2e_ms = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 600_000, 3)?));
+    let outputs = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (client, base, stop, hist, outputs) = (client.clone(), base.to_string(), stop.clone(), e2e_ms.clone(), outputs.clone());
+        tokio::spawn(async move {
+            let mut cursor = String::new();
+            while !stop.load(Ordering::Relaxed) {
+                let page: Value = match client.get(format!("{base}/v1/pipelines/bench/output?limit=1000&cursor={cursor}")).send().await {
+                    Ok(r) => r.json().await.unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
+                let entries = page["entries"].as_array().cloned().unwrap_or_default();
+                let now = crate::event::now_ms();
+                for entry in &entries {
+                    if let Some(sent) = entry["event"]["data"]["sent_at"].as_i64() {
+                        hist.lock().saturating_record((now - sent).max(1) as u64);
+                    }
+                }
+                outputs.fetch_add(entries.len() as u64, Ordering::Relaxed);
+                if let Some(next) = page["next_cursor"].as_str() {
+                    cursor = next.to_string();
+                }
+                if entries.len() < 1000 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        })
+    };
+    let warmup = Duration::from_secs(2);
+    tokio::time::sleep(warmup).await;
+    let (a0, o0, t0) = (accepted.load(Ordering::Relaxed), outputs.load(Ordering::Relaxed), Instant::now());
+    ingest_us.lock().reset();
+    e2e_ms.lock().reset();
+    let mut last_report = Instant::now();
+    while t0.elapsed() < Duration::from_secs(args.duration) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            let secs = t0.elapsed().as_secs_f64();
+            eprintln!("  {:>4.0}s: {:>8.0} events/s in, {:>8.0} out", secs, (accepted.load(Ordering::Relaxed) - a0) as f64 / secs, (outputs.load(Ordering::Relaxed) - o0) as f64 / secs);
+            last_report = Instant::now();
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let (a1, o1) = (accepted.load(Ordering::Relaxed), outputs.load(Ordering::Relaxed));
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let _ = reader.await;
+    let ingest_us = ingest_us.lock().clone();
+    let e2e_ms = e2e_ms.lock().clone();
+    Ok(LoadResult {
+        events_per_s: (a1 - a0) as f64 / secs,
+        output_per_s: (o1 - o0) as f64 / secs,
+        ingest_us,
+        e2e_ms,
+        refused: refused.load(Ordering::Relaxed),
+    })
+}
+
+fn chain_spec(max_queue_depth: u64) -> Value {
+    json!({"max_queue_depth": max_queue_depth, "stages": [
+        {"name": "drop-bots", "plugin": "bot-filter"},
+        {"name": "parts", "plugin": "url-parts"},
+        {"name": "redact", "plugin": "pii-redact", "config": {"fields": ["data.email"], "mode": "hash", "salt": "s"}}
+    ]})
+}
+
+fn print(label: &str, r: &LoadResult) {
+    println!(
+        "{label:<28} {:>10.0} events/s in  {:>10.0} out/s  ingest p50 {:>6.1} ms p99 {:>7.1} ms  event-to-output p50 {:>6} ms p99 {:>6} ms  (429/errors: {})",
+        r.events_per_s,
+        r.output_per_s,
+        r.ingest_us.value_at_quantile(0.5) as f64 / 1000.0,
+        r.ingest_us.value_at_quantile(0.99) as f64 / 1000.0,
+        r.e2e_ms.value_at_quantile(0.5),
+        r.e2e_ms.value_at_quantile(0.99),
+        r.refused
+    );
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    println!("sluice bench: store {}, {} clients × {} events/request, {} s per run", args.store, args.clients, args.batch, args.duration);
+
+    let server = start_server(&args.store)?;
+    setup(&server.base, &args.plugins, "bench", &chain_spec(1_000_000))?;
+    eprintln!("max throughput run ...");
+    let max = rt.block_on(load(&server.base, &args, args.rate))?;
+    print("max throughput", &max);
+    let half_rate = if args.rate > 0 { args.rate / 2 } else { (max.output_per_s.min(max.events_per_s) / 2.0) as u64 };
+    drop(server);
+
+    let server = start_server(&args.store)?;
+    setup(&server.base, &args.plugins, "bench", &chain_spec(1_000_000))?;
+    eprintln!("half rate run ({half_rate} events/s) ...");
+    let half = rt.block_on(load(&server.base, &args, half_rate.max(1)))?;
+    print(&format!("at {half_rate} events/s"), &half);
+    let pid = server.child.id();
+    println!("server peak RSS during the runs: {:.0} MB", peak_rss_mb(pid));
+    drop(server);
+
+    if args.backlog > 0 {
+        // Workers stalled by a stage that never finishes within the test.
+        let server = start_server(&args.store)?;
+        let spec = json!({"max_queue_depth": args.backlog, "stages": [{"name": "stall", "plugin": "spin",
+            "limits": {"fuel": 10_000_000_000u64, "timeout_ms": 60_000}}]});
+        setup(&server.base, &args.plugins, "backlog", &spec)?;
+        let client = reqwest::blocking::Client::new();
+        let mut queued = 0;
+        let mut n = 0;
+        while queued < args.backlog {
+            let now = crate::event::now_ms();
+            let body: String = (0..args.batch.min((args.backlog - queued) as usize)).map(|_| { n += 1; page_view(n, now) + "\n" }).collect();
+            let r = client.post(format!("{}/v1/pipelines/backlog/events", server.base)).header("content-type", "application/x-ndjson").body(body).send()?;
+            if r.status().as_u16() != 202 {
+                break;
+            }
+            queued += r.json::<Value>()?["accepted"].as_u64().unwrap_or(0);
+        }
+        let depth = client.get(format!("{}/v1/pipelines/backlog/metrics", server.base)).send()?.json::<Value>()?["queue_depth"].as_u64().unwrap_or(0);
+        std::thread::sleep(Duration::from_secs(1));
+        let pid = server.child.id();
+        println!("backlog: {depth} events queued, server RSS {:.0} MB (peak {:.0} MB)", rss_mb(pid), peak_rss_mb(pid));
+    }
+    Ok(0)
+}

@@ -247,6 +247,8 @@ fn bad_inputs_get_clear_answers(store: StoreKind) {
     assert_eq!(s, 404);
     let (s, b) = server.get("/v1/pipelines/p/dlq?limit=5000");
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_limit")));
+    let (s, b) = server.get("/v1/pipelines/p/output?cursor=not-a-cursor");
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_cursor")));
     let (s, _) = server.put_json("/v1/tables/geo", &json!({"a": 1}));
     assert_eq!(s, 400);
     let (s, _) = server.put_json("/v1/tables/geo", &json!({"81.2.69.0/24": "GB"}));

@@ -88,8 +88,18 @@ impl PageQuery {
 
 async fn dlq_list(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Json<Value>> {
     stored_spec(&state, &id).await?;
-    let page = state.engine.store.dlq_list(&id, page.cursor(), page.limit()?).await?;
+    let page = state.engine.store.dlq_list(&id, page.cursor(), page.limit()?).await.map_err(cursor_error)?;
     Ok(Json(json!({"entries": page.items, "next_cursor": page.next_cursor})))
+}
+
+/// A cursor the store cannot read is the client's mistake (400), not ours.
+fn cursor_error(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::Internal(m) if m.starts_with("invalid cursor") => {
+            ApiError::bad_request("invalid_cursor", format!("{m}; pass back a `next_cursor` exactly as it was answered"))
+        }
+        other => other.into(),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -133,7 +143,7 @@ async fn dlq_delete(State(state): State<Arc<AppState>>, Path(id): Path<String>, 
 
 async fn output(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Json<Value>> {
     stored_spec(&state, &id).await?;
-    let page = state.engine.store.read_output(&id, page.cursor(), page.limit()?).await?;
+    let page = state.engine.store.read_output(&id, page.cursor(), page.limit()?).await.map_err(cursor_error)?;
     let entries: Vec<Value> = page.items.iter().map(|event| json!({"event": event})).collect();
     Ok(Json(json!({"entries": entries, "next_cursor": page.next_cursor})))
 }

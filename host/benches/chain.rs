@@ -10,9 +10,13 @@
 //! Criterion reports per-event throughput (`chain/wasm/512`,
 //! `chain/native/512`, ...). Afterwards a plain timed loop prints a summary
 //! table (µs per event for the chain and per stage, and the WASM/native
-//! ratio) meant to be pasted into the README. `SLUICE_BENCH_SUMMARY_SECS`
-//! sets the seconds measured per configuration in that table (default 2;
-//! 0 skips it).
+//! ratio) meant to be pasted into the README, with the fuel each stage burns
+//! per event (deterministic, so it shows guest-side changes that timing on a
+//! busy machine would hide). Knobs:
+//!
+//! - `SLUICE_BENCH_SUMMARY_SECS`: seconds per cell of that table (default 2;
+//!   0 skips it);
+//! - `SLUICE_BENCH_SIZES`: its batch sizes, e.g. `512` (default `1,64,512`).
 //!
 //! Both paths chain the way an engine does: a stage's survivors are the
 //! inputs it kept (moved on, not copied), plus the events it emitted in
@@ -191,6 +195,19 @@ impl WasmChain {
         survivors(batch, report.results)
     }
 
+    /// Fuel (about one unit per wasm instruction) each stage burns per event
+    /// it is given: deterministic, unlike time.
+    fn fuel_per_event(&self, batch: Vec<Event>) -> [f64; 3] {
+        let mut fuel = [0.0; 3];
+        let mut batch = batch;
+        for (index, stage) in self.stages.iter().enumerate() {
+            let report = stage.process(1, &batch);
+            fuel[index] = report.results.iter().map(|r| r.fuel as f64).sum::<f64>() / batch.len() as f64;
+            batch = survivors(batch, report.results);
+        }
+        fuel
+    }
+
     fn run(&self, batch: Vec<Event>) -> Vec<Event> {
         let batch = self.stage(0, batch);
         let batch = self.stage(1, batch);
@@ -300,81 +317,124 @@ fn criterion_benches(c: &mut Criterion, wasm: &WasmChain, native: &NativeChain, 
 
 // ---------------------------------------------------------------- the table
 
-/// Measured totals of one configuration.
+/// One measured stretch of batches: wall time in each stage (incl. building
+/// its survivors) per event entering the chain, µs.
 #[derive(Default, Clone, Copy)]
+struct Chunk {
+    stage_us: [f64; 3],
+}
+
+impl Chunk {
+    fn chain_us(&self) -> f64 {
+        self.stage_us.iter().sum()
+    }
+}
+
+/// Chunks of one configuration, sorted by chain time.
 struct Timing {
-    /// Chain-input events run.
-    events: u64,
-    /// Time in each stage (incl. building its survivors), ns.
-    stage_ns: [u128; 3],
+    chunks: Vec<Chunk>,
 }
 
 impl Timing {
-    fn us_per_event(&self, ns: u128) -> f64 {
-        ns as f64 / self.events as f64 / 1000.0
-    }
-    fn chain_us(&self) -> f64 {
-        self.us_per_event(self.stage_ns.iter().sum())
+    /// The chunk at quantile `q` of chain time (0.5: the median).
+    fn at(&self, q: f64) -> Chunk {
+        self.chunks[((self.chunks.len() - 1) as f64 * q).round() as usize]
     }
 }
 
-/// Runs batches of `size` for about `seconds`, timing each stage (the copy of
-/// the fixture that starts each batch is not timed).
-fn time_loop<T: Clone>(pool: &[T], size: usize, seconds: f64, mut stage: impl FnMut(usize, Vec<T>) -> Vec<T>) -> Timing {
-    let mut run = |timing: &mut Timing, offset: usize| {
-        let mut batch = batch_of(pool, size, offset);
-        for (index, ns) in timing.stage_ns.iter_mut().enumerate() {
+/// Wall time of one chunk: long enough that timer overhead and the odd slow
+/// batch average out, short enough that other load on the machine spoils
+/// only some chunks (the table shows their median).
+const CHUNK: Duration = Duration::from_millis(50);
+
+/// Runs batches of `size` for `length`, timing each stage (the copy of the
+/// fixture that starts each batch is not timed).
+fn chunk<T: Clone>(pool: &[T], size: usize, offset: &mut usize, length: Duration, stage: &mut impl FnMut(usize, Vec<T>) -> Vec<T>) -> Chunk {
+    let mut ns = [0u128; 3];
+    let mut events = 0u64;
+    let started = Instant::now();
+    while started.elapsed() < length {
+        let mut batch = batch_of(pool, size, *offset);
+        *offset = (*offset + size) % POOL;
+        for (index, ns) in ns.iter_mut().enumerate() {
             let started = Instant::now();
             batch = stage(index, batch);
             *ns += started.elapsed().as_nanos();
         }
         black_box(batch);
-        timing.events += size as u64;
-    };
-    let mut offset = 0;
-    let warm_up = Instant::now();
-    while warm_up.elapsed().as_secs_f64() < (seconds / 5.0).min(0.5) {
-        run(&mut Timing::default(), offset);
-        offset = (offset + size) % POOL;
+        events += size as u64;
     }
-    let mut timing = Timing::default();
-    let started = Instant::now();
-    while started.elapsed().as_secs_f64() < seconds {
-        run(&mut timing, offset);
-        offset = (offset + size) % POOL;
+    Chunk { stage_us: ns.map(|ns| ns as f64 / events as f64 / 1000.0) }
+}
+
+/// Times the WASM and the native chain at batch `size` for about `seconds`
+/// each, in alternating chunks, so that a busy spell on the machine hits
+/// both alike and the ratio stays meaningful.
+fn time_both(wasm: &WasmChain, native: &NativeChain, pool: &[Event], sdk_pool: &[sluice_sdk::Event], size: usize, seconds: f64) -> (Timing, Timing) {
+    let mut wasm_stage = |i: usize, batch: Vec<Event>| wasm.stage(i, batch);
+    let mut native_stage = |i: usize, batch: Vec<sluice_sdk::Event>| native.stage(i, batch);
+    let (mut wasm_offset, mut native_offset) = (0, 0);
+    let warm_up = Duration::from_secs_f64((seconds / 5.0).min(0.5));
+    chunk(pool, size, &mut wasm_offset, warm_up, &mut wasm_stage);
+    chunk(sdk_pool, size, &mut native_offset, warm_up, &mut native_stage);
+    let count = ((seconds / CHUNK.as_secs_f64()).round() as usize).max(1);
+    let (mut w, mut n) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for _ in 0..count {
+        w.push(chunk(pool, size, &mut wasm_offset, CHUNK, &mut wasm_stage));
+        n.push(chunk(sdk_pool, size, &mut native_offset, CHUNK, &mut native_stage));
     }
-    timing
+    for chunks in [&mut w, &mut n] {
+        chunks.sort_by(|a, b| a.chain_us().total_cmp(&b.chain_us()));
+    }
+    (Timing { chunks: w }, Timing { chunks: n })
 }
 
 fn summary(wasm: &WasmChain, native: &NativeChain, pool: &[Event], sdk_pool: &[sluice_sdk::Event], seconds: f64) {
     let mean_data = pool.iter().map(|e| e.data.len()).sum::<usize>() as f64 / pool.len() as f64;
     let bots = pool.iter().filter(|e| BOTS.iter().any(|b| e.data.contains(b))).count();
+    let sizes: Vec<usize> = std::env::var("SLUICE_BENCH_SIZES")
+        .ok()
+        .map(|list| list.split(',').filter_map(|n| n.trim().parse().ok()).filter(|&n| n > 0).collect::<Vec<usize>>())
+        .filter(|sizes| !sizes.is_empty())
+        .unwrap_or_else(|| BATCH_SIZES.to_vec());
+    let rows: Vec<(usize, Timing, Timing)> = sizes
+        .iter()
+        .map(|&size| {
+            let (w, n) = time_both(wasm, native, pool, sdk_pool, size, seconds);
+            (size, w, n)
+        })
+        .collect();
     println!();
     println!(
-        "chain bot-filter -> url-parts -> pii-redact: {} page views, data {:.0} bytes on average, {:.1}% bots; {} cores; {seconds} s per row",
-        pool.len(),
+        "chain bot-filter -> url-parts -> pii-redact: page views with {:.0}-byte data on average, {:.1}% bots; {} cores",
         mean_data,
         100.0 * bots as f64 / pool.len() as f64,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
+    println!(
+        "µs per event: the median of {}-ms chunks over {seconds} s per cell, WASM and native chunks alternating (p10-p90 shows the spread)",
+        CHUNK.as_millis()
+    );
     println!();
-    println!("| batch | WASM µs/event (chain) | native µs/event (chain) | WASM µs/event/stage | native µs/event/stage | WASM/native |");
-    println!("|------:|----------------------:|------------------------:|--------------------:|----------------------:|------------:|");
-    let mut details = Vec::new();
-    for size in BATCH_SIZES {
-        let w = time_loop(pool, size, seconds, |i, batch| wasm.stage(i, batch));
-        let n = time_loop(sdk_pool, size, seconds, |i, batch| native.stage(i, batch));
-        let (wc, nc) = (w.chain_us(), n.chain_us());
-        println!("| {size:>5} | {wc:>21.2} | {nc:>23.2} | {:>19.2} | {:>21.2} | {:>10.1}× |", wc / 3.0, nc / 3.0, wc / nc);
-        details.push((size, w, n));
+    println!("| batch | WASM µs/event, chain | native µs/event, chain | WASM µs/event/stage | native µs/event/stage | WASM/native | WASM chain p10-p90 |");
+    println!("|------:|---------------------:|-----------------------:|--------------------:|----------------------:|------------:|-------------------:|");
+    for (size, w, n) in &rows {
+        let (wc, nc) = (w.at(0.5).chain_us(), n.at(0.5).chain_us());
+        let spread = format!("{:.2}-{:.2}", w.at(0.1).chain_us(), w.at(0.9).chain_us());
+        println!("| {size:>5} | {wc:>20.2} | {nc:>22.2} | {:>19.2} | {:>21.2} | {:>10.2}x | {spread:>18} |", wc / 3.0, nc / 3.0, wc / nc);
     }
     println!();
-    println!("per stage, µs per chain-input event (WASM / native):");
-    println!("| batch | bot-filter | url-parts | pii-redact |");
-    println!("|------:|-----------:|----------:|-----------:|");
-    for (size, w, n) in details {
-        let cell = |i: usize| format!("{:.2} / {:.2}", w.us_per_event(w.stage_ns[i]), n.us_per_event(n.stage_ns[i]));
-        println!("| {size:>5} | {:>10} | {:>9} | {:>10} |", cell(0), cell(1), cell(2));
+    let fuel = wasm.fuel_per_event(pool[..512].to_vec());
+    println!("fuel per event each stage is given (~wasm instructions): bot-filter {:.0}, url-parts {:.0}, pii-redact {:.0}", fuel[0], fuel[1], fuel[2]);
+    println!();
+    println!("each stage, µs per event entering the chain (WASM / native; from the median chunks):");
+    println!();
+    println!("| batch |    bot-filter |     url-parts |    pii-redact |");
+    println!("|------:|--------------:|--------------:|--------------:|");
+    for (size, w, n) in &rows {
+        let (w, n) = (w.at(0.5), n.at(0.5));
+        let cell = |i: usize| format!("{:.2} / {:.2}", w.stage_us[i], n.stage_us[i]);
+        println!("| {size:>5} | {:>13} | {:>13} | {:>13} |", cell(0), cell(1), cell(2));
     }
     println!();
 }

@@ -40,15 +40,35 @@ struct Item {
     first_failed_at: Option<i64>,
 }
 
+/// An item without its event (while the event is in a stage's batch).
+struct Meta {
+    entry: usize,
+    stage: usize,
+    attempt: u32,
+    first_failed_at: Option<i64>,
+}
+
+impl Item {
+    fn split(self) -> (Meta, Event) {
+        (Meta { entry: self.entry, stage: self.stage, attempt: self.attempt, first_failed_at: self.first_failed_at }, self.event)
+    }
+}
+
+impl Meta {
+    fn join(self, event: Event) -> Item {
+        Item { entry: self.entry, event, stage: self.stage, attempt: self.attempt, first_failed_at: self.first_failed_at }
+    }
+}
+
 /// Runs the events of several queue entries through `stages` and answers one
 /// [`EntryResult`] per entry (same order), plus per-stage tallies.
-pub fn run_chain(stages: &[ChainStage], entries: &[(String, Vec<QueuedEvent>)], now_ms: i64, mut jitter: impl FnMut() -> f64) -> (Vec<EntryResult>, Vec<StageTally>) {
+pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>, now_ms: i64, mut jitter: impl FnMut() -> f64) -> (Vec<EntryResult>, Vec<StageTally>) {
     let mut results: Vec<EntryResult> =
         entries.iter().map(|(id, _)| EntryResult { delivery_id: id.clone(), ..Default::default() }).collect();
     let mut tallies = vec![StageTally::default(); stages.len()];
     let mut inputs = vec![0u64; entries.len()];
     let mut items: Vec<Item> = Vec::new();
-    for (entry, (_, queued)) in entries.iter().enumerate() {
+    for (entry, (_, queued)) in entries.into_iter().enumerate() {
         inputs[entry] = queued.len() as u64;
         for q in queued {
             // A stage that is gone from the current spec restarts the event at the first stage.
@@ -59,7 +79,7 @@ pub fn run_chain(stages: &[ChainStage], entries: &[(String, Vec<QueuedEvent>)], 
                 },
                 None => (0, q.attempt.max(1)),
             };
-            items.push(Item { entry, event: q.event.clone(), stage, attempt, first_failed_at: q.first_failed_at });
+            items.push(Item { entry, event: q.event, stage, attempt, first_failed_at: q.first_failed_at });
         }
     }
 
@@ -79,13 +99,15 @@ pub fn run_chain(stages: &[ChainStage], entries: &[(String, Vec<QueuedEvent>)], 
             if group.is_empty() {
                 continue;
             }
-            let events: Vec<Event> = group.iter().map(|i| i.event.clone()).collect();
+            // Move the events into the call's batch; kept ones are moved back out.
+            let (metas, events): (Vec<Meta>, Vec<Event>) = group.into_iter().map(Item::split).unzip();
             let report = stage.runner.process(attempt, &events);
             let tally = &mut tallies[s];
             tally.calls += report.calls as u64;
             tally.events += events.len() as u64;
             tally.call_us.push(report.elapsed_us);
-            for (item, result) in group.into_iter().zip(report.results) {
+            for ((meta, event), result) in metas.into_iter().zip(events).zip(report.results) {
+                let item = meta.join(event);
                 tally.fuel += result.fuel;
                 match result.outcome {
                     Outcome::Keep => items.push(Item { stage: s + 1, attempt: 1, first_failed_at: None, ..item }),

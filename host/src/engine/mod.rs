@@ -360,7 +360,7 @@ async fn process(engine: &Arc<Engine>, id: &str, current: &Arc<RwLock<Arc<Pipeli
     let entries: Vec<(String, Vec<crate::store::QueuedEvent>)> = deliveries.into_iter().map(|d| (d.id, d.events)).collect();
     let stages = pipeline.stages.clone();
     let now = crate::event::now_ms();
-    let ran = tokio::task::spawn_blocking(move || run_chain(&stages, &entries, now, rand::random::<f64>)).await;
+    let ran = tokio::task::spawn_blocking(move || run_chain(&stages, entries, now, rand::random::<f64>)).await;
     let (results, tallies) = match ran {
         Ok(ran) => ran,
         Err(e) => {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use wasmtime::error::Context as _;
-use wasmtime::component::{ComponentType, Func, Lift, Lower};
+use wasmtime::component::{ComponentType, Lift, Lower, TypedFunc};
 use wasmtime::{Store, Trap};
 
 use super::imports::EPOCH_TICK_MS;
@@ -57,9 +57,14 @@ pub(crate) struct Trapped {
     pub(crate) fuel: u64,
 }
 
+/// The guest's `process`, type-checked once when the instance is made.
+/// (`'static` only in the type: `TypedFunc` is covariant in its params, so
+/// it is called with borrows of any lifetime.)
+type ProcessFunc = TypedFunc<(&'static CallContext, &'static [Event]), (Vec<GuestOutcome>,)>;
+
 pub(crate) struct StageInstance {
     store: Store<StoreState>,
-    process: Func,
+    process: ProcessFunc,
 }
 
 /// Fuel and time for `init`: generous, but still bounded.
@@ -90,9 +95,10 @@ impl StageInstance {
         let init = instance
             .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, "init")
             .context("the plugin's `init` does not have the signature init(config: string) -> result<_, string>")?;
-        let process = instance.get_func(&mut store, "process").context("the plugin exports no `process`")?;
-        process
-            .typed::<(&CallContext, &[Event]), (Vec<GuestOutcome>,)>(&store)
+        let process: ProcessFunc = instance
+            .get_func(&mut store, "process")
+            .context("the plugin exports no `process`")?
+            .typed(&store)
             .context("the plugin's `process` does not have the signature of the sluice:stage@0.1.0 world")?;
         let answer = init.call(&mut store, (config,));
         drain_guest_output(&mut store);
@@ -119,10 +125,9 @@ impl StageInstance {
         }
         let setup = self.store.set_fuel(limits.fuel);
         self.store.set_epoch_deadline(u64::from(limits.timeout_ms).div_ceil(EPOCH_TICK_MS) + 1);
-        let typed = self.process.typed::<(&CallContext, &[Event]), (Vec<GuestOutcome>,)>(&self.store);
-        let answer = match (setup, typed) {
-            (Ok(()), Ok(func)) => func.call(&mut self.store, (ctx, events)),
-            (Err(e), _) | (_, Err(e)) => Err(e),
+        let answer = match setup {
+            Ok(()) => self.process.call(&mut self.store, (ctx, events)),
+            Err(e) => Err(e),
         };
         drain_guest_output(&mut self.store);
         let remaining = self.store.get_fuel().unwrap_or(0);

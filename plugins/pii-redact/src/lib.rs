@@ -54,7 +54,10 @@ impl PiiRedact {
                 let mut hasher = Sha256::new();
                 hasher.update(self.salt.as_bytes());
                 hasher.update(value.as_bytes());
-                hex::encode(hasher.finalize())
+                // Lower-case hex, as `hex::encode` writes it, without its char-by-char collect.
+                let mut text = [0u8; 64];
+                hex::encode_to_slice(hasher.finalize(), &mut text).expect("32 bytes are 64 hex digits");
+                std::str::from_utf8(&text).expect("hex digits are ASCII").to_owned()
             }
             Mode::Mask => mask(value),
         }
@@ -97,5 +100,11 @@ mod tests {
     fn masks() {
         assert_eq!(mask("jane@example.com"), "j***@example.com");
         assert_eq!(mask("12345"), "*****");
+    }
+
+    #[test]
+    fn hashes_salt_and_value_to_lower_hex() {
+        let stage = PiiRedact { fields: vec!["data.email".into()], mode: Mode::Hash, salt: "s".into() };
+        assert_eq!(stage.redact("jane@example.com"), "05c0763415f08a7e0f7d379cc08532befd25ad7e9668d1687e7fef22df5945f9");
     }
 }

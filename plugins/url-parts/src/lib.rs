@@ -25,7 +25,7 @@ pub fn split_url(url: &str) -> Option<Parts<'_>> {
     let (scheme, rest) = url.split_once("://")?;
     let scheme_ok = !scheme.is_empty()
         && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     if !scheme_ok {
         return None;
     }
@@ -37,7 +37,7 @@ pub fn split_url(url: &str) -> Option<Parts<'_>> {
         Some(v6) => &host_port[..v6.find(']')? + 2],
         None => host_port.split(':').next().unwrap_or(""),
     };
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || "<>\"{}|\\^`".contains(c)) {
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')) {
         return None;
     }
     if let Some(port) = host_port.get(host.len()..).and_then(|p| p.strip_prefix(':')) {
@@ -71,7 +71,9 @@ pub fn percent_decode(text: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    // Valid UTF-8 (the usual case) becomes the String as is, without the copy
+    // `from_utf8_lossy(..).into_owned()` would make.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn hex(digit: u8) -> Option<u8> {
@@ -119,5 +121,11 @@ mod tests {
         assert!(split_url("http://").is_none());
         assert!(split_url("http://h:99999/").is_none());
         assert_eq!(percent_decode("a%20b+c%zz"), "a b c%zz");
+        assert_eq!(percent_decode("%C3%A9%ff"), "é\u{FFFD}");
+        assert!(split_url("git+ssh.x-y://h/").is_some());
+        assert!(split_url("ht_tp://h/").is_none());
+        for bad in ["http://a b/", "http://a<b/", "http://a>b/", "http://a\"b/", "http://a{b/", "http://a}b/", "http://a|b/", "http://a\\b/", "http://a^b/", "http://a`b/"] {
+            assert!(split_url(bad).is_none(), "{bad}");
+        }
     }
 }

@@ -77,6 +77,9 @@ fn split(format: Format, body: &[u8]) -> ApiResult<Vec<Result<Value, String>>> {
 }
 
 pub async fn post_events(State(state): State<Arc<AppState>>, Path(pipeline): Path<String>, request: Request) -> ApiResult<Response> {
+    // Read the body before any refusal, so the client's keep-alive connection stays usable.
+    let format = format_of(&request);
+    let body = read_body(request.into_body(), state.max_body_bytes).await?;
     let max_depth = match state.engine.pipeline(&pipeline) {
         Some(p) => p.spec.max_queue_depth,
         None => {
@@ -85,8 +88,7 @@ pub async fn post_events(State(state): State<Arc<AppState>>, Path(pipeline): Pat
             serde_json::from_str::<crate::engine::spec::PipelineSpec>(&spec).map(|s| s.max_queue_depth).unwrap_or(crate::engine::spec::DEFAULT_MAX_QUEUE_DEPTH)
         }
     };
-    let format = format_of(&request)?;
-    let body = read_body(request.into_body(), state.max_body_bytes).await?;
+    let format = format?;
     let items = split(format, &body)?;
     let now = now_ms();
     let mut ids: Vec<Value> = Vec::with_capacity(items.len());

@@ -42,15 +42,29 @@ pub fn router(state: Arc<AppState>, tokens: auth::Tokens) -> Router {
         .layer(axum::middleware::from_fn_with_state(Arc::new(tokens), auth::require))
 }
 
+/// Bytes of an over-limit body still read (and thrown away) so the client
+/// gets its 413 on a healthy connection rather than a reset mid-upload.
+const DRAIN_AFTER_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Reads a body up to `limit` bytes; over it is a 413.
 pub async fn read_body(body: Body, limit: u64) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit as usize).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if too_large {
-            ApiError::PayloadTooLarge(limit)
-        } else {
-            ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request("invalid_body", format!("could not read the body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len() as u64;
+            if seen <= limit {
+                kept.extend_from_slice(&data);
+            } else if seen > limit + DRAIN_AFTER_LIMIT {
+                break;
+            }
         }
-    })
+    }
+    if seen > limit {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    Ok(kept.freeze())
 }

@@ -27,10 +27,10 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 async fn put(State(state): State<Arc<AppState>>, Path(id): Path<String>, request: Request) -> ApiResult<Response> {
+    let body = read_body(request.into_body(), state.max_body_bytes).await?;
     if !valid_name(&id) {
         return Err(ApiError::bad_request("invalid_name", format!("pipeline id {id:?} must match [a-z0-9-]{{1,64}}")));
     }
-    let body = read_body(request.into_body(), state.max_body_bytes).await?;
     let (created, spec) = state.engine.put_pipeline(&id, &body).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({"id": id, "spec": spec}))).into_response())
@@ -128,15 +128,15 @@ fn selection(body: &[u8], allow_limit: bool) -> ApiResult<DlqSelector> {
 }
 
 async fn dlq_replay(State(state): State<Arc<AppState>>, Path(id): Path<String>, request: Request) -> ApiResult<Json<Value>> {
-    stored_spec(&state, &id).await?;
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
+    stored_spec(&state, &id).await?;
     let report = state.engine.store.dlq_replay(&id, &selection(&body, true)?).await?;
     Ok(Json(json!({"replayed": report.replayed, "failed": report.failed})))
 }
 
 async fn dlq_delete(State(state): State<Arc<AppState>>, Path(id): Path<String>, request: Request) -> ApiResult<Json<Value>> {
-    stored_spec(&state, &id).await?;
     let body = read_body(request.into_body(), state.max_body_bytes).await?;
+    stored_spec(&state, &id).await?;
     let deleted = state.engine.store.dlq_delete(&id, &selection(&body, false)?).await?;
     Ok(Json(json!({"deleted": deleted})))
 }

@@ -33,8 +33,9 @@ fn check_name(name: &str) -> ApiResult<()> {
 }
 
 async fn upload(State(state): State<Arc<AppState>>, Path(name): Path<String>, request: Request) -> ApiResult<Response> {
-    check_name(&name)?;
+    // Read the body first: answering before reading it would break the client's keep-alive connection.
     let bytes = read_body(request.into_body(), state.max_body_bytes).await?;
+    check_name(&name)?;
     let runtime = state.engine.runtime.clone();
     let checked = bytes.clone();
     tokio::task::spawn_blocking(move || runtime.load(&checked))

@@ -17,10 +17,10 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 async fn put(State(state): State<Arc<AppState>>, Path(name): Path<String>, request: Request) -> ApiResult<Json<Value>> {
+    let body = read_body(request.into_body(), state.max_body_bytes).await?;
     if !valid_name(&name) {
         return Err(ApiError::bad_request("invalid_name", format!("table name {name:?} must match [a-z0-9-]{{1,64}}")));
     }
-    let body = read_body(request.into_body(), state.max_body_bytes).await?;
     let entries: BTreeMap<String, String> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_table", format!("a table must be a JSON object of string keys to string values: {e}")))?;
     let size = entries.len();

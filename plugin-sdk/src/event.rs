@@ -122,8 +122,20 @@ impl Event {
     }
 
     /// Sets the value at `path`, creating intermediate objects.
+    ///
+    /// A top-level key of an unparsed event is set by editing the JSON text
+    /// in place (its value replaced, or the key appended), so the common
+    /// "add or replace a field" costs two scans of the text, not a full parse
+    /// and re-serialization.
     pub fn set(&mut self, path: &str, value: impl Into<Value>) {
         let keys: Vec<&str> = data_keys(path).collect();
+        let value = value.into();
+        if let ([key], Data::Raw(text)) = (keys.as_slice(), &mut self.data) {
+            if splice_top_level(text, key, &value) {
+                self.changed = true;
+                return;
+            }
+        }
         let Some((last, parents)) = keys.split_last() else { return };
         let mut map = self.data_mut();
         for key in parents {
@@ -133,7 +145,7 @@ impl Event {
             }
             map = entry.as_object_mut().expect("just made an object");
         }
-        map.insert(last.to_string(), value.into());
+        map.insert(last.to_string(), value);
     }
 
     /// Removes the value at `path`, answering what was there.
@@ -186,6 +198,33 @@ impl Event {
         };
         (self.id, self.kind, self.source, self.timestamp, data)
     }
+}
+
+/// Replaces (or appends) top-level `key` of the JSON object `text` with
+/// `value`, in place. `false` when `text` is not a well-formed object (the
+/// caller then falls back to parsing).
+fn splice_top_level(text: &mut String, key: &str, value: &Value) -> bool {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let Ok(found) = FindKey { key }.deserialize(&mut de) else { return false };
+    if de.end().is_err() {
+        return false;
+    }
+    let Ok(value_text) = serde_json::to_string(value) else { return false };
+    match found {
+        Some(raw) => {
+            let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+            let end = start + raw.get().len();
+            text.replace_range(start..end, &value_text);
+        }
+        None => {
+            let Some(close) = text.rfind('}') else { return false };
+            let empty = text[..close].trim_end().ends_with('{');
+            let Ok(key_text) = serde_json::to_string(key) else { return false };
+            let insert = format!("{}{key_text}:{value_text}", if empty { "" } else { "," });
+            text.insert_str(close, &insert);
+        }
+    }
+    true
 }
 
 /// The keys of a path inside `data`: `"data.a.b"` and `"a.b"` both give `a`, `b`.
@@ -266,6 +305,25 @@ mod tests {
         assert_eq!(e.get_str("data.missing"), None);
         assert_eq!(e.get::<i64>("data.url"), None);
         assert!(!e.is_changed());
+    }
+
+    #[test]
+    fn top_level_set_edits_the_text_in_place() {
+        let mut e = event(r#"{"url":"u","email":"a@b.c","n":1}"#);
+        e.set("data.email", "hashed");
+        e.set("data.host", "h");
+        e.set("data.q", serde_json::json!({"a": "b\"c"}));
+        assert!(e.is_changed());
+        assert_eq!(e.get_str("data.email").as_deref(), Some("hashed"));
+        let (.., data) = e.into_parts();
+        assert_eq!(data, r#"{"url":"u","email":"hashed","n":1,"host":"h","q":{"a":"b\"c"}}"#);
+        let mut empty = event("{ }");
+        empty.set("x", 1);
+        assert_eq!(empty.into_parts().4, r#"{ "x":1}"#);
+        // Not an object: falls back to a fresh object.
+        let mut broken = event("[1]");
+        broken.set("x", 1);
+        assert_eq!(broken.into_parts().4, r#"{"x":1}"#);
     }
 
     #[test]

@@ -297,13 +297,7 @@ impl Engine {
     pub async fn shutdown(&self) {
         let ids: Vec<String> = self.pipelines.read().keys().cloned().collect();
         for id in ids {
-            let running = self.pipelines.write().remove(&id);
-            if let Some(running) = running {
-                let _ = running.stop.send(true);
-                for task in running.tasks {
-                    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-                }
-            }
+            self.stop(&id).await;
         }
     }
 }

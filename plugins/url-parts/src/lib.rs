@@ -98,10 +98,9 @@ impl Stage for UrlParts {
         }
         let host = parts.host.to_ascii_lowercase();
         let path = parts.path.to_string();
-        let data = event.data_mut();
-        data.insert("host".into(), Value::String(host));
-        data.insert("path".into(), Value::String(path));
-        data.insert("query".into(), Value::Object(query));
+        event.set("data.host", host);
+        event.set("data.path", path);
+        event.set("data.query", Value::Object(query));
         Ok(Emit::Pass)
     }
 }

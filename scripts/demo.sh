@@ -23,6 +23,6 @@ curl -fsS -X PUT -H 'content-type: application/json' "http://$listen/v1/pipeline
   ]}' >/dev/null
 echo
 echo "sluice is running on http://$listen with pipeline 'demo'. Try:"
-echo "  curl -s -XPOST http://$listen/v1/pipelines/demo/events -d '{\"type\":\"page_view\",\"data\":{\"url\":\"https://shop.example/p/1?ref=mail\",\"ua\":\"Mozilla/5.0\",\"email\":\"jane@example.com\"}}' && sleep 1 && curl -s http://$listen/v1/pipelines/demo/output"
+echo "  curl -s -XPOST http://$listen/v1/pipelines/demo/events -H 'content-type: application/json' -d '{\"type\":\"page_view\",\"data\":{\"url\":\"https://shop.example/p/1?ref=mail\",\"ua\":\"Mozilla/5.0\",\"email\":\"jane@example.com\"}}' && sleep 1 && curl -s http://$listen/v1/pipelines/demo/output"
 echo "(Ctrl-C stops the server; data stays in ./sluice-data)"
 wait $server

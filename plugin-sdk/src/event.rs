@@ -131,7 +131,7 @@ impl Event {
         let keys: Vec<&str> = data_keys(path).collect();
         let value = value.into();
         if let ([key], Data::Raw(text)) = (keys.as_slice(), &mut self.data) {
-            if splice_top_level(text, key, &value) {
+            if splice_top_level(text, &[(key, &value)]) {
                 self.changed = true;
                 return;
             }
@@ -146,6 +146,23 @@ impl Event {
             map = entry.as_object_mut().expect("just made an object");
         }
         map.insert(last.to_string(), value);
+    }
+
+    /// Sets several top-level fields of `data` at once (keys without the
+    /// `data.` prefix): on an unparsed event, one scan of the text for all.
+    pub fn set_fields<'k>(&mut self, fields: impl IntoIterator<Item = (&'k str, Value)>) {
+        let fields: Vec<(&str, Value)> = fields.into_iter().collect();
+        if let Data::Raw(text) = &mut self.data {
+            let borrowed: Vec<(&str, &Value)> = fields.iter().map(|(k, v)| (*k, v)).collect();
+            if splice_top_level(text, &borrowed) {
+                self.changed = true;
+                return;
+            }
+        }
+        let map = self.data_mut();
+        for (key, value) in fields {
+            map.insert(key.to_string(), value);
+        }
     }
 
     /// Removes the value at `path`, answering what was there.
@@ -200,31 +217,86 @@ impl Event {
     }
 }
 
-/// Replaces (or appends) top-level `key` of the JSON object `text` with
-/// `value`, in place. `false` when `text` is not a well-formed object (the
-/// caller then falls back to parsing).
-fn splice_top_level(text: &mut String, key: &str, value: &Value) -> bool {
+/// Replaces (or appends) the top-level `fields` of the JSON object `text`,
+/// in one scan of the text. `false` when `text` is not a well-formed object
+/// (the caller then falls back to parsing).
+fn splice_top_level(text: &mut String, fields: &[(&str, &Value)]) -> bool {
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
     let mut de = serde_json::Deserializer::from_str(text);
-    let Ok(found) = FindKey { key }.deserialize(&mut de) else { return false };
+    let Ok(found) = FindKeys { keys: &keys }.deserialize(&mut de) else { return false };
     if de.end().is_err() {
         return false;
     }
-    let Ok(value_text) = serde_json::to_string(value) else { return false };
-    match found {
-        Some(raw) => {
-            let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
-            let end = start + raw.get().len();
-            text.replace_range(start..end, &value_text);
-        }
-        None => {
-            let Some(close) = text.rfind('}') else { return false };
-            let empty = text[..close].trim_end().ends_with('{');
-            let Ok(key_text) = serde_json::to_string(key) else { return false };
-            let insert = format!("{}{key_text}:{value_text}", if empty { "" } else { "," });
-            text.insert_str(close, &insert);
+    let Some(close) = text.rfind('}') else { return false };
+    let base = text.as_ptr() as usize;
+    // (start, end, replacement) for keys present; appended text for the rest.
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut appended = String::new();
+    let mut empty = text[..close].trim_end().ends_with('{');
+    for ((key, value), span) in fields.iter().zip(found) {
+        let Ok(value_text) = serde_json::to_string(value) else { return false };
+        match span {
+            Some(raw) => {
+                let start = raw.get().as_ptr() as usize - base;
+                edits.push((start, start + raw.get().len(), value_text));
+            }
+            None => {
+                let Ok(key_text) = serde_json::to_string(key) else { return false };
+                if !empty {
+                    appended.push(',');
+                }
+                empty = false;
+                appended.push_str(&key_text);
+                appended.push(':');
+                appended.push_str(&value_text);
+            }
         }
     }
+    edits.sort_by_key(|(start, ..)| *start);
+    let mut out = String::with_capacity(text.len() + appended.len() + 64);
+    let mut at = 0;
+    for (start, end, replacement) in &edits {
+        out.push_str(&text[at..*start]);
+        out.push_str(replacement);
+        at = *end;
+    }
+    out.push_str(&text[at..close]);
+    out.push_str(&appended);
+    out.push_str(&text[close..]);
+    *text = out;
     true
+}
+
+/// Scans one JSON object for several keys at once (first occurrence each),
+/// skipping every other value unparsed.
+struct FindKeys<'k> {
+    keys: &'k [&'k str],
+}
+
+impl<'de> DeserializeSeed<'de> for FindKeys<'_> {
+    type Value = Vec<Option<&'de RawValue>>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FindKeys<'_> {
+    type Value = Vec<Option<&'de RawValue>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = vec![None; self.keys.len()];
+        while let Some(key) = map.next_key::<BorrowedStr<'de>>()? {
+            match self.keys.iter().position(|k| *k == key.0) {
+                Some(i) if found[i].is_none() => found[i] = Some(map.next_value::<&'de RawValue>()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// The keys of a path inside `data`: `"data.a.b"` and `"a.b"` both give `a`, `b`.
@@ -320,6 +392,12 @@ mod tests {
         let mut empty = event("{ }");
         empty.set("x", 1);
         assert_eq!(empty.into_parts().4, r#"{ "x":1}"#);
+        let mut many = event(r#"{"b":1,"a":2}"#);
+        many.set_fields([("a", Value::from(3)), ("c", Value::from("x")), ("b", Value::Null), ("d", Value::from(true))]);
+        assert_eq!(many.into_parts().4, r#"{"b":null,"a":3,"c":"x","d":true}"#);
+        let mut from_empty = event("{}");
+        from_empty.set_fields([("a", Value::from(1)), ("b", Value::from(2))]);
+        assert_eq!(from_empty.into_parts().4, r#"{"a":1,"b":2}"#);
         // Not an object: falls back to a fresh object.
         let mut broken = event("[1]");
         broken.set("x", 1);

@@ -96,11 +96,12 @@ impl Stage for UrlParts {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             query.insert(percent_decode(k), Value::String(percent_decode(v)));
         }
-        let host = parts.host.to_ascii_lowercase();
-        let path = parts.path.to_string();
-        event.set("data.host", host);
-        event.set("data.path", path);
-        event.set("data.query", Value::Object(query));
+        let fields = [
+            ("host", Value::String(parts.host.to_ascii_lowercase())),
+            ("path", Value::String(parts.path.to_string())),
+            ("query", Value::Object(query)),
+        ];
+        event.set_fields(fields);
         Ok(Emit::Pass)
     }
 }

@@ -360,3 +360,14 @@ fn compiled_plugins_are_cached_by_content_hash() {
     assert_eq!(a.sha256, b.sha256);
     assert!(started.elapsed() < Duration::from_secs(1), "cache load took {:?}", started.elapsed());
 }
+
+#[test]
+fn an_invalid_output_event_is_refused_and_attributed() {
+    let runner = stage("bad_output", json!({}));
+    let report = runner.process(1, &[event("ok-1", json!({})), event("b", json!({"bad": true})), event("ok-2", json!({}))]);
+    assert_eq!(report.results[0].outcome, Outcome::Keep);
+    let (kind, message) = failure(&report.results[1].outcome);
+    assert_eq!(kind, ErrorKind::Trap);
+    assert!(message.contains("invalid event") && message.contains("not valid JSON"), "{message}");
+    assert_eq!(report.results[2].outcome, Outcome::Keep);
+}

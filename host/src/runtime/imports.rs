@@ -49,6 +49,19 @@ enum GuestLevel {
 
 const MAX_LOG_MESSAGE: usize = 4096;
 
+/// What every event a stage hands back must be: a type, and `data` that is
+/// a JSON object (the host stores and serves it as one).
+fn check_output(event: &Event) -> Result<(), String> {
+    if event.kind.is_empty() {
+        return Err("its type is empty".into());
+    }
+    match serde_json::from_str::<&serde_json::value::RawValue>(&event.data) {
+        Ok(raw) if raw.get().starts_with('{') => Ok(()),
+        Ok(_) => Err("its data is not a JSON object".into()),
+        Err(e) => Err(format!("its data is not valid JSON: {e}")),
+    }
+}
+
 pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -108,6 +121,9 @@ pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreStat
         let Some(index) = state.call.current else {
             return Err(wasmtime::Error::new(HostStop::Contract("plugin emitted an event outside of any input".into())));
         };
+        if let Err(problem) = check_output(&event) {
+            return Err(wasmtime::Error::new(HostStop::Contract(format!("plugin emitted an invalid event (id {:?}): {problem}", event.id))));
+        }
         state.call.current_outputs += 1;
         state.call.current_output_bytes += event.byte_size();
         let limits = &state.limits;

@@ -78,3 +78,25 @@ pub fn ingest(pipeline: &str, accepted: u64, rejected: u64, refused: bool) {
         metrics::counter!("sluice_ingest_backpressure_total", "pipeline" => p).increment(1);
     }
 }
+
+/// An API request failed on our side (500).
+pub fn api_internal_error(message: &str) {
+    tracing::error!(target: "sluice::api", "internal error: {message}");
+}
+
+/// Redis did not answer at start-up; `serve` retries.
+pub fn store_not_ready(store: &str, error: &str) {
+    tracing::warn!(target: "sluice::store", store, "store not reachable yet ({error}); retrying");
+}
+
+/// Running a batch through the stages failed outside the sandbox (a bug);
+/// the entries stay pending and are reclaimed.
+pub fn chain_failed(pipeline: &str, error: &str) {
+    tracing::error!(target: "sluice::engine", pipeline, "stage chain failed unexpectedly: {error}");
+    metrics::counter!("sluice_chain_failures_total", "pipeline" => pipeline.to_string()).increment(1);
+}
+
+/// A compiled-plugin cache file could not be used or written (it is only a cache).
+pub fn plugin_cache_problem(path: &std::path::Path, what: &str, error: &str) {
+    tracing::warn!(target: "sluice::runtime", path = %path.display(), "{what}: {error}");
+}

@@ -80,7 +80,7 @@ impl IntoResponse for ApiError {
                 Some(UNAVAILABLE_RETRY_AFTER_S),
             ),
             ApiError::Internal(m) => {
-                tracing::error!(target: "sluice::api", "internal error: {m}");
+                crate::metrics::api_internal_error(&m);
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal", "message": m}), None)
             }
         };

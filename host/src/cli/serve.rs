@@ -123,7 +123,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
             match RedisStore::connect(&settings.store, &settings.redis_prefix).await {
                 Ok(store) => return Ok(Arc::new(store)),
                 Err(e) if attempt < 15 => {
-                    tracing::warn!("Redis at {} not reachable yet ({e}); retrying", settings.store);
+                    crate::metrics::store_not_ready(&settings.store, &e.to_string());
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(2));
                 }

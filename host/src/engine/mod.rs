@@ -359,7 +359,7 @@ async fn process(engine: &Arc<Engine>, id: &str, current: &Arc<RwLock<Arc<Pipeli
         Ok(ran) => ran,
         Err(e) => {
             // The entries stay pending and are reclaimed later: nothing lost.
-            tracing::error!(pipeline = id, error = %e, "stage chain failed unexpectedly");
+            crate::metrics::chain_failed(id, &e.to_string());
             return;
         }
     };

@@ -71,14 +71,14 @@ pub(crate) fn compile(engine: &Engine, cache_dir: Option<&Path>, bytes: &[u8], s
             // into its own cache directory; wasmtime checks it matches the engine.
             match unsafe { Component::deserialize_file(engine, path) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled-plugin cache entry"),
+                Err(e) => crate::metrics::plugin_cache_problem(path, "ignoring unusable compiled-plugin cache entry", &e.to_string()),
             }
         }
     }
     let component = Component::new(engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
     if let Some(path) = &cached {
         if let Err(e) = write_cache(&component, path) {
-            tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "could not cache compiled plugin");
+            crate::metrics::plugin_cache_problem(path, "could not cache compiled plugin", &format!("{e:#}"));
         }
     }
     Ok(component)

@@ -4,6 +4,7 @@
 //! - [`runtime`]: the sandbox that runs stage plugins.
 //! - [`event`]: the event type shared by every layer.
 //! - [`metrics`]: every log line and metric, from one place.
+//! - [`window`]: windowed aggregations over event time.
 //! - [`cli`]: the `sluice` command.
 
 pub mod api;
@@ -13,3 +14,4 @@ pub mod event;
 pub mod metrics;
 pub mod runtime;
 pub mod store;
+pub mod window;

@@ -112,7 +112,7 @@ fn dead(id: &str, stage: &str) -> DlqEntry {
 }
 
 fn done(d: &Delivery, outputs: Vec<Event>) -> EntryResult {
-    EntryResult { delivery_id: d.id.clone(), outputs, dead: vec![], retries: vec![], finished: d.events.len() as u64 }
+    EntryResult { delivery_id: d.id.clone(), outputs, finished: d.events.len() as u64, ..Default::default() }
 }
 
 fn ids(events: &[QueuedEvent]) -> Vec<String> {
@@ -241,7 +241,7 @@ async fn pipelines_put_list_delete_removes_data<S: Store>(s: &S) {
     r.dead = vec![dead("a", "s")];
     r.retries = vec![Retry { event: qe("b"), due_at_ms: 50 }];
     r.finished = 1;
-    assert_eq!(s.complete("p1", &[r]).await.unwrap(), CompleteReport { applied: 1, skipped: 0 });
+    assert_eq!(s.complete("p1", &[r]).await.unwrap(), CompleteReport { applied: 1, skipped: 0, stale: false });
     enqueue_ok(s, "p1", &qes(&["d"])).await;
     assert_eq!(s.counters("p1").await.unwrap(), counters(4, 0, 1, 1, 1, 3));
 
@@ -308,7 +308,7 @@ async fn enqueue_read_complete_output_paging<S: Store>(s: &S) {
     let outs1 = vec![ev("o1"), ev("o2"), ev("o3")];
     let outs2 = vec![ev("o4"), ev("o5"), ev("o6")];
     let report = s.complete(P, &[done(&got[0], outs1.clone()), done(&got[1], outs2)]).await.unwrap();
-    assert_eq!(report, CompleteReport { applied: 2, skipped: 0 });
+    assert_eq!(report, CompleteReport { applied: 2, skipped: 0, stale: false });
     assert_eq!(s.counters(P).await.unwrap(), counters(5, 0, 5, 6, 0, 0));
 
     // Paging: 2 at a time, in order, then an empty page whose cursor still works.
@@ -378,8 +378,8 @@ async fn complete_is_idempotent<S: Store>(s: &S) {
     enqueue_ok(s, P, &qes(&["a", "b"])).await;
     let got = read_now(s, P, "w").await;
     let r = done(&got[0], vec![ev("o1"), ev("o2")]);
-    assert_eq!(s.complete(P, &[r.clone()]).await.unwrap(), CompleteReport { applied: 1, skipped: 0 });
-    assert_eq!(s.complete(P, &[r.clone()]).await.unwrap(), CompleteReport { applied: 0, skipped: 1 });
+    assert_eq!(s.complete(P, &[r.clone()]).await.unwrap(), CompleteReport { applied: 1, skipped: 0, stale: false });
+    assert_eq!(s.complete(P, &[r.clone()]).await.unwrap(), CompleteReport { applied: 0, skipped: 1, stale: false });
     assert_eq!(s.counters(P).await.unwrap(), counters(2, 0, 2, 2, 0, 0));
     assert_eq!(all_outputs(s, P, 10).await, vec!["o1", "o2"]);
 
@@ -389,7 +389,7 @@ async fn complete_is_idempotent<S: Store>(s: &S) {
     let r2 = done(&got[0], vec![ev("o3")]);
     let bogus = EntryResult { delivery_id: "no-such-entry".into(), outputs: vec![ev("bad")], finished: 1, ..Default::default() };
     let report = s.complete(P, &[r2.clone(), r2.clone(), bogus, r]).await.unwrap();
-    assert_eq!(report, CompleteReport { applied: 1, skipped: 3 });
+    assert_eq!(report, CompleteReport { applied: 1, skipped: 3, stale: false });
     assert_eq!(all_outputs(s, P, 10).await, vec!["o1", "o2", "o3"]);
     assert_eq!(s.counters(P).await.unwrap(), counters(3, 0, 3, 3, 0, 0));
     // Nothing left to hand out or reclaim.
@@ -412,8 +412,8 @@ async fn reclaim_takes_over_idle_entries<S: Store>(s: &S) {
     assert_eq!(s.reclaim(P, "third", 60_000, 10).await.unwrap(), vec![]);
 
     // The rescuer completes; the crashed worker's late completion is a no-op.
-    assert_eq!(s.complete(P, &[done(&b[0], vec![ev("o-a")])]).await.unwrap(), CompleteReport { applied: 1, skipped: 0 });
-    assert_eq!(s.complete(P, &[done(&a[0], vec![ev("o-a")])]).await.unwrap(), CompleteReport { applied: 0, skipped: 1 });
+    assert_eq!(s.complete(P, &[done(&b[0], vec![ev("o-a")])]).await.unwrap(), CompleteReport { applied: 1, skipped: 0, stale: false });
+    assert_eq!(s.complete(P, &[done(&a[0], vec![ev("o-a")])]).await.unwrap(), CompleteReport { applied: 0, skipped: 1, stale: false });
     assert_eq!(all_outputs(s, P, 10).await, vec!["o-a"]);
     // Only "b" is still pending; reclaim with min_idle 0 takes exactly that, up to max_entries.
     let c = s.reclaim(P, "third", 0, 10).await.unwrap();
@@ -460,6 +460,7 @@ async fn retries_promote_only_when_due<S: Store>(s: &S) {
         dead: vec![],
         retries: vec![Retry { event: rc.clone(), due_at_ms: 2000 }, Retry { event: rb.clone(), due_at_ms: 1000 }],
         finished: 1,
+        ..Default::default()
     };
     s.complete(P, &[r]).await.unwrap();
     // The retries stay counted in the depth all along.
@@ -519,7 +520,7 @@ async fn fill_dlq<S: Store>(s: &S, ids: &[&str], stage: &str) {
         finished: ids.len() as u64,
         ..Default::default()
     };
-    assert_eq!(s.complete(P, &[r]).await.unwrap(), CompleteReport { applied: 1, skipped: 0 });
+    assert_eq!(s.complete(P, &[r]).await.unwrap(), CompleteReport { applied: 1, skipped: 0, stale: false });
 }
 
 async fn dlq_list_and_paging<S: Store>(s: &S) {
@@ -640,10 +641,11 @@ async fn counters_exact_after_scenario<S: Store>(s: &S) {
         dead: vec![dead("c", "s")],
         retries: vec![Retry { event: qe("d"), due_at_ms: 10 }],
         finished: 3,
+        ..Default::default()
     };
     // e, f, g all filtered out.
     let second = done(&got[1], vec![]);
-    assert_eq!(s.complete(P, &[first, second]).await.unwrap(), CompleteReport { applied: 2, skipped: 0 });
+    assert_eq!(s.complete(P, &[first, second]).await.unwrap(), CompleteReport { applied: 2, skipped: 0, stale: false });
     assert_eq!(s.counters(P).await.unwrap(), counters(7, 2, 6, 2, 1, 1));
     assert_eq!(s.promote_retries(P, 10, 10).await.unwrap(), 1);
     assert_eq!(s.counters(P).await.unwrap(), counters(7, 2, 6, 2, 1, 1));
@@ -692,6 +694,7 @@ async fn embedded_data_survives_reopen() {
             dead: vec![],
             retries: vec![Retry { event: qe("a"), due_at_ms: 50 }],
             finished: 0,
+            ..Default::default()
         };
         s.complete(P, &[r]).await.unwrap();
         fill_dlq(&s, &["d"], "enrich").await;
@@ -714,7 +717,7 @@ async fn embedded_data_survives_reopen() {
     assert_eq!(got[0].id, second_id);
     assert_ne!(got[0].id, first_id);
     assert_eq!(got[0].events, qes(&["b", "c"]));
-    assert_eq!(s.complete(P, &[done(&got[0], vec![])]).await.unwrap(), CompleteReport { applied: 1, skipped: 0 });
+    assert_eq!(s.complete(P, &[done(&got[0], vec![])]).await.unwrap(), CompleteReport { applied: 1, skipped: 0, stale: false });
     // The retry survived too; new ids keep counting up.
     assert_eq!(s.promote_retries(P, 50, 10).await.unwrap(), 1);
     let got = read_now(&s, P, "w").await;

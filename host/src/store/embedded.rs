@@ -19,7 +19,7 @@ use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
 use tokio::sync::Notify;
 
 use super::{
-    CompleteReport, Counters, Delivery, DlqEntry, DlqSelector, Enqueued, EntryResult, Page, PluginVersion, PutPlugin,
+    AlertRecord, CloseCommit, CompleteReport, Counters, DirtyMark, DistinctQuery, PaneRow, WindowClock, WindowRecord, Delivery, DlqEntry, DlqSelector, Enqueued, EntryResult, Page, PluginVersion, PutPlugin,
     QueuedEvent, ReplayReport, Store, StoreError, StoreResult,
 };
 use crate::event::Event;
@@ -644,76 +644,17 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn complete(&self, pipeline: &str, results: &[EntryResult]) -> StoreResult<CompleteReport> {
-        let mut prepared = Vec::with_capacity(results.len());
-        for r in results {
-            prepared.push(Prepared {
-                seq: r.delivery_id.parse().ok(),
-                finished: r.finished,
-                outputs: r.outputs.iter().map(to_json).collect::<StoreResult<_>>()?,
-                dead: r.dead.iter().map(to_json).collect::<StoreResult<_>>()?,
-                retries: r.retries.iter().map(|t| Ok((t.due_at_ms, to_json(&t.event)?))).collect::<StoreResult<_>>()?,
-            });
-        }
-        let seqs: Vec<u64> = prepared.iter().filter_map(|p| p.seq).collect();
-        let p = pipeline.to_string();
-        let report = self
-            .blocking(move |db| {
-                let p = p.as_str();
-                let txn = db.begin_write().map_err(db_err)?;
-                let mut report = CompleteReport::default();
-                {
-                    let mut queue = txn.open_table(QUEUE).map_err(db_err)?;
-                    let mut output = txn.open_table(OUTPUT).map_err(db_err)?;
-                    let mut dlq = txn.open_table(DLQ).map_err(db_err)?;
-                    let mut retry = txn.open_table(RETRY).map_err(db_err)?;
-                    let mut meta = txn.open_table(META).map_err(db_err)?;
-                    let mut seq = Seq::load(&meta)?;
-                    let (mut finished, mut emitted, mut dead) = (0u64, 0u64, 0u64);
-                    for entry in &prepared {
-                        let still_queued = match entry.seq {
-                            Some(s) => queue.remove((p, s)).map_err(db_err)?.is_some(),
-                            None => false,
-                        };
-                        if !still_queued {
-                            report.skipped += 1;
-                            continue;
-                        }
-                        for event in &entry.outputs {
-                            output.insert((p, seq.take()), event.as_slice()).map_err(db_err)?;
-                        }
-                        for entry in &entry.dead {
-                            dlq.insert((p, seq.take()), entry.as_slice()).map_err(db_err)?;
-                        }
-                        for (due, event) in &entry.retries {
-                            retry.insert((p, *due, seq.take()), event.as_slice()).map_err(db_err)?;
-                        }
-                        finished += entry.finished;
-                        emitted += entry.outputs.len() as u64;
-                        dead += entry.dead.len() as u64;
-                        report.applied += 1;
-                    }
-                    if report.applied == 0 {
-                        return Ok(report);
-                    }
-                    seq.save(&mut meta)?;
-                    let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
-                    add(&mut counters, p, DEPTH, -(finished as i64))?;
-                    add(&mut counters, p, PROCESSED, finished as i64)?;
-                    add(&mut counters, p, EMITTED, emitted as i64)?;
-                    add(&mut counters, p, DLQ_SIZE, dead as i64)?;
-                }
-                txn.commit().map_err(db_err)?;
-                Ok(report)
-            })
-            .await?;
-        let state = self.state(pipeline);
-        let mut mem = state.mem.lock();
-        for s in seqs {
-            mem.pending.remove(&s);
-        }
-        Ok(report)
-    }
+    async fn complete_windowed(&self, pipeline: &str, results: &[EntryResult], watermark: Option<i64>, now_ms: i64) -> StoreResult<CompleteReport> { let _ = (watermark, now_ms); self.complete_plain(pipeline, results).await }
+    async fn window_clock(&self, _pipeline: &str) -> StoreResult<WindowClock> { todo!("window_clock") }
+    async fn begin_close(&self, _pipeline: &str, _now_ms: i64, _lease_ms: i64) -> StoreResult<Option<WindowClock>> { todo!() }
+    async fn read_panes(&self, _pipeline: &str, _window: &str, _from: i64, _to: i64) -> StoreResult<Vec<PaneRow>> { todo!() }
+    async fn distinct_counts(&self, _pipeline: &str, _window: &str, _queries: &[DistinctQuery]) -> StoreResult<Vec<u64>> { todo!() }
+    async fn dirty_marks(&self, _pipeline: &str, _window: &str) -> StoreResult<Vec<DirtyMark>> { todo!() }
+    async fn finish_close(&self, _pipeline: &str, _commit: &CloseCommit) -> StoreResult<()> { todo!() }
+    async fn final_results(&self, _pipeline: &str, _window: &str, _from: i64, _to: i64) -> StoreResult<Vec<WindowRecord>> { todo!() }
+    async fn read_window_results(&self, _pipeline: &str, _window: &str, _cursor: &str, _limit: usize) -> StoreResult<Page<WindowRecord>> { todo!() }
+    async fn put_alert(&self, _pipeline: &str, _alert: &AlertRecord, _now_ms: i64, _retention_ms: i64) -> StoreResult<bool> { todo!() }
+    async fn read_alerts(&self, _pipeline: &str, _cursor: &str, _limit: usize) -> StoreResult<Page<AlertRecord>> { todo!() }
 
     async fn promote_retries(&self, pipeline: &str, now_ms: i64, max_events: usize) -> StoreResult<u64> {
         if max_events == 0 {
@@ -853,5 +794,78 @@ impl Store for EmbeddedStore {
         let (items, next_cursor) = self.page(OUTPUT, pipeline, cursor, limit).await?;
         let items = items.iter().map(|(_, bytes)| serde_json::from_slice(bytes).map_err(json_err)).collect::<StoreResult<_>>()?;
         Ok(Page { items, next_cursor })
+    }
+}
+
+impl EmbeddedStore {
+    async fn complete_plain(&self, pipeline: &str, results: &[EntryResult]) -> StoreResult<CompleteReport> {
+        let mut prepared = Vec::with_capacity(results.len());
+        for r in results {
+            prepared.push(Prepared {
+                seq: r.delivery_id.parse().ok(),
+                finished: r.finished,
+                outputs: r.outputs.iter().map(to_json).collect::<StoreResult<_>>()?,
+                dead: r.dead.iter().map(to_json).collect::<StoreResult<_>>()?,
+                retries: r.retries.iter().map(|t| Ok((t.due_at_ms, to_json(&t.event)?))).collect::<StoreResult<_>>()?,
+            });
+        }
+        let seqs: Vec<u64> = prepared.iter().filter_map(|p| p.seq).collect();
+        let p = pipeline.to_string();
+        let report = self
+            .blocking(move |db| {
+                let p = p.as_str();
+                let txn = db.begin_write().map_err(db_err)?;
+                let mut report = CompleteReport::default();
+                {
+                    let mut queue = txn.open_table(QUEUE).map_err(db_err)?;
+                    let mut output = txn.open_table(OUTPUT).map_err(db_err)?;
+                    let mut dlq = txn.open_table(DLQ).map_err(db_err)?;
+                    let mut retry = txn.open_table(RETRY).map_err(db_err)?;
+                    let mut meta = txn.open_table(META).map_err(db_err)?;
+                    let mut seq = Seq::load(&meta)?;
+                    let (mut finished, mut emitted, mut dead) = (0u64, 0u64, 0u64);
+                    for entry in &prepared {
+                        let still_queued = match entry.seq {
+                            Some(s) => queue.remove((p, s)).map_err(db_err)?.is_some(),
+                            None => false,
+                        };
+                        if !still_queued {
+                            report.skipped += 1;
+                            continue;
+                        }
+                        for event in &entry.outputs {
+                            output.insert((p, seq.take()), event.as_slice()).map_err(db_err)?;
+                        }
+                        for entry in &entry.dead {
+                            dlq.insert((p, seq.take()), entry.as_slice()).map_err(db_err)?;
+                        }
+                        for (due, event) in &entry.retries {
+                            retry.insert((p, *due, seq.take()), event.as_slice()).map_err(db_err)?;
+                        }
+                        finished += entry.finished;
+                        emitted += entry.outputs.len() as u64;
+                        dead += entry.dead.len() as u64;
+                        report.applied += 1;
+                    }
+                    if report.applied == 0 {
+                        return Ok(report);
+                    }
+                    seq.save(&mut meta)?;
+                    let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
+                    add(&mut counters, p, DEPTH, -(finished as i64))?;
+                    add(&mut counters, p, PROCESSED, finished as i64)?;
+                    add(&mut counters, p, EMITTED, emitted as i64)?;
+                    add(&mut counters, p, DLQ_SIZE, dead as i64)?;
+                }
+                txn.commit().map_err(db_err)?;
+                Ok(report)
+            })
+            .await?;
+        let state = self.state(pipeline);
+        let mut mem = state.mem.lock();
+        for s in seqs {
+            mem.pending.remove(&s);
+        }
+        Ok(report)
     }
 }

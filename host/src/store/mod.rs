@@ -14,6 +14,7 @@
 
 pub mod embedded;
 pub mod redis;
+pub mod window;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::runtime::ErrorKind;
+pub use window::{
+    AlertRecord, CloseCommit, DirtyMark, DistinctQuery, FieldAgg, PaneAgg, PaneDelta, PaneRef, PaneRow, WindowClock, WindowRecord,
+    NO_WATERMARK,
+};
 
 /// Errors from a store. `Unavailable` maps to HTTP 503 with `Retry-After`.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +116,12 @@ pub struct EntryResult {
     /// Input events that finished here (emitted, filtered out or
     /// dead-lettered): the queue depth drops and `processed` grows by this.
     pub finished: u64,
+    /// Window updates from this entry's outputs (applied only with its ack).
+    pub window_deltas: Vec<PaneDelta>,
+    /// Closed windows this entry's updates landed in.
+    pub dirty: Vec<DirtyMark>,
+    /// The newest event time among `window_deltas`.
+    pub max_event_ts: Option<i64>,
 }
 
 /// What `complete` did.
@@ -120,6 +131,9 @@ pub struct CompleteReport {
     pub applied: usize,
     /// Entries skipped because they were no longer pending (already done).
     pub skipped: usize,
+    /// Nothing was applied: the watermark moved (or a closer holds the
+    /// gate) since the caller decided which events are late. Decide again.
+    pub stale: bool,
 }
 
 /// The answer to an enqueue.
@@ -238,7 +252,20 @@ pub trait Store: Send + Sync + 'static {
     async fn reclaim(&self, pipeline: &str, consumer: &str, min_idle_ms: u64, max_entries: usize) -> StoreResult<Vec<Delivery>>;
     /// Applies each entry's results atomically with its acknowledgement,
     /// skipping entries no longer pending. One round trip for all of them.
-    async fn complete(&self, pipeline: &str, results: &[EntryResult]) -> StoreResult<CompleteReport>;
+    async fn complete(&self, pipeline: &str, results: &[EntryResult]) -> StoreResult<CompleteReport> {
+        self.complete_windowed(pipeline, results, None, 0).await
+    }
+    /// [`complete`](Self::complete), also applying each entry's window deltas
+    /// and dirty marks with its acknowledgement. With `watermark: Some(w)`
+    /// nothing at all is applied (the answer is `stale`) unless the stored
+    /// watermark is still `w` and no closer holds the gate at `now_ms`.
+    async fn complete_windowed(
+        &self,
+        pipeline: &str,
+        results: &[EntryResult],
+        watermark: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<CompleteReport>;
     /// Moves retries due at `now_ms` back into the queue (as one entry);
     /// answers how many events moved.
     async fn promote_retries(&self, pipeline: &str, now_ms: i64, max_events: usize) -> StoreResult<u64>;
@@ -259,4 +286,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events that left the last stage, oldest first, after `cursor`.
     async fn read_output(&self, pipeline: &str, cursor: &str, limit: usize) -> StoreResult<Page<Event>>;
+
+    // ---- windows ----------------------------------------------------------
+
+    async fn window_clock(&self, pipeline: &str) -> StoreResult<WindowClock>;
+    /// Takes the close gate until `now_ms + lease_ms` unless someone holds
+    /// it; answers the clock, or `None` when the gate is taken.
+    async fn begin_close(&self, pipeline: &str, now_ms: i64, lease_ms: i64) -> StoreResult<Option<WindowClock>>;
+    /// Pane rows of `window` with `from <= pane <= to`, all groups, by pane.
+    async fn read_panes(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<PaneRow>>;
+    /// One union cardinality per query.
+    async fn distinct_counts(&self, pipeline: &str, window: &str, queries: &[DistinctQuery]) -> StoreResult<Vec<u64>>;
+    async fn dirty_marks(&self, pipeline: &str, window: &str) -> StoreResult<Vec<DirtyMark>>;
+    /// Applies a closer pass and releases the gate, atomically.
+    async fn finish_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<()>;
+    /// Stored final results of `window` with `from <= start <= to`, by start.
+    async fn final_results(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<WindowRecord>>;
+    /// The window's results stream, oldest first, after `cursor`.
+    async fn read_window_results(&self, pipeline: &str, window: &str, cursor: &str, limit: usize) -> StoreResult<Page<WindowRecord>>;
+    /// Appends an alert unless one was already raised for its (window,
+    /// start, group); answers whether it was appended. Alerts older than
+    /// `retention_ms` are trimmed.
+    async fn put_alert(&self, pipeline: &str, alert: &AlertRecord, now_ms: i64, retention_ms: i64) -> StoreResult<bool>;
+    /// Alerts, oldest first, after `cursor`.
+    async fn read_alerts(&self, pipeline: &str, cursor: &str, limit: usize) -> StoreResult<Page<AlertRecord>>;
 }

@@ -40,7 +40,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CompleteReport, Counters, Delivery, DlqEntry, DlqSelector, Enqueued, EntryResult, Page, PluginVersion, PutPlugin,
+    AlertRecord, CloseCommit, CompleteReport, Counters, DirtyMark, DistinctQuery, PaneRow, WindowClock, WindowRecord, Delivery, DlqEntry, DlqSelector, Enqueued, EntryResult, Page, PluginVersion, PutPlugin,
     QueuedEvent, ReplayReport, Store, StoreError, StoreResult,
 };
 use crate::event::Event;
@@ -624,73 +624,17 @@ impl Store for RedisStore {
         }
     }
 
-    async fn complete(&self, pipeline: &str, results: &[EntryResult]) -> StoreResult<CompleteReport> {
-        let k = self.keys(pipeline);
-        let mut skipped = 0usize;
-        let mut args: Vec<Vec<u8>> = Vec::new();
-        let mut entries = 0usize;
-        let mut seen = HashSet::new();
-        for result in results {
-            // An id Redis would reject cannot be pending; a repeated id in
-            // the same call can only be applied once.
-            if !is_stream_id(&result.delivery_id) || !seen.insert(result.delivery_id.as_str()) {
-                skipped += 1;
-                continue;
-            }
-            entries += 1;
-            args.push(result.delivery_id.clone().into_bytes());
-            args.push(result.finished.to_string().into_bytes());
-            args.push(result.outputs.len().to_string().into_bytes());
-            args.push(result.dead.len().to_string().into_bytes());
-            args.push(result.retries.len().to_string().into_bytes());
-            for event in &result.outputs {
-                args.push(to_json(event)?.into_bytes());
-            }
-            for dead in &result.dead {
-                let meta = DlqMeta {
-                    error: dead.error.clone(),
-                    error_kind: dead.error_kind,
-                    stage: dead.stage.clone(),
-                    plugin: dead.plugin.clone(),
-                    plugin_version: dead.plugin_version,
-                    attempts: dead.attempts,
-                    first_failed_at: dead.first_failed_at,
-                    last_failed_at: dead.last_failed_at,
-                };
-                args.push(to_json(&dead.event)?.into_bytes());
-                args.push(to_json(&dead.stage)?.into_bytes());
-                args.push(to_json(&meta)?.into_bytes());
-            }
-            for retry in &result.retries {
-                args.push(retry.due_at_ms.to_string().into_bytes());
-                let member = format!("{:032x}|{}", rand::random::<u128>(), to_json(&retry.event)?);
-                args.push(member.into_bytes());
-            }
-        }
-        if entries == 0 {
-            return Ok(CompleteReport { applied: 0, skipped });
-        }
-        let args = &args;
-        let (applied, skipped_here): (usize, usize) = self
-            .run(|mut c| async move {
-                let mut invocation = self.scripts.complete.prepare_invoke();
-                invocation
-                    .key(&k.queue)
-                    .key(&k.output)
-                    .key(&k.dlq)
-                    .key(&k.retry)
-                    .key(&k.depth)
-                    .key(&k.counters)
-                    .arg(GROUP)
-                    .arg(entries);
-                for arg in args {
-                    invocation.arg(arg.as_slice());
-                }
-                invocation.invoke_async(&mut c).await
-            })
-            .await?;
-        Ok(CompleteReport { applied, skipped: skipped + skipped_here })
-    }
+    async fn complete_windowed(&self, pipeline: &str, results: &[EntryResult], watermark: Option<i64>, now_ms: i64) -> StoreResult<CompleteReport> { let _ = (watermark, now_ms); self.complete_plain(pipeline, results).await }
+    async fn window_clock(&self, _pipeline: &str) -> StoreResult<WindowClock> { todo!("window_clock") }
+    async fn begin_close(&self, _pipeline: &str, _now_ms: i64, _lease_ms: i64) -> StoreResult<Option<WindowClock>> { todo!() }
+    async fn read_panes(&self, _pipeline: &str, _window: &str, _from: i64, _to: i64) -> StoreResult<Vec<PaneRow>> { todo!() }
+    async fn distinct_counts(&self, _pipeline: &str, _window: &str, _queries: &[DistinctQuery]) -> StoreResult<Vec<u64>> { todo!() }
+    async fn dirty_marks(&self, _pipeline: &str, _window: &str) -> StoreResult<Vec<DirtyMark>> { todo!() }
+    async fn finish_close(&self, _pipeline: &str, _commit: &CloseCommit) -> StoreResult<()> { todo!() }
+    async fn final_results(&self, _pipeline: &str, _window: &str, _from: i64, _to: i64) -> StoreResult<Vec<WindowRecord>> { todo!() }
+    async fn read_window_results(&self, _pipeline: &str, _window: &str, _cursor: &str, _limit: usize) -> StoreResult<Page<WindowRecord>> { todo!() }
+    async fn put_alert(&self, _pipeline: &str, _alert: &AlertRecord, _now_ms: i64, _retention_ms: i64) -> StoreResult<bool> { todo!() }
+    async fn read_alerts(&self, _pipeline: &str, _cursor: &str, _limit: usize) -> StoreResult<Page<AlertRecord>> { todo!() }
 
     async fn promote_retries(&self, pipeline: &str, now_ms: i64, max_events: usize) -> StoreResult<u64> {
         if max_events == 0 {
@@ -1026,6 +970,76 @@ if existed == 1 then
 end
 return existed
 "#;
+
+impl RedisStore {
+    async fn complete_plain(&self, pipeline: &str, results: &[EntryResult]) -> StoreResult<CompleteReport> {
+        let k = self.keys(pipeline);
+        let mut skipped = 0usize;
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        let mut entries = 0usize;
+        let mut seen = HashSet::new();
+        for result in results {
+            // An id Redis would reject cannot be pending; a repeated id in
+            // the same call can only be applied once.
+            if !is_stream_id(&result.delivery_id) || !seen.insert(result.delivery_id.as_str()) {
+                skipped += 1;
+                continue;
+            }
+            entries += 1;
+            args.push(result.delivery_id.clone().into_bytes());
+            args.push(result.finished.to_string().into_bytes());
+            args.push(result.outputs.len().to_string().into_bytes());
+            args.push(result.dead.len().to_string().into_bytes());
+            args.push(result.retries.len().to_string().into_bytes());
+            for event in &result.outputs {
+                args.push(to_json(event)?.into_bytes());
+            }
+            for dead in &result.dead {
+                let meta = DlqMeta {
+                    error: dead.error.clone(),
+                    error_kind: dead.error_kind,
+                    stage: dead.stage.clone(),
+                    plugin: dead.plugin.clone(),
+                    plugin_version: dead.plugin_version,
+                    attempts: dead.attempts,
+                    first_failed_at: dead.first_failed_at,
+                    last_failed_at: dead.last_failed_at,
+                };
+                args.push(to_json(&dead.event)?.into_bytes());
+                args.push(to_json(&dead.stage)?.into_bytes());
+                args.push(to_json(&meta)?.into_bytes());
+            }
+            for retry in &result.retries {
+                args.push(retry.due_at_ms.to_string().into_bytes());
+                let member = format!("{:032x}|{}", rand::random::<u128>(), to_json(&retry.event)?);
+                args.push(member.into_bytes());
+            }
+        }
+        if entries == 0 {
+            return Ok(CompleteReport { applied: 0, skipped, stale: false });
+        }
+        let args = &args;
+        let (applied, skipped_here): (usize, usize) = self
+            .run(|mut c| async move {
+                let mut invocation = self.scripts.complete.prepare_invoke();
+                invocation
+                    .key(&k.queue)
+                    .key(&k.output)
+                    .key(&k.dlq)
+                    .key(&k.retry)
+                    .key(&k.depth)
+                    .key(&k.counters)
+                    .arg(GROUP)
+                    .arg(entries);
+                for arg in args {
+                    invocation.arg(arg.as_slice());
+                }
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(CompleteReport { applied, skipped: skipped + skipped_here, stale: false })
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,169 @@
+//! What the stores keep for windowed aggregations, backend-neutral.
+//!
+//! Workers turn a batch's outputs into [`PaneDelta`]s (one per window, pane
+//! and group, however many events it sums) that `complete_windowed` applies
+//! together with the entry's acknowledgement. The closer (`crate::window`)
+//! reads panes back, merges them into window results and commits what it
+//! emitted in one [`CloseCommit`]. Group keys are the group value's JSON text
+//! (`null` for an ungrouped window).
+
+use serde::{Deserialize, Serialize};
+
+/// No watermark yet (no event seen).
+pub const NO_WATERMARK: i64 = i64::MIN;
+
+/// The mergeable partial aggregate of one (window, pane, group).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PaneAgg {
+    pub count: u64,
+    /// One per aggregate of the window spec, by index (`count` without a
+    /// field has an unused default entry).
+    pub fields: Vec<FieldAgg>,
+}
+
+/// Per-aggregate partial state. `missing` counts events that lacked the
+/// field (or, for numeric ops, had a non-number).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FieldAgg {
+    /// Values taken (numbers for numeric ops, present values otherwise).
+    pub n: u64,
+    pub sum: f64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub missing: u64,
+}
+
+impl FieldAgg {
+    pub fn merge(&mut self, other: &FieldAgg) {
+        self.n += other.n;
+        self.sum += other.sum;
+        self.missing += other.missing;
+        self.min = match (self.min, other.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.max = match (self.max, other.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+impl PaneAgg {
+    pub fn new(aggregates: usize) -> Self {
+        PaneAgg { count: 0, fields: vec![FieldAgg::default(); aggregates] }
+    }
+
+    pub fn merge(&mut self, other: &PaneAgg) {
+        self.count += other.count;
+        if self.fields.len() < other.fields.len() {
+            self.fields.resize(other.fields.len(), FieldAgg::default());
+        }
+        for (mine, theirs) in self.fields.iter_mut().zip(&other.fields) {
+            mine.merge(theirs);
+        }
+    }
+}
+
+/// One batch's contribution to one (window, pane, group).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaneDelta {
+    pub window: String,
+    /// The pane's start (sliding/tumbling: aligned to the slide; session: the event time).
+    pub pane: i64,
+    pub group: String,
+    pub agg: PaneAgg,
+    /// Per aggregate index: the values to add to its HyperLogLog (empty for
+    /// aggregates that are not `count_distinct`).
+    pub distinct: Vec<Vec<String>>,
+}
+
+/// "An update landed in an already closed window": the closer re-emits the
+/// closed windows covering `pane` (sessions: the group's closed sessions).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DirtyMark {
+    pub window: String,
+    pub pane: i64,
+    pub group: String,
+}
+
+/// A pipeline's event-time clock, as the store keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowClock {
+    /// Windows ending at or before it are closed ([`NO_WATERMARK`]: none yet).
+    /// Moved only by the closer.
+    pub watermark: i64,
+    /// The newest event time applied to any window ([`NO_WATERMARK`]: none).
+    pub max_event_ts: i64,
+    /// Wall-clock ms of the last apply that carried events (0: never).
+    pub last_event_at: i64,
+    /// While in the future, a closer is working: window applies answer stale.
+    pub gate_until: i64,
+}
+
+impl Default for WindowClock {
+    fn default() -> Self {
+        WindowClock { watermark: NO_WATERMARK, max_event_ts: NO_WATERMARK, last_event_at: 0, gate_until: 0 }
+    }
+}
+
+/// One (pane, group) row read back from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaneRow {
+    pub pane: i64,
+    pub group: String,
+    pub agg: PaneAgg,
+}
+
+/// "How many distinct values did aggregate `agg` see for `group` over these
+/// panes?" (a HyperLogLog union).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistinctQuery {
+    pub agg: usize,
+    pub group: String,
+    pub panes: Vec<i64>,
+}
+
+/// A window result record as stored and emitted: `json` is the API's result
+/// object (`group`, `start`, `end`, `closed`, `count`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowRecord {
+    pub window: String,
+    pub start: i64,
+    pub group: String,
+    pub json: String,
+}
+
+/// Pane state to delete: a whole pane (`group: None`) or one group's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaneRef {
+    pub window: String,
+    pub pane: i64,
+    pub group: Option<String>,
+}
+
+/// Everything one closer pass decided, applied atomically; it also sets the
+/// watermark and opens the gate again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CloseCommit {
+    pub watermark: i64,
+    /// Appended to the window's results stream (closed windows, re-emits).
+    pub emit: Vec<WindowRecord>,
+    /// Stored as the final result of their window (queries read these once
+    /// the window's panes are gone).
+    pub finals: Vec<WindowRecord>,
+    pub drop_panes: Vec<PaneRef>,
+    /// Dirty marks handled by this pass.
+    pub dirty_done: Vec<DirtyMark>,
+    /// Per window: results (final and emitted) older than this are removed.
+    pub expire: Vec<(String, i64)>,
+}
+
+/// A spike alert (API.md `GET .../alerts`); `json` is the API object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRecord {
+    pub window: String,
+    pub start: i64,
+    pub group: String,
+    pub json: String,
+}

@@ -100,3 +100,25 @@ pub fn chain_failed(pipeline: &str, error: &str) {
 pub fn plugin_cache_problem(path: &std::path::Path, what: &str, error: &str) {
     tracing::warn!(target: "sluice::runtime", path = %path.display(), "{what}: {error}");
 }
+
+/// A closer pass emitted `emitted` window results and finalized `finalized`.
+pub fn windows_closed(pipeline: &str, emitted: usize, finalized: usize) {
+    if emitted > 0 || finalized > 0 {
+        tracing::debug!(target: "sluice::windows", pipeline, emitted, finalized, "windows closed");
+        let p = pipeline.to_string();
+        metrics::counter!("sluice_window_results_emitted_total", "pipeline" => p.clone()).increment(emitted as u64);
+        metrics::counter!("sluice_windows_finalized_total", "pipeline" => p).increment(finalized as u64);
+    }
+}
+
+/// A spike rule fired.
+pub fn spike_alert(pipeline: &str, window: &str, group: &str, start: i64) {
+    tracing::warn!(target: "sluice::windows", pipeline, window, group, start, "spike alert");
+    metrics::counter!("sluice_spike_alerts_total", "pipeline" => pipeline.to_string(), "window" => window.to_string()).increment(1);
+}
+
+/// A worker has waited `rounds` times for the watermark to settle (a closer
+/// holding the gate for long, or a watermark moving very fast).
+pub fn window_apply_waiting(pipeline: &str, rounds: u32) {
+    tracing::warn!(target: "sluice::windows", pipeline, rounds, "window updates waiting for the close gate");
+}

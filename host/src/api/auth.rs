@@ -44,6 +44,38 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `?access_token=` on a GET: what a browser's `EventSource` (the live
+/// feed) can send instead of a header.
+fn query_token(request: &Request) -> Option<String> {
+    if request.method() != Method::GET {
+        return None;
+    }
+    let query = request.uri().query()?;
+    query.split('&').find_map(|pair| {
+        let value = pair.strip_prefix("access_token=")?;
+        Some(percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(hi * 16 + lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub async fn require(State(tokens): State<Arc<Tokens>>, request: Request, next: Next) -> Response {
     if tokens.open() {
         return next.run(request).await;
@@ -54,7 +86,10 @@ pub async fn require(State(tokens): State<Arc<Tokens>>, request: Request, next: 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(str::trim)
+        .map(str::to_string)
+        .or_else(|| query_token(&request));
+    let presented = presented.as_deref();
     let Some(token) = presented else {
         return ApiError::Unauthorized("missing `Authorization: Bearer <token>` header".into()).into_response();
     };

@@ -4,6 +4,8 @@
 //! - [`plugins`]: `/v1/plugins...`
 //! - [`pipelines`]: `/v1/pipelines...` with the DLQ, outputs and metrics
 //! - [`tables`]: `/v1/tables/{name}`
+//! - [`windows`]: `/v1/pipelines/{id}/windows/...` and `/alerts`
+//! - [`dashboard`]: `GET /`, the live dashboard page
 //! - [`monitoring`]: `/healthz`, `/readyz`, `/metrics`
 
 pub mod auth;
@@ -13,6 +15,8 @@ pub mod monitoring;
 pub mod pipelines;
 pub mod plugins;
 pub mod tables;
+pub mod windows;
+pub mod dashboard;
 
 use std::sync::Arc;
 
@@ -36,6 +40,8 @@ pub fn router(state: Arc<AppState>, tokens: auth::Tokens) -> Router {
         .merge(plugins::router())
         .merge(pipelines::router())
         .merge(tables::router())
+        .merge(windows::router())
+        .merge(dashboard::router())
         .merge(monitoring::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint (see API.md)".into()) })
         .with_state(state)

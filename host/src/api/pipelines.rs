@@ -47,7 +47,7 @@ async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
 }
 
 /// The stored spec of `id`, or 404.
-async fn stored_spec(state: &AppState, id: &str) -> ApiResult<String> {
+pub async fn stored_spec(state: &AppState, id: &str) -> ApiResult<String> {
     state.engine.store.get_pipeline(id).await?.ok_or_else(|| ApiError::NotFound(format!("no pipeline `{id}`")))
 }
 
@@ -93,7 +93,7 @@ async fn dlq_list(State(state): State<Arc<AppState>>, Path(id): Path<String>, Qu
 }
 
 /// A cursor the store cannot read is the client's mistake (400), not ours.
-fn cursor_error(e: crate::store::StoreError) -> ApiError {
+pub fn cursor_error(e: crate::store::StoreError) -> ApiError {
     match e {
         crate::store::StoreError::Internal(m) if m.starts_with("invalid cursor") => {
             ApiError::bad_request("invalid_cursor", format!("{m}; pass back a `next_cursor` exactly as it was answered"))

@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// Take over entries a silent worker has held this long, ms.
     #[arg(long, env = "SLUICE_RECLAIM_IDLE_MS")]
     pub reclaim_idle_ms: Option<u64>,
+    /// How often windows are closed and spike rules checked, ms (default 200).
+    #[arg(long, env = "SLUICE_WINDOW_TICK_MS")]
+    pub window_tick_ms: Option<u64>,
     /// Key prefix on Redis (several deployments can share one server).
     #[arg(long, env = "SLUICE_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
@@ -60,6 +63,7 @@ struct FileConfig {
     max_body_bytes: Option<u64>,
     workers: Option<usize>,
     reclaim_idle_ms: Option<u64>,
+    window_tick_ms: Option<u64>,
     redis_prefix: Option<String>,
 }
 
@@ -99,6 +103,12 @@ impl ServeArgs {
         }
         if let Some(ms) = self.reclaim_idle_ms.or(file.reclaim_idle_ms) {
             engine.reclaim_idle_ms = ms.max(100);
+        }
+        if let Some(ms) = self.window_tick_ms.or(file.window_tick_ms) {
+            if !(10..=60_000).contains(&ms) {
+                bail!("--window-tick-ms must be 10 to 60000");
+            }
+            engine.window_tick = std::time::Duration::from_millis(ms);
         }
         let nonempty = |v: Vec<String>| v.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect::<Vec<_>>();
         Ok(Settings {

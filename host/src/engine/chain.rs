@@ -60,17 +60,35 @@ impl Meta {
     }
 }
 
+/// The `start_stage` of a DLQ'd late event: replaying it re-applies it to
+/// that window only (it already went through the stages and to the output).
+pub const WINDOW_STAGE_PREFIX: &str = "window:";
+
+/// What a chain run made of some queue entries.
+pub struct ChainRun {
+    /// One per entry, same order.
+    pub results: Vec<EntryResult>,
+    pub tallies: Vec<StageTally>,
+    /// Per entry: replayed late events, each for the one window it missed.
+    pub window_replays: Vec<Vec<(String, Event)>>,
+}
+
 /// Runs the events of several queue entries through `stages` and answers one
 /// [`EntryResult`] per entry (same order), plus per-stage tallies.
-pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>, now_ms: i64, mut jitter: impl FnMut() -> f64) -> (Vec<EntryResult>, Vec<StageTally>) {
+pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>, now_ms: i64, mut jitter: impl FnMut() -> f64) -> ChainRun {
     let mut results: Vec<EntryResult> =
         entries.iter().map(|(id, _)| EntryResult { delivery_id: id.clone(), ..Default::default() }).collect();
+    let mut window_replays: Vec<Vec<(String, Event)>> = vec![Vec::new(); entries.len()];
     let mut tallies = vec![StageTally::default(); stages.len()];
     let mut inputs = vec![0u64; entries.len()];
     let mut items: Vec<Item> = Vec::new();
     for (entry, (_, queued)) in entries.into_iter().enumerate() {
         inputs[entry] = queued.len() as u64;
         for q in queued {
+            if let Some(window) = q.start_stage.as_deref().and_then(|s| s.strip_prefix(WINDOW_STAGE_PREFIX)) {
+                window_replays[entry].push((window.to_string(), q.event));
+                continue;
+            }
             // A stage that is gone from the current spec restarts the event at the first stage.
             let (stage, attempt) = match &q.start_stage {
                 Some(name) => match stages.iter().position(|s| &s.name == name) {
@@ -159,5 +177,5 @@ pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>
         // Retried events stay in the queue depth; everything else finished.
         result.finished = inputs[entry].saturating_sub(result.retries.len() as u64);
     }
-    (results, tallies)
+    ChainRun { results, tallies, window_replays }
 }

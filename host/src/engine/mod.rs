@@ -11,6 +11,7 @@ pub mod spec;
 pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +20,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::runtime::{MemoryTables, Runtime, StageRunner, StageSetupError, StageSpec};
-use crate::store::{Delivery, Store, StoreError};
-use chain::{run_chain, ChainStage};
+use crate::store::{Delivery, DlqEntry, EntryResult, Store, StoreError, NO_WATERMARK};
+use crate::window::closer::{close_pass, CloserConfig};
+use crate::window::spike::SpikeWatch;
+use crate::window::WindowSet;
+use chain::{run_chain, ChainRun, ChainStage, WINDOW_STAGE_PREFIX};
 use spec::PipelineSpec;
 use stats::Stats;
 
@@ -37,6 +41,9 @@ pub struct EngineConfig {
     pub consumer_prefix: String,
     /// How often specs and tables changed elsewhere are picked up.
     pub sync_interval: Duration,
+    /// How often the closer moves watermarks and emits closed windows (and
+    /// spike rules are checked).
+    pub window_tick: Duration,
 }
 
 impl Default for EngineConfig {
@@ -48,6 +55,7 @@ impl Default for EngineConfig {
             reclaim_idle_ms: 30_000,
             consumer_prefix: format!("{host}-{}", std::process::id()),
             sync_interval: Duration::from_millis(500),
+            window_tick: Duration::from_millis(200),
         }
     }
 }
@@ -67,6 +75,7 @@ pub struct Pipeline {
     /// The stored spec, versions resolved.
     pub spec: PipelineSpec,
     stages: Arc<Vec<ChainStage>>,
+    pub windows: Arc<WindowSet>,
 }
 
 impl Pipeline {
@@ -231,7 +240,8 @@ impl Engine {
                 runner: Arc::new(runner),
             });
         }
-        Ok(Pipeline { id: id.to_string(), spec, stages: Arc::new(stages) })
+        let windows = Arc::new(WindowSet::new(spec.windows.clone()));
+        Ok(Pipeline { id: id.to_string(), spec, stages: Arc::new(stages), windows })
     }
 
     /// Swaps a built pipeline in; starts its workers the first time.
@@ -246,13 +256,16 @@ impl Engine {
             return;
         }
         let current = Arc::new(RwLock::new(pipeline));
+        let watermark = Arc::new(AtomicI64::new(NO_WATERMARK));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
+        let shared = Shared { engine: self.clone(), id: id.clone(), current: current.clone(), watermark: watermark.clone() };
         for n in 0..self.config.workers.max(1) {
             let consumer = format!("{}-w{n}", self.config.consumer_prefix);
-            tasks.push(tokio::spawn(worker(self.clone(), id.clone(), current.clone(), consumer, stopped.clone())));
+            tasks.push(tokio::spawn(worker(shared.clone(), consumer, stopped.clone())));
         }
-        tasks.push(tokio::spawn(maintenance(self.clone(), id.clone(), current.clone(), stopped)));
+        tasks.push(tokio::spawn(maintenance(shared.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(closer(shared, stopped)));
         running.insert(id, Running { current, stop, tasks });
     }
 
@@ -302,27 +315,40 @@ impl Engine {
     }
 }
 
-async fn worker(engine: Arc<Engine>, id: String, current: Arc<RwLock<Arc<Pipeline>>>, consumer: String, mut stop: watch::Receiver<bool>) {
+/// What a pipeline's tasks share.
+#[derive(Clone)]
+struct Shared {
+    engine: Arc<Engine>,
+    id: String,
+    current: Arc<RwLock<Arc<Pipeline>>>,
+    /// The watermark this process last saw in the store (workers decide
+    /// lateness with it; the store refuses a stale one).
+    watermark: Arc<AtomicI64>,
+}
+
+async fn worker(shared: Shared, consumer: String, mut stop: watch::Receiver<bool>) {
+    let (engine, id) = (&shared.engine, &shared.id);
     loop {
         if *stop.borrow() {
             break;
         }
         let read = tokio::select! {
-            read = engine.store.read(&id, &consumer, engine.config.read_entries, 250) => read,
+            read = engine.store.read(id, &consumer, engine.config.read_entries, 250) => read,
             _ = stop.changed() => break,
         };
         match read {
             Ok(deliveries) if deliveries.is_empty() => {}
-            Ok(deliveries) => process(&engine, &id, &current, deliveries).await,
+            Ok(deliveries) => process(&shared, deliveries).await,
             Err(e) => {
-                crate::metrics::store_error("read", &id, &e);
+                crate::metrics::store_error("read", id, &e);
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }
 }
 
-async fn maintenance(engine: Arc<Engine>, id: String, current: Arc<RwLock<Arc<Pipeline>>>, mut stop: watch::Receiver<bool>) {
+async fn maintenance(shared: Shared, mut stop: watch::Receiver<bool>) {
+    let (engine, id) = (&shared.engine, &shared.id);
     let consumer = format!("{}-reclaim", engine.config.consumer_prefix);
     let mut tick: u64 = 0;
     loop {
@@ -331,31 +357,111 @@ async fn maintenance(engine: Arc<Engine>, id: String, current: Arc<RwLock<Arc<Pi
             _ = stop.changed() => break,
         }
         tick += 1;
-        if let Err(e) = engine.store.promote_retries(&id, crate::event::now_ms(), 10_000).await {
-            crate::metrics::store_error("promote_retries", &id, &e);
+        if let Err(e) = engine.store.promote_retries(id, crate::event::now_ms(), 10_000).await {
+            crate::metrics::store_error("promote_retries", id, &e);
         }
         let every = (engine.config.reclaim_idle_ms / 400).clamp(1, 50);
         if tick % every == 0 {
-            match engine.store.reclaim(&id, &consumer, engine.config.reclaim_idle_ms, engine.config.read_entries).await {
+            match engine.store.reclaim(id, &consumer, engine.config.reclaim_idle_ms, engine.config.read_entries).await {
                 Ok(deliveries) if !deliveries.is_empty() => {
-                    crate::metrics::reclaimed(&id, deliveries.len());
-                    process(&engine, &id, &current, deliveries).await;
+                    crate::metrics::reclaimed(id, deliveries.len());
+                    process(&shared, deliveries).await;
                 }
                 Ok(_) => {}
-                Err(e) => crate::metrics::store_error("reclaim", &id, &e),
+                Err(e) => crate::metrics::store_error("reclaim", id, &e),
             }
         }
     }
 }
 
-/// Runs delivered entries through the current stages and completes them.
-async fn process(engine: &Arc<Engine>, id: &str, current: &Arc<RwLock<Arc<Pipeline>>>, deliveries: Vec<Delivery>) {
-    let pipeline = current.read().clone();
+/// Closes windows and checks spike rules every `window_tick` (the store's
+/// gate lets one process at a time do a pass).
+async fn closer(shared: Shared, mut stop: watch::Receiver<bool>) {
+    let (engine, id) = (&shared.engine, &shared.id);
+    let mut spikes = SpikeWatch::default();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(engine.config.window_tick) => {}
+            _ = stop.changed() => break,
+        }
+        let pipeline = shared.current.read().clone();
+        if pipeline.windows.is_empty() {
+            continue;
+        }
+        let defs = &pipeline.windows.defs;
+        let config = CloserConfig { idle_ms: pipeline.spec.watermark_idle_ms as i64, lease_ms: 10_000 };
+        match close_pass(engine.store.as_ref(), id, defs, crate::event::now_ms(), config).await {
+            Ok(report) => {
+                if let Some(wm) = report.watermark {
+                    shared.watermark.store(wm, Ordering::Relaxed);
+                }
+                crate::metrics::windows_closed(id, report.emitted.len(), report.finalized);
+            }
+            Err(e) => crate::metrics::store_error("close_windows", id, &e),
+        }
+        match spikes.check(engine.store.as_ref(), id, defs, crate::event::now_ms()).await {
+            Ok(alerts) => {
+                for alert in alerts {
+                    crate::metrics::spike_alert(id, &alert.window, &alert.group, alert.start);
+                }
+            }
+            Err(e) => crate::metrics::store_error("spike_check", id, &e),
+        }
+    }
+}
+
+/// Fills each entry's window deltas, dirty marks and late DLQ entries for
+/// `watermark`.
+fn assign_windows(
+    windows: &WindowSet,
+    base: &[EntryResult],
+    replays: &[Vec<(String, crate::event::Event)>],
+    watermark: i64,
+    now_ms: i64,
+) -> Vec<EntryResult> {
+    base.iter()
+        .zip(replays)
+        .map(|(result, replayed)| {
+            let mut result = result.clone();
+            let events = result.outputs.iter().map(|e| (e, None)).chain(replayed.iter().map(|(w, e)| (e, Some(w.as_str()))));
+            let assignment = windows.assign(events, watermark);
+            result.window_deltas = assignment.deltas;
+            result.dirty = assignment.dirty;
+            result.max_event_ts = assignment.max_event_ts;
+            for late in assignment.late {
+                let spec = windows.get(&late.window);
+                let lateness = spec.map(|s| s.allowed_lateness_ms).unwrap_or(0);
+                result.dead.push(DlqEntry {
+                    dlq_id: String::new(),
+                    error: format!(
+                        "late: event time {} is past window [{}, {}) of `{}`, closed at watermark {} (allowed lateness {} ms)",
+                        late.event.timestamp, late.start, late.end, late.window, watermark, lateness
+                    ),
+                    event: late.event,
+                    error_kind: crate::runtime::ErrorKind::Late,
+                    stage: format!("{WINDOW_STAGE_PREFIX}{}", late.window),
+                    plugin: String::new(),
+                    plugin_version: 0,
+                    attempts: 1,
+                    first_failed_at: now_ms,
+                    last_failed_at: now_ms,
+                });
+            }
+            result
+        })
+        .collect()
+}
+
+/// Runs delivered entries through the current stages and completes them
+/// (with their window updates, decided against the store's watermark).
+async fn process(shared: &Shared, deliveries: Vec<Delivery>) {
+    let (engine, id) = (&shared.engine, shared.id.as_str());
+    let pipeline = shared.current.read().clone();
     let entries: Vec<(String, Vec<crate::store::QueuedEvent>)> = deliveries.into_iter().map(|d| (d.id, d.events)).collect();
     let stages = pipeline.stages.clone();
     let now = crate::event::now_ms();
     let ran = tokio::task::spawn_blocking(move || run_chain(&stages, entries, now, rand::random::<f64>)).await;
-    let (results, tallies) = match ran {
+    let ChainRun { results, tallies, window_replays } = match ran {
         Ok(ran) => ran,
         Err(e) => {
             // The entries stay pending and are reclaimed later: nothing lost.
@@ -365,13 +471,38 @@ async fn process(engine: &Arc<Engine>, id: &str, current: &Arc<RwLock<Arc<Pipeli
     };
     let processed: u64 = results.iter().map(|r| r.finished).sum();
     let emitted: u64 = results.iter().map(|r| r.outputs.len() as u64).sum();
-    let dead: u64 = results.iter().map(|r| r.dead.len() as u64).sum();
+    let windowed = !pipeline.windows.is_empty();
     let mut wait = Duration::from_millis(100);
-    for attempt in 0.. {
-        match engine.store.complete(id, &results).await {
-            Ok(_) => break,
+    let mut stale_rounds = 0u32;
+    let mut attempt = 0u32;
+    let dead;
+    loop {
+        let (results, watermark) = if windowed {
+            let wm = shared.watermark.load(Ordering::Relaxed);
+            (assign_windows(&pipeline.windows, &results, &window_replays, wm, now), Some(wm))
+        } else {
+            (results.clone(), None)
+        };
+        match engine.store.complete_windowed(id, &results, watermark, crate::event::now_ms()).await {
+            Ok(report) if report.stale => {
+                // The watermark moved or a closer is at work: look again.
+                stale_rounds += 1;
+                if stale_rounds % 50 == 0 {
+                    crate::metrics::window_apply_waiting(id, stale_rounds);
+                }
+                tokio::time::sleep(Duration::from_millis(2 + u64::from(stale_rounds.min(20)))).await;
+                match engine.store.window_clock(id).await {
+                    Ok(clock) => shared.watermark.store(clock.watermark, Ordering::Relaxed),
+                    Err(e) => crate::metrics::store_error("window_clock", id, &e),
+                }
+            }
+            Ok(_) => {
+                dead = results.iter().map(|r| r.dead.len() as u64).sum();
+                break;
+            }
             Err(e) => {
                 crate::metrics::store_error("complete", id, &e);
+                attempt += 1;
                 if attempt >= 20 {
                     // Still pending in the store: another worker reclaims them.
                     return;

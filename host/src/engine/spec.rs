@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::runtime::StageLimits;
+use crate::window::WindowSpec;
 
 /// Default bound on a pipeline's queue depth.
 pub const DEFAULT_MAX_QUEUE_DEPTH: u64 = 100_000;
@@ -15,9 +16,24 @@ pub const DEFAULT_MAX_QUEUE_DEPTH: u64 = 100_000;
 pub struct PipelineSpec {
     pub stages: Vec<StageDecl>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub windows: Vec<Value>,
+    pub windows: Vec<WindowSpec>,
     #[serde(default = "default_depth")]
     pub max_queue_depth: u64,
+    /// After this long without events the watermark advances with
+    /// processing time, so a quiet pipeline still closes its windows.
+    #[serde(default = "default_idle", skip_serializing_if = "is_default_idle")]
+    pub watermark_idle_ms: u64,
+}
+
+/// Default for `watermark_idle_ms`.
+pub const DEFAULT_WATERMARK_IDLE_MS: u64 = 10_000;
+
+fn default_idle() -> u64 {
+    DEFAULT_WATERMARK_IDLE_MS
+}
+
+fn is_default_idle(v: &u64) -> bool {
+    *v == DEFAULT_WATERMARK_IDLE_MS
 }
 
 fn default_depth() -> u64 {
@@ -124,10 +140,18 @@ impl PipelineSpec {
         if self.max_queue_depth == 0 || self.max_queue_depth > 100_000_000 {
             return Err("invalid pipeline spec at `max_queue_depth`: must be 1 to 100000000".into());
         }
+        if self.windows.len() > crate::window::spec::MAX_WINDOWS {
+            return Err(format!("invalid pipeline spec at `windows`: at most {} windows", crate::window::spec::MAX_WINDOWS));
+        }
+        let mut names = std::collections::HashSet::new();
         for (i, window) in self.windows.iter().enumerate() {
-            if !window.is_object() {
-                return Err(format!("invalid pipeline spec at `windows[{i}]`: must be an object"));
+            window.validate(&format!("windows[{i}]"))?;
+            if !names.insert(window.name.as_str()) {
+                return Err(format!("invalid pipeline spec at `windows[{i}].name`: duplicate window name {:?}", window.name));
             }
+        }
+        if self.watermark_idle_ms == 0 || self.watermark_idle_ms > 86_400_000 {
+            return Err("invalid pipeline spec at `watermark_idle_ms`: must be 1 to 86400000".into());
         }
         Ok(())
     }

@@ -46,6 +46,8 @@ use super::{
 use crate::event::Event;
 use crate::runtime::ErrorKind;
 
+mod windows;
+
 /// The consumer group every worker of a pipeline joins.
 const GROUP: &str = "workers";
 /// How long to wait for a TCP connection to Redis.
@@ -71,6 +73,9 @@ pub struct RedisStore {
 struct Scripts {
     enqueue: Script,
     complete: Script,
+    begin_close: Script,
+    finish_close: Script,
+    put_alert: Script,
     promote: Script,
     replay: Script,
     dlq_delete_oldest: Script,
@@ -89,6 +94,11 @@ struct Keys {
     output: String,
     dlq: String,
     retry: String,
+    /// The event-time clock (hash: `wm`, `maxts`, `last`, `gate`).
+    clock: String,
+    alerts: String,
+    /// Prefix of every window key: `P:{id}:w:`.
+    windows: String,
 }
 
 /// What a DLQ stream entry carries in `m` (the event and the stage have
@@ -136,6 +146,9 @@ impl RedisStore {
             output: format!("{base}:output"),
             dlq: format!("{base}:dlq"),
             retry: format!("{base}:retry"),
+            clock: format!("{base}:wclock"),
+            alerts: format!("{base}:alerts"),
+            windows: format!("{base}:w:"),
         }
     }
 
@@ -504,10 +517,13 @@ impl Store for RedisStore {
                     .arg(&k.output)
                     .arg(&k.dlq)
                     .arg(&k.retry)
+                    .arg(&k.clock)
+                    .arg(&k.alerts)
                     .query_async(&mut c)
                     .await
             })
             .await?;
+        self.delete_window_keys(id).await?;
         Ok(existed == 1)
     }
 
@@ -624,17 +640,39 @@ impl Store for RedisStore {
         }
     }
 
-    async fn complete_windowed(&self, pipeline: &str, results: &[EntryResult], watermark: Option<i64>, now_ms: i64) -> StoreResult<CompleteReport> { let _ = (watermark, now_ms); self.complete_plain(pipeline, results).await }
-    async fn window_clock(&self, _pipeline: &str) -> StoreResult<WindowClock> { todo!("window_clock") }
-    async fn begin_close(&self, _pipeline: &str, _now_ms: i64, _lease_ms: i64) -> StoreResult<Option<WindowClock>> { todo!() }
-    async fn read_panes(&self, _pipeline: &str, _window: &str, _from: i64, _to: i64) -> StoreResult<Vec<PaneRow>> { todo!() }
-    async fn distinct_counts(&self, _pipeline: &str, _window: &str, _queries: &[DistinctQuery]) -> StoreResult<Vec<u64>> { todo!() }
-    async fn dirty_marks(&self, _pipeline: &str, _window: &str) -> StoreResult<Vec<DirtyMark>> { todo!() }
-    async fn finish_close(&self, _pipeline: &str, _commit: &CloseCommit) -> StoreResult<()> { todo!() }
-    async fn final_results(&self, _pipeline: &str, _window: &str, _from: i64, _to: i64) -> StoreResult<Vec<WindowRecord>> { todo!() }
-    async fn read_window_results(&self, _pipeline: &str, _window: &str, _cursor: &str, _limit: usize) -> StoreResult<Page<WindowRecord>> { todo!() }
-    async fn put_alert(&self, _pipeline: &str, _alert: &AlertRecord, _now_ms: i64, _retention_ms: i64) -> StoreResult<bool> { todo!() }
-    async fn read_alerts(&self, _pipeline: &str, _cursor: &str, _limit: usize) -> StoreResult<Page<AlertRecord>> { todo!() }
+    async fn complete_windowed(&self, pipeline: &str, results: &[EntryResult], watermark: Option<i64>, now_ms: i64) -> StoreResult<CompleteReport> {
+        self.complete_entries(pipeline, results, watermark, now_ms).await
+    }
+    async fn window_clock(&self, pipeline: &str) -> StoreResult<WindowClock> {
+        self.clock(pipeline).await
+    }
+    async fn begin_close(&self, pipeline: &str, now_ms: i64, lease_ms: i64) -> StoreResult<Option<WindowClock>> {
+        self.take_gate(pipeline, now_ms, lease_ms).await
+    }
+    async fn read_panes(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<PaneRow>> {
+        self.panes(pipeline, window, from, to).await
+    }
+    async fn distinct_counts(&self, pipeline: &str, window: &str, queries: &[DistinctQuery]) -> StoreResult<Vec<u64>> {
+        self.pfcounts(pipeline, window, queries).await
+    }
+    async fn dirty_marks(&self, pipeline: &str, window: &str) -> StoreResult<Vec<DirtyMark>> {
+        self.dirty(pipeline, window).await
+    }
+    async fn finish_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<()> {
+        self.commit_close(pipeline, commit).await
+    }
+    async fn final_results(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<WindowRecord>> {
+        self.finals(pipeline, window, from, to).await
+    }
+    async fn read_window_results(&self, pipeline: &str, window: &str, cursor: &str, limit: usize) -> StoreResult<Page<WindowRecord>> {
+        self.results_page(pipeline, window, cursor, limit).await
+    }
+    async fn put_alert(&self, pipeline: &str, alert: &AlertRecord, now_ms: i64, retention_ms: i64) -> StoreResult<bool> {
+        self.alert(pipeline, alert, now_ms, retention_ms).await
+    }
+    async fn read_alerts(&self, pipeline: &str, cursor: &str, limit: usize) -> StoreResult<Page<AlertRecord>> {
+        self.alerts_page(pipeline, cursor, limit).await
+    }
 
     async fn promote_retries(&self, pipeline: &str, now_ms: i64, max_events: usize) -> StoreResult<u64> {
         if max_events == 0 {
@@ -758,7 +796,10 @@ impl Scripts {
     fn new() -> Self {
         Scripts {
             enqueue: Script::new(ENQUEUE_LUA),
-            complete: Script::new(COMPLETE_LUA),
+            complete: Script::new(windows::COMPLETE_LUA),
+            begin_close: Script::new(windows::BEGIN_CLOSE_LUA),
+            finish_close: Script::new(windows::FINISH_CLOSE_LUA),
+            put_alert: Script::new(windows::PUT_ALERT_LUA),
             promote: Script::new(PROMOTE_LUA),
             replay: Script::new(REPLAY_LUA),
             dlq_delete_oldest: Script::new(DLQ_DELETE_OLDEST_LUA),
@@ -789,58 +830,6 @@ if rejected > 0 then
   redis.call('HINCRBY', KEYS[3], 'rejected', rejected)
 end
 return {1, depth}
-"#;
-
-/// KEYS: queue, output, dlq, retry, depth, counters.
-/// ARGV: group, entry count, then per entry: id, finished, #outputs, #dead,
-/// #retries, the outputs (event JSON), the dead (event JSON, stage JSON,
-/// meta JSON), the retries (due, member).
-/// Answers {applied, skipped}.
-const COMPLETE_LUA: &str = r#"
-local group = ARGV[1]
-local count = tonumber(ARGV[2])
-local i = 3
-local applied, skipped, finished, emitted = 0, 0, 0, 0
-for _ = 1, count do
-  local id = ARGV[i]
-  local fin = tonumber(ARGV[i + 1])
-  local nout = tonumber(ARGV[i + 2])
-  local ndead = tonumber(ARGV[i + 3])
-  local nretry = tonumber(ARGV[i + 4])
-  i = i + 5
-  if redis.call('XACK', KEYS[1], group, id) == 1 then
-    for j = 0, nout - 1 do
-      redis.call('XADD', KEYS[2], '*', 'e', ARGV[i + j])
-    end
-    i = i + nout
-    for j = 0, ndead - 1 do
-      local b = i + 3 * j
-      redis.call('XADD', KEYS[3], '*', 'e', ARGV[b], 's', ARGV[b + 1], 'm', ARGV[b + 2])
-    end
-    i = i + 3 * ndead
-    for j = 0, nretry - 1 do
-      redis.call('ZADD', KEYS[4], ARGV[i + 2 * j], ARGV[i + 2 * j + 1])
-    end
-    i = i + 2 * nretry
-    redis.call('XDEL', KEYS[1], id)
-    finished = finished + fin
-    emitted = emitted + nout
-    applied = applied + 1
-  else
-    i = i + nout + 3 * ndead + 2 * nretry
-    skipped = skipped + 1
-  end
-end
-if finished > 0 then
-  if redis.call('DECRBY', KEYS[5], finished) < 0 then
-    redis.call('SET', KEYS[5], 0)
-  end
-  redis.call('HINCRBY', KEYS[6], 'processed', finished)
-end
-if emitted > 0 then
-  redis.call('HINCRBY', KEYS[6], 'emitted', emitted)
-end
-return {applied, skipped}
 "#;
 
 /// KEYS: retry, queue. ARGV: now, max events. Answers how many moved.
@@ -970,76 +959,6 @@ if existed == 1 then
 end
 return existed
 "#;
-
-impl RedisStore {
-    async fn complete_plain(&self, pipeline: &str, results: &[EntryResult]) -> StoreResult<CompleteReport> {
-        let k = self.keys(pipeline);
-        let mut skipped = 0usize;
-        let mut args: Vec<Vec<u8>> = Vec::new();
-        let mut entries = 0usize;
-        let mut seen = HashSet::new();
-        for result in results {
-            // An id Redis would reject cannot be pending; a repeated id in
-            // the same call can only be applied once.
-            if !is_stream_id(&result.delivery_id) || !seen.insert(result.delivery_id.as_str()) {
-                skipped += 1;
-                continue;
-            }
-            entries += 1;
-            args.push(result.delivery_id.clone().into_bytes());
-            args.push(result.finished.to_string().into_bytes());
-            args.push(result.outputs.len().to_string().into_bytes());
-            args.push(result.dead.len().to_string().into_bytes());
-            args.push(result.retries.len().to_string().into_bytes());
-            for event in &result.outputs {
-                args.push(to_json(event)?.into_bytes());
-            }
-            for dead in &result.dead {
-                let meta = DlqMeta {
-                    error: dead.error.clone(),
-                    error_kind: dead.error_kind,
-                    stage: dead.stage.clone(),
-                    plugin: dead.plugin.clone(),
-                    plugin_version: dead.plugin_version,
-                    attempts: dead.attempts,
-                    first_failed_at: dead.first_failed_at,
-                    last_failed_at: dead.last_failed_at,
-                };
-                args.push(to_json(&dead.event)?.into_bytes());
-                args.push(to_json(&dead.stage)?.into_bytes());
-                args.push(to_json(&meta)?.into_bytes());
-            }
-            for retry in &result.retries {
-                args.push(retry.due_at_ms.to_string().into_bytes());
-                let member = format!("{:032x}|{}", rand::random::<u128>(), to_json(&retry.event)?);
-                args.push(member.into_bytes());
-            }
-        }
-        if entries == 0 {
-            return Ok(CompleteReport { applied: 0, skipped, stale: false });
-        }
-        let args = &args;
-        let (applied, skipped_here): (usize, usize) = self
-            .run(|mut c| async move {
-                let mut invocation = self.scripts.complete.prepare_invoke();
-                invocation
-                    .key(&k.queue)
-                    .key(&k.output)
-                    .key(&k.dlq)
-                    .key(&k.retry)
-                    .key(&k.depth)
-                    .key(&k.counters)
-                    .arg(GROUP)
-                    .arg(entries);
-                for arg in args {
-                    invocation.arg(arg.as_slice());
-                }
-                invocation.invoke_async(&mut c).await
-            })
-            .await?;
-        Ok(CompleteReport { applied, skipped: skipped + skipped_here, stale: false })
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,650 @@
+//! Windows on Redis: completion with window deltas, the event-time clock and
+//! its close gate, panes, HyperLogLogs, results, finals and alerts.
+//!
+//! Keys (`W` = `P:{id}:w:<window>:`, all in the pipeline's hash slot; the
+//! scripts build pane and HyperLogLog key names from `W`, which Redis
+//! Cluster accepts because the hash tag pins them to the script's slot):
+//!
+//! | key | type | what |
+//! | --- | --- | --- |
+//! | `P:{id}:wclock` | hash | `wm` watermark, `maxts` newest event time, `last` wall ms of the last apply, `gate` close lease deadline |
+//! | `W panes` | sorted set | pane starts (score = member) |
+//! | `W p:<pane>` | hash | `c\|<group>` count; `n\|<i>\|<group>`, `s\|…` sum, `mn\|…`, `mx\|…`, `m\|…` missing, `h\|…` a HyperLogLog exists, per aggregate `i` |
+//! | `W h:<pane>:<i>:<group>` | HyperLogLog | `count_distinct` aggregate `i` |
+//! | `W dirty` | set | `<pane>\|<group>`: closed windows updated since they were emitted |
+//! | `W results` | stream | emitted results: `s` start, `g` group, `j` record JSON (the window-results stream) |
+//! | `W final` / `W finalh` | sorted set (score start) / hash | `<start>\|<group>` → final record JSON |
+//! | `W alerted:<start>` | set | groups already alerted for that window |
+//! | `P:{id}:alerts` | stream | spike alerts: `w`, `s`, `g`, `j` |
+
+use std::collections::HashSet;
+
+use ::redis::streams::StreamId;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{is_stream_id, to_json, DlqMeta, RedisStore, GROUP};
+use crate::store::{
+    AlertRecord, CloseCommit, CompleteReport, DirtyMark, DistinctQuery, EntryResult, FieldAgg, PaneAgg, PaneRow, Page,
+    StoreError, StoreResult, WindowClock, WindowRecord, NO_WATERMARK,
+};
+
+/// Panes and HyperLogLogs expire this long after their last update even if
+/// no closer ever drops them (a deleted window definition, say).
+const PANE_TTL_MS: i64 = 8 * 86_400_000;
+
+/// One entry's window operations, as the completion script decodes them.
+#[derive(Serialize)]
+struct EntryOps<'a> {
+    /// Pane deltas: window, pane (as text: Lua would print big numbers in
+    /// exponent form), group, count, per-aggregate `[i, n, sum, min, max, missing]`,
+    /// per-aggregate `[i, [values]]`.
+    d: Vec<(&'a str, String, &'a str, u64, Vec<(usize, u64, f64, f64, f64, u64)>, Vec<(usize, &'a [String])>)>,
+    /// Dirty marks: window, pane, group.
+    x: Vec<(&'a str, String, &'a str)>,
+    /// The newest event time, or null.
+    t: Option<i64>,
+}
+
+impl RedisStore {
+    /// Acknowledges and applies entries; see `Store::complete_windowed`.
+    pub(super) async fn complete_entries(
+        &self,
+        pipeline: &str,
+        results: &[EntryResult],
+        watermark: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<CompleteReport> {
+        let k = self.keys(pipeline);
+        let mut skipped = 0usize;
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        let mut entries = 0usize;
+        let mut seen = HashSet::new();
+        for result in results {
+            // An id Redis would reject cannot be pending; a repeated id in
+            // the same call can only be applied once.
+            if !is_stream_id(&result.delivery_id) || !seen.insert(result.delivery_id.as_str()) {
+                skipped += 1;
+                continue;
+            }
+            entries += 1;
+            args.push(result.delivery_id.clone().into_bytes());
+            args.push(result.finished.to_string().into_bytes());
+            args.push(result.outputs.len().to_string().into_bytes());
+            args.push(result.dead.len().to_string().into_bytes());
+            args.push(result.retries.len().to_string().into_bytes());
+            args.push(window_ops(result)?.into_bytes());
+            for event in &result.outputs {
+                args.push(to_json(event)?.into_bytes());
+            }
+            for dead in &result.dead {
+                let meta = DlqMeta {
+                    error: dead.error.clone(),
+                    error_kind: dead.error_kind,
+                    stage: dead.stage.clone(),
+                    plugin: dead.plugin.clone(),
+                    plugin_version: dead.plugin_version,
+                    attempts: dead.attempts,
+                    first_failed_at: dead.first_failed_at,
+                    last_failed_at: dead.last_failed_at,
+                };
+                args.push(to_json(&dead.event)?.into_bytes());
+                args.push(to_json(&dead.stage)?.into_bytes());
+                args.push(to_json(&meta)?.into_bytes());
+            }
+            for retry in &result.retries {
+                args.push(retry.due_at_ms.to_string().into_bytes());
+                let member = format!("{:032x}|{}", rand::random::<u128>(), to_json(&retry.event)?);
+                args.push(member.into_bytes());
+            }
+        }
+        if entries == 0 {
+            return Ok(CompleteReport { applied: 0, skipped, stale: false });
+        }
+        let expected = match watermark {
+            None => String::new(),
+            Some(w) => w.to_string(),
+        };
+        let (args, expected) = (&args, &expected);
+        let (applied, skipped_here): (i64, i64) = self
+            .run(|mut c| async move {
+                let mut invocation = self.scripts.complete.prepare_invoke();
+                invocation
+                    .key(&k.queue)
+                    .key(&k.output)
+                    .key(&k.dlq)
+                    .key(&k.retry)
+                    .key(&k.depth)
+                    .key(&k.counters)
+                    .key(&k.clock)
+                    .arg(GROUP)
+                    .arg(entries)
+                    .arg(expected.as_str())
+                    .arg(now_ms)
+                    .arg(&k.windows)
+                    .arg(PANE_TTL_MS);
+                for arg in args {
+                    invocation.arg(arg.as_slice());
+                }
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        if applied < 0 {
+            return Ok(CompleteReport { applied: 0, skipped, stale: true });
+        }
+        Ok(CompleteReport { applied: applied as usize, skipped: skipped + skipped_here as usize, stale: false })
+    }
+
+    pub(super) async fn clock(&self, pipeline: &str) -> StoreResult<WindowClock> {
+        let k = self.keys(pipeline);
+        let key = &k.clock;
+        let values: Vec<Option<String>> = self
+            .run(|mut c| async move {
+                ::redis::cmd("HMGET").arg(key).arg("wm").arg("maxts").arg("last").arg("gate").query_async(&mut c).await
+            })
+            .await?;
+        Ok(parse_clock(&values))
+    }
+
+    pub(super) async fn take_gate(&self, pipeline: &str, now_ms: i64, lease_ms: i64) -> StoreResult<Option<WindowClock>> {
+        let k = self.keys(pipeline);
+        let key = &k.clock;
+        let reply: Option<Vec<Option<String>>> = self
+            .run(|mut c| async move {
+                self.scripts.begin_close.key(key).arg(now_ms).arg(now_ms + lease_ms).invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(reply.map(|values| parse_clock(&values)))
+    }
+
+    pub(super) async fn panes(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<PaneRow>> {
+        let base = format!("{}{window}:", self.keys(pipeline).windows);
+        let index = format!("{base}panes");
+        let (index, base) = (&index, &base);
+        let panes: Vec<i64> = self
+            .run(|mut c| async move {
+                ::redis::cmd("ZRANGEBYSCORE").arg(index).arg(from).arg(to).query_async(&mut c).await
+            })
+            .await?;
+        let mut rows = Vec::new();
+        for chunk in panes.chunks(64) {
+            let hashes: Vec<Vec<(String, String)>> = self
+                .run(|mut c| async move {
+                    let mut pipe = ::redis::pipe();
+                    for pane in chunk {
+                        pipe.cmd("HGETALL").arg(format!("{base}p:{pane}"));
+                    }
+                    pipe.query_async(&mut c).await
+                })
+                .await?;
+            for (pane, fields) in chunk.iter().zip(hashes) {
+                rows.extend(parse_pane(*pane, fields)?);
+            }
+        }
+        Ok(rows)
+    }
+
+    pub(super) async fn pfcounts(&self, pipeline: &str, window: &str, queries: &[DistinctQuery]) -> StoreResult<Vec<u64>> {
+        let base = format!("{}{window}:", self.keys(pipeline).windows);
+        let base = &base;
+        let mut counts = Vec::with_capacity(queries.len());
+        for chunk in queries.chunks(256) {
+            let got: Vec<u64> = self
+                .run(|mut c| async move {
+                    let mut pipe = ::redis::pipe();
+                    for q in chunk {
+                        let cmd = pipe.cmd("PFCOUNT");
+                        for pane in &q.panes {
+                            cmd.arg(format!("{base}h:{pane}:{}:{}", q.agg, q.group));
+                        }
+                        if q.panes.is_empty() {
+                            cmd.arg(format!("{base}h:none"));
+                        }
+                    }
+                    pipe.query_async(&mut c).await
+                })
+                .await?;
+            counts.extend(got);
+        }
+        Ok(counts)
+    }
+
+    pub(super) async fn dirty(&self, pipeline: &str, window: &str) -> StoreResult<Vec<DirtyMark>> {
+        let key = format!("{}{window}:dirty", self.keys(pipeline).windows);
+        let key = &key;
+        let members: Vec<String> =
+            self.run(|mut c| async move { ::redis::cmd("SMEMBERS").arg(key).query_async(&mut c).await }).await?;
+        let mut marks = Vec::with_capacity(members.len());
+        for member in members {
+            let (pane, group) = member.split_once('|').ok_or_else(|| corrupt("dirty mark", &member))?;
+            let pane = pane.parse().map_err(|_| corrupt("dirty mark", &member))?;
+            marks.push(DirtyMark { window: window.to_string(), pane, group: group.to_string() });
+        }
+        marks.sort();
+        Ok(marks)
+    }
+
+    pub(super) async fn commit_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<()> {
+        let k = self.keys(pipeline);
+        let record = |r: &WindowRecord| json!([r.window, r.start.to_string(), r.group, r.json]);
+        let payload = json!({
+            "wm": commit.watermark.to_string(),
+            "emit": commit.emit.iter().map(record).collect::<Vec<_>>(),
+            "finals": commit.finals.iter().map(record).collect::<Vec<_>>(),
+            "drop": commit.drop_panes.iter().map(|p| json!([p.window, p.pane.to_string(), p.group])).collect::<Vec<_>>(),
+            "dirty": commit.dirty_done.iter().map(|d| json!([d.window, format!("{}|{}", d.pane, d.group)])).collect::<Vec<_>>(),
+            "expire": commit.expire.iter().map(|(w, cutoff)| json!([w, cutoff.to_string()])).collect::<Vec<_>>(),
+        })
+        .to_string();
+        let (k, payload) = (&k, &payload);
+        let _: i64 = self
+            .run(|mut c| async move {
+                self.scripts.finish_close.key(&k.clock).arg(&k.windows).arg(payload).invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn finals(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<WindowRecord>> {
+        let base = format!("{}{window}:", self.keys(pipeline).windows);
+        let (index, hash) = (format!("{base}final"), format!("{base}finalh"));
+        let (index, hash) = (&index, &hash);
+        let members: Vec<String> = self
+            .run(|mut c| async move { ::redis::cmd("ZRANGEBYSCORE").arg(index).arg(from).arg(to).query_async(&mut c).await })
+            .await?;
+        let mut records = Vec::with_capacity(members.len());
+        for chunk in members.chunks(1000) {
+            let values: Vec<Option<String>> =
+                self.run(|mut c| async move { ::redis::cmd("HMGET").arg(hash).arg(chunk).query_async(&mut c).await }).await?;
+            for (member, json) in chunk.iter().zip(values) {
+                let Some(json) = json else { continue };
+                let (start, group) = member.split_once('|').ok_or_else(|| corrupt("final member", member))?;
+                let start = start.parse().map_err(|_| corrupt("final member", member))?;
+                records.push(WindowRecord { window: window.to_string(), start, group: group.to_string(), json });
+            }
+        }
+        records.sort_by(|a, b| (a.start, &a.group).cmp(&(b.start, &b.group)));
+        Ok(records)
+    }
+
+    pub(super) async fn results_page(
+        &self,
+        pipeline: &str,
+        window: &str,
+        cursor: &str,
+        limit: usize,
+    ) -> StoreResult<Page<WindowRecord>> {
+        let key = format!("{}{window}:results", self.keys(pipeline).windows);
+        let (entries, next_cursor) = self.xrange_page(&key, cursor, limit).await?;
+        let items = entries.iter().map(|e| record_entry(window, e)).collect::<StoreResult<_>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    pub(super) async fn alert(&self, pipeline: &str, alert: &AlertRecord, now_ms: i64, retention_ms: i64) -> StoreResult<bool> {
+        let k = self.keys(pipeline);
+        let alerted = format!("{}{}:alerted:{}", k.windows, alert.window, alert.start);
+        let (k, alerted) = (&k, &alerted);
+        let added: i64 = self
+            .run(|mut c| async move {
+                self.scripts
+                    .put_alert
+                    .key(&k.alerts)
+                    .key(alerted)
+                    .arg(&alert.group)
+                    .arg(&alert.window)
+                    .arg(alert.start)
+                    .arg(&alert.json)
+                    .arg(now_ms - retention_ms)
+                    .arg(retention_ms)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(added == 1)
+    }
+
+    pub(super) async fn alerts_page(&self, pipeline: &str, cursor: &str, limit: usize) -> StoreResult<Page<AlertRecord>> {
+        let key = self.keys(pipeline).alerts;
+        let (entries, next_cursor) = self.xrange_page(&key, cursor, limit).await?;
+        let mut items = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let text = |name: &str| -> StoreResult<String> {
+                e.get::<String>(name).ok_or_else(|| StoreError::Internal(format!("alert {} lacks `{name}`", e.id)))
+            };
+            items.push(AlertRecord {
+                window: text("w")?,
+                start: text("s")?.parse().map_err(|_| corrupt("alert start", &e.id))?,
+                group: text("g")?,
+                json: text("j")?,
+            });
+        }
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Deletes every window key of a pipeline (they are named dynamically,
+    /// so they are found with `SCAN`).
+    pub(super) async fn delete_window_keys(&self, pipeline: &str) -> StoreResult<()> {
+        let pattern = format!("{}*", glob_escape(&self.keys(pipeline).windows));
+        let pattern = &pattern;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .run(|mut c| async move {
+                    ::redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000).query_async(&mut c).await
+                })
+                .await?;
+            if !keys.is_empty() {
+                let keys = &keys;
+                let _: i64 = self.run(|mut c| async move { ::redis::cmd("UNLINK").arg(keys).query_async(&mut c).await }).await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// The window operations of one entry as the script's JSON argument ("" if none).
+fn window_ops(result: &EntryResult) -> StoreResult<String> {
+    if result.window_deltas.is_empty() && result.dirty.is_empty() {
+        return Ok(String::new());
+    }
+    let ops = EntryOps {
+        d: result
+            .window_deltas
+            .iter()
+            .map(|d| {
+                let fields = d
+                    .agg
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.n > 0 || f.missing > 0)
+                    .map(|(i, f)| (i, f.n, f.sum, f.min.unwrap_or(0.0), f.max.unwrap_or(0.0), f.missing))
+                    .collect();
+                let distinct =
+                    d.distinct.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(i, v)| (i, v.as_slice())).collect();
+                (d.window.as_str(), d.pane.to_string(), d.group.as_str(), d.agg.count, fields, distinct)
+            })
+            .collect(),
+        x: result.dirty.iter().map(|m| (m.window.as_str(), m.pane.to_string(), m.group.as_str())).collect(),
+        t: result.max_event_ts,
+    };
+    to_json(&ops)
+}
+
+fn parse_clock(values: &[Option<String>]) -> WindowClock {
+    let num = |i: usize, default: i64| values.get(i).and_then(|v| v.as_deref()).and_then(|v| v.parse().ok()).unwrap_or(default);
+    WindowClock { watermark: num(0, NO_WATERMARK), max_event_ts: num(1, NO_WATERMARK), last_event_at: num(2, 0), gate_until: num(3, 0) }
+}
+
+/// Turns a pane hash into rows, one per group.
+fn parse_pane(pane: i64, fields: Vec<(String, String)>) -> StoreResult<Vec<PaneRow>> {
+    let mut groups: std::collections::BTreeMap<String, PaneAgg> = Default::default();
+    for (name, value) in fields {
+        let bad = || corrupt("pane field", &name);
+        let (kind, rest) = name.split_once('|').ok_or_else(bad)?;
+        if kind == "h" {
+            continue; // marks that a HyperLogLog exists
+        }
+        if kind == "c" {
+            groups.entry(rest.to_string()).or_default().count = value.parse().map_err(|_| bad())?;
+            continue;
+        }
+        let (index, group) = rest.split_once('|').ok_or_else(bad)?;
+        let index: usize = index.parse().map_err(|_| bad())?;
+        if index >= crate::window::spec::MAX_AGGREGATES {
+            return Err(bad());
+        }
+        let agg = groups.entry(group.to_string()).or_default();
+        if agg.fields.len() <= index {
+            agg.fields.resize(index + 1, FieldAgg::default());
+        }
+        let field = &mut agg.fields[index];
+        let number = || value.parse::<f64>().map_err(|_| bad());
+        match kind {
+            "n" => field.n = value.parse().map_err(|_| bad())?,
+            "s" => field.sum = number()?,
+            "mn" => field.min = Some(number()?),
+            "mx" => field.max = Some(number()?),
+            "m" => field.missing = value.parse().map_err(|_| bad())?,
+            _ => return Err(bad()),
+        }
+    }
+    Ok(groups.into_iter().map(|(group, agg)| PaneRow { pane, group, agg }).collect())
+}
+
+fn record_entry(window: &str, e: &StreamId) -> StoreResult<WindowRecord> {
+    let text = |name: &str| -> StoreResult<String> {
+        e.get::<String>(name).ok_or_else(|| StoreError::Internal(format!("window result {} lacks `{name}`", e.id)))
+    };
+    Ok(WindowRecord {
+        window: window.to_string(),
+        start: text("s")?.parse().map_err(|_| corrupt("result start", &e.id))?,
+        group: text("g")?,
+        json: text("j")?,
+    })
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Internal(format!("corrupt {what} in Redis: {value:?}"))
+}
+
+/// Escapes `SCAN MATCH` glob characters (`{` is literal already).
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// KEYS: queue, output, dlq, retry, depth, counters, clock.
+/// ARGV: group, entry count, expected watermark ("" = no check), now,
+/// window key prefix, pane TTL, then per entry: id, finished, #outputs,
+/// #dead, #retries, window ops JSON ("" = none), the outputs (event JSON),
+/// the dead (event JSON, stage JSON, meta JSON), the retries (due, member).
+/// Answers {applied, skipped}, or {-1, -1} when the watermark check fails
+/// (then nothing was done).
+pub(super) const COMPLETE_LUA: &str = r#"
+local group = ARGV[1]
+local count = tonumber(ARGV[2])
+local now = tonumber(ARGV[4])
+local wbase = ARGV[5]
+local ttl = tonumber(ARGV[6])
+if ARGV[3] ~= '' then
+  local clock = redis.call('HMGET', KEYS[7], 'wm', 'gate')
+  local wm = clock[1]
+  if not wm then wm = '-9223372036854775808' end
+  if wm ~= ARGV[3] or (clock[2] and tonumber(clock[2]) > now) then
+    return {-1, -1}
+  end
+end
+local function apply_windows(json)
+  local ops = cjson.decode(json)
+  for _, d in ipairs(ops.d) do
+    local base = wbase .. d[1] .. ':'
+    local pane, g = d[2], d[3]
+    local hk = base .. 'p:' .. pane
+    redis.call('ZADD', base .. 'panes', pane, pane)
+    redis.call('HINCRBY', hk, 'c|' .. g, d[4])
+    for _, f in ipairs(d[5]) do
+      local i = f[1]
+      local suffix = '|' .. i .. '|' .. g
+      if f[2] > 0 then
+        redis.call('HINCRBY', hk, 'n' .. suffix, f[2])
+        redis.call('HINCRBYFLOAT', hk, 's' .. suffix, f[3])
+        local mn = redis.call('HGET', hk, 'mn' .. suffix)
+        if not mn or tonumber(mn) > f[4] then redis.call('HSET', hk, 'mn' .. suffix, f[4]) end
+        local mx = redis.call('HGET', hk, 'mx' .. suffix)
+        if not mx or tonumber(mx) < f[5] then redis.call('HSET', hk, 'mx' .. suffix, f[5]) end
+      end
+      if f[6] > 0 then
+        redis.call('HINCRBY', hk, 'm' .. suffix, f[6])
+      end
+    end
+    redis.call('PEXPIRE', hk, ttl)
+    for _, h in ipairs(d[6]) do
+      local key = base .. 'h:' .. pane .. ':' .. h[1] .. ':' .. g
+      local values = h[2]
+      for s = 1, #values, 4000 do
+        redis.call('PFADD', key, unpack(values, s, math.min(s + 3999, #values)))
+      end
+      redis.call('PEXPIRE', key, ttl)
+      redis.call('HSET', hk, 'h|' .. h[1] .. '|' .. g, 1)
+    end
+  end
+  for _, x in ipairs(ops.x) do
+    redis.call('SADD', wbase .. x[1] .. ':dirty', x[2] .. '|' .. x[3])
+  end
+  return ops.t
+end
+local i = 7
+local applied, skipped, finished, emitted = 0, 0, 0, 0
+local maxts = nil
+for _ = 1, count do
+  local id = ARGV[i]
+  local fin = tonumber(ARGV[i + 1])
+  local nout = tonumber(ARGV[i + 2])
+  local ndead = tonumber(ARGV[i + 3])
+  local nretry = tonumber(ARGV[i + 4])
+  local wops = ARGV[i + 5]
+  i = i + 6
+  if redis.call('XACK', KEYS[1], group, id) == 1 then
+    for j = 0, nout - 1 do
+      redis.call('XADD', KEYS[2], '*', 'e', ARGV[i + j])
+    end
+    i = i + nout
+    for j = 0, ndead - 1 do
+      local b = i + 3 * j
+      redis.call('XADD', KEYS[3], '*', 'e', ARGV[b], 's', ARGV[b + 1], 'm', ARGV[b + 2])
+    end
+    i = i + 3 * ndead
+    for j = 0, nretry - 1 do
+      redis.call('ZADD', KEYS[4], ARGV[i + 2 * j], ARGV[i + 2 * j + 1])
+    end
+    i = i + 2 * nretry
+    if wops ~= '' then
+      local t = apply_windows(wops)
+      if type(t) == 'number' and (maxts == nil or t > maxts) then maxts = t end
+    end
+    redis.call('XDEL', KEYS[1], id)
+    finished = finished + fin
+    emitted = emitted + nout
+    applied = applied + 1
+  else
+    i = i + nout + 3 * ndead + 2 * nretry
+    skipped = skipped + 1
+  end
+end
+if finished > 0 then
+  if redis.call('DECRBY', KEYS[5], finished) < 0 then
+    redis.call('SET', KEYS[5], 0)
+  end
+  redis.call('HINCRBY', KEYS[6], 'processed', finished)
+end
+if emitted > 0 then
+  redis.call('HINCRBY', KEYS[6], 'emitted', emitted)
+end
+if maxts ~= nil then
+  local old = redis.call('HGET', KEYS[7], 'maxts')
+  if not old or tonumber(old) < maxts then
+    redis.call('HSET', KEYS[7], 'maxts', string.format('%d', maxts))
+  end
+  redis.call('HSET', KEYS[7], 'last', ARGV[4])
+end
+return {applied, skipped}
+"#;
+
+/// KEYS: clock. ARGV: now, gate deadline. Answers {wm, maxts, last, gate}
+/// after taking the gate, or nil if someone holds it.
+pub(super) const BEGIN_CLOSE_LUA: &str = r#"
+local gate = redis.call('HGET', KEYS[1], 'gate')
+if gate and tonumber(gate) > tonumber(ARGV[1]) then
+  return nil
+end
+redis.call('HSET', KEYS[1], 'gate', ARGV[2])
+return redis.call('HMGET', KEYS[1], 'wm', 'maxts', 'last', 'gate')
+"#;
+
+/// KEYS: clock. ARGV: window key prefix, commit JSON (see `commit_close`).
+pub(super) const FINISH_CLOSE_LUA: &str = r#"
+local wbase = ARGV[1]
+local c = cjson.decode(ARGV[2])
+for _, r in ipairs(c.emit) do
+  redis.call('XADD', wbase .. r[1] .. ':results', '*', 's', r[2], 'g', r[3], 'j', r[4])
+end
+for _, r in ipairs(c.finals) do
+  local base = wbase .. r[1] .. ':'
+  local member = r[2] .. '|' .. r[3]
+  redis.call('ZADD', base .. 'final', r[2], member)
+  redis.call('HSET', base .. 'finalh', member, r[4])
+end
+local function drop_group(base, pane, g)
+  local hk = base .. 'p:' .. pane
+  redis.call('HDEL', hk, 'c|' .. g)
+  for i = 0, 15 do
+    local suffix = '|' .. i .. '|' .. g
+    redis.call('HDEL', hk, 'n' .. suffix, 's' .. suffix, 'mn' .. suffix, 'mx' .. suffix, 'm' .. suffix)
+    if redis.call('HDEL', hk, 'h' .. suffix) == 1 then
+      redis.call('UNLINK', base .. 'h:' .. pane .. ':' .. i .. ':' .. g)
+    end
+  end
+  if redis.call('HLEN', hk) == 0 then
+    redis.call('ZREM', base .. 'panes', pane)
+  end
+end
+for _, p in ipairs(c.drop) do
+  local base = wbase .. p[1] .. ':'
+  local pane = p[2]
+  if p[3] == cjson.null or p[3] == nil then
+    local hk = base .. 'p:' .. pane
+    local fields = redis.call('HKEYS', hk)
+    for _, f in ipairs(fields) do
+      if string.sub(f, 1, 2) == 'h|' then
+        local rest = string.sub(f, 3)
+        local bar = string.find(rest, '|', 1, true)
+        redis.call('UNLINK', base .. 'h:' .. pane .. ':' .. string.sub(rest, 1, bar - 1) .. ':' .. string.sub(rest, bar + 1))
+      end
+    end
+    redis.call('UNLINK', hk)
+    redis.call('ZREM', base .. 'panes', pane)
+  else
+    drop_group(base, pane, p[3])
+  end
+end
+for _, d in ipairs(c.dirty) do
+  redis.call('SREM', wbase .. d[1] .. ':dirty', d[2])
+end
+for _, e in ipairs(c.expire) do
+  local base = wbase .. e[1] .. ':'
+  local old = redis.call('ZRANGEBYSCORE', base .. 'final', '-inf', '(' .. e[2])
+  for s = 1, #old, 1000 do
+    redis.call('HDEL', base .. 'finalh', unpack(old, s, math.min(s + 999, #old)))
+  end
+  redis.call('ZREMRANGEBYSCORE', base .. 'final', '-inf', '(' .. e[2])
+  if tonumber(e[2]) > 0 then
+    redis.call('XTRIM', base .. 'results', 'MINID', '~', e[2])
+  end
+end
+redis.call('HSET', KEYS[1], 'wm', c.wm, 'gate', '0')
+return 1
+"#;
+
+/// KEYS: alerts stream, the window's alerted set. ARGV: group, window,
+/// start, alert JSON, trim-before ms, retention ms. Answers 1 if appended.
+pub(super) const PUT_ALERT_LUA: &str = r#"
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('XADD', KEYS[1], '*', 'w', ARGV[2], 's', ARGV[3], 'g', ARGV[1], 'j', ARGV[4])
+if tonumber(ARGV[5]) > 0 then
+  redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[5])
+end
+return 1
+"#;

@@ -1,0 +1,244 @@
+//! From a batch's output events to the store updates of its windows.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::spec::{AggOp, Shape, WindowSpec};
+use crate::event::Event;
+use crate::store::{DirtyMark, PaneAgg, PaneDelta, NO_WATERMARK};
+
+/// A pipeline's windows, with their field paths split once.
+#[derive(Debug, Clone, Default)]
+pub struct WindowSet {
+    pub defs: Vec<WindowSpec>,
+    compiled: Vec<Compiled>,
+}
+
+#[derive(Debug, Clone)]
+struct Compiled {
+    shape: Shape,
+    group: Option<Vec<String>>,
+    /// Per aggregate: the path under `data`, if it reads a field.
+    fields: Vec<Option<Vec<String>>>,
+    needs_data: bool,
+}
+
+/// An event that came too late for a window definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LateEvent {
+    pub event: Event,
+    pub window: String,
+    /// The newest window covering the event (the one it missed last).
+    pub start: i64,
+    pub end: i64,
+}
+
+/// What one entry's events do to the windows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Assignment {
+    pub deltas: Vec<PaneDelta>,
+    pub dirty: Vec<DirtyMark>,
+    pub late: Vec<LateEvent>,
+    pub max_event_ts: Option<i64>,
+}
+
+fn split_path(path: &str) -> Vec<String> {
+    path.trim_start_matches("data.").split('.').map(str::to_string).collect()
+}
+
+/// `data` navigated along `path` (null and absent alike are `None`).
+fn lookup<'a>(data: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut at = data;
+    for key in path {
+        at = at.get(key)?;
+    }
+    (!at.is_null()).then_some(at)
+}
+
+/// The text a value is counted as distinct by (strings without quotes).
+fn distinct_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl WindowSet {
+    pub fn new(defs: Vec<WindowSpec>) -> Self {
+        let compiled = defs
+            .iter()
+            .map(|d| {
+                let group = d.group_by.as_deref().map(split_path);
+                let fields: Vec<Option<Vec<String>>> = d.aggregates.iter().map(|a| a.field.as_deref().map(split_path)).collect();
+                let needs_data = group.is_some() || fields.iter().any(Option::is_some);
+                Compiled { shape: d.shape(), group, fields, needs_data }
+            })
+            .collect();
+        WindowSet { defs, compiled }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.defs.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&WindowSpec> {
+        self.defs.iter().find(|d| d.name == name)
+    }
+
+    /// Assigns `events` to the windows (all of them, or only `only`), given
+    /// the watermark the store holds now.
+    pub fn assign<'a>(&self, events: impl IntoIterator<Item = (&'a Event, Option<&'a str>)>, watermark: i64) -> Assignment {
+        let mut out = Assignment::default();
+        // (def, pane, group) → index into out.deltas
+        let mut index: HashMap<(usize, i64, String), usize> = HashMap::new();
+        let mut seen_distinct: HashMap<usize, Vec<HashSet<String>>> = HashMap::new();
+        let mut dirty: HashSet<DirtyMark> = HashSet::new();
+        let needs_data = self.compiled.iter().any(|c| c.needs_data);
+        for (event, only) in events {
+            let ts = event.timestamp;
+            let data: Value = if needs_data { serde_json::from_str(&event.data).unwrap_or(Value::Null) } else { Value::Null };
+            let mut counted = false;
+            for (d, (def, c)) in self.defs.iter().zip(&self.compiled).enumerate() {
+                if only.is_some_and(|name| name != def.name) {
+                    continue;
+                }
+                let lateness = def.lateness();
+                let (pane, late, is_dirty, missed) = match c.shape {
+                    Shape::Panes { size, slide } => {
+                        let pane = ts.div_euclid(slide) * slide;
+                        let late = watermark != NO_WATERMARK && pane.saturating_add(size).saturating_add(lateness) <= watermark;
+                        let dirty = watermark != NO_WATERMARK && pane.saturating_add(slide) <= watermark;
+                        (pane, late, dirty, (pane, pane.saturating_add(size)))
+                    }
+                    Shape::Session { gap } => {
+                        let late = watermark != NO_WATERMARK && ts.saturating_add(gap).saturating_add(lateness) <= watermark;
+                        let dirty = watermark != NO_WATERMARK && ts < watermark;
+                        (ts, late, dirty, (ts, ts.saturating_add(gap)))
+                    }
+                };
+                if late {
+                    out.late.push(LateEvent { event: event.clone(), window: def.name.clone(), start: missed.0, end: missed.1 });
+                    continue;
+                }
+                counted = true;
+                let group = match &c.group {
+                    None => "null".to_string(),
+                    Some(path) => lookup(&data, path).map(Value::to_string).unwrap_or_else(|| "null".to_string()),
+                };
+                if is_dirty {
+                    dirty.insert(DirtyMark { window: def.name.clone(), pane, group: group.clone() });
+                }
+                let slot = *index.entry((d, pane, group.clone())).or_insert_with(|| {
+                    out.deltas.push(PaneDelta {
+                        window: def.name.clone(),
+                        pane,
+                        group,
+                        agg: PaneAgg::new(def.aggregates.len()),
+                        distinct: vec![Vec::new(); def.aggregates.len()],
+                    });
+                    out.deltas.len() - 1
+                });
+                let delta = &mut out.deltas[slot];
+                delta.agg.count += 1;
+                for (i, (agg, path)) in def.aggregates.iter().zip(&c.fields).enumerate() {
+                    let Some(path) = path else { continue };
+                    let field = &mut delta.agg.fields[i];
+                    let value = lookup(&data, path);
+                    match agg.op {
+                        AggOp::Count => match value {
+                            Some(_) => field.n += 1,
+                            None => field.missing += 1,
+                        },
+                        AggOp::CountDistinct => match value {
+                            Some(v) => {
+                                field.n += 1;
+                                let text = distinct_text(v);
+                                let sets = seen_distinct.entry(slot).or_insert_with(|| vec![HashSet::new(); def.aggregates.len()]);
+                                if sets[i].insert(text.clone()) {
+                                    delta.distinct[i].push(text);
+                                }
+                            }
+                            None => field.missing += 1,
+                        },
+                        AggOp::Sum | AggOp::Avg | AggOp::Min | AggOp::Max => match value.and_then(Value::as_f64) {
+                            Some(x) => {
+                                field.n += 1;
+                                field.sum += x;
+                                field.min = Some(field.min.map_or(x, |m| m.min(x)));
+                                field.max = Some(field.max.map_or(x, |m| m.max(x)));
+                            }
+                            None => field.missing += 1,
+                        },
+                    }
+                }
+            }
+            if counted {
+                out.max_event_ts = Some(out.max_event_ts.map_or(ts, |m| m.max(ts)));
+            }
+        }
+        let mut dirty: Vec<DirtyMark> = dirty.into_iter().collect();
+        dirty.sort();
+        out.dirty = dirty;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(ts: i64, data: &str) -> Event {
+        Event { id: format!("e{ts}"), kind: "view".into(), source: "t".into(), timestamp: ts, data: data.into() }
+    }
+
+    fn set(json: &str) -> WindowSet {
+        let defs: Vec<WindowSpec> = serde_json::from_str(json).unwrap();
+        for (i, d) in defs.iter().enumerate() {
+            d.validate(&format!("windows[{i}]")).unwrap();
+        }
+        WindowSet::new(defs)
+    }
+
+    #[test]
+    fn sums_per_pane_and_group_and_counts_missing() {
+        let w = set(r#"[{"name":"t","kind":"tumbling","size_ms":1000,"group_by":"data.url",
+            "aggregates":[{"op":"count"},{"op":"avg","field":"data.ms"},{"op":"count_distinct","field":"data.u"}]}]"#);
+        let events = [
+            ev(10, r#"{"url":"/a","ms":5,"u":"x"}"#),
+            ev(20, r#"{"url":"/a","ms":"slow","u":"x"}"#),
+            ev(1500, r#"{"url":"/a","ms":7}"#),
+            ev(30, r#"{"ms":1,"u":"y"}"#),
+        ];
+        let a = w.assign(events.iter().map(|e| (e, None)), NO_WATERMARK);
+        assert_eq!(a.max_event_ts, Some(1500));
+        assert!(a.late.is_empty() && a.dirty.is_empty());
+        let find = |pane: i64, group: &str| a.deltas.iter().find(|d| d.pane == pane && d.group == group).unwrap();
+        let d = find(0, "\"/a\"");
+        assert_eq!(d.agg.count, 2);
+        assert_eq!((d.agg.fields[1].n, d.agg.fields[1].sum, d.agg.fields[1].missing), (1, 5.0, 1));
+        assert_eq!(d.distinct[2], vec!["x".to_string()]);
+        assert_eq!(find(1000, "\"/a\"").agg.fields[2].missing, 1);
+        assert_eq!(find(0, "null").agg.count, 1);
+    }
+
+    #[test]
+    fn late_and_dirty_follow_the_watermark() {
+        let w = set(r#"[{"name":"s","kind":"sliding","size_ms":3000,"slide_ms":1000,"allowed_lateness_ms":500,
+            "aggregates":[{"op":"count"}]}]"#);
+        // Watermark 4000: pane 0's newest window [0,3000) is final at 3500 → late.
+        let a = w.assign([(&ev(999, "{}"), None)], 4000);
+        assert_eq!(a.late.len(), 1);
+        assert_eq!((a.late[0].start, a.late[0].end), (0, 3000));
+        // Pane 1000: window [1000,4000) closed at 4000, final at 4500 → counted, dirty.
+        let a = w.assign([(&ev(1000, "{}"), None)], 4000);
+        assert!(a.late.is_empty());
+        assert_eq!(a.dirty.len(), 1);
+        // Pane 4000: nothing closed yet.
+        let a = w.assign([(&ev(4000, "{}"), None)], 4000);
+        assert!(a.late.is_empty() && a.dirty.is_empty());
+        // `only` restricts to one window.
+        let a = w.assign([(&ev(4000, "{}"), Some("other"))], 4000);
+        assert!(a.deltas.is_empty());
+    }
+}

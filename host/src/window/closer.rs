@@ -1,0 +1,229 @@
+//! The closer: one pass per tick per pipeline (in whichever process takes
+//! the store's close gate). It moves the watermark, emits every window that
+//! closed, re-emits closed windows that late updates touched, stores the
+//! results of windows that became final and drops the panes no window needs
+//! any more, all in one atomic commit.
+
+use std::collections::{BTreeSet, HashSet};
+
+use super::compute::{fill_distinct, pane_windows, render, sessions, starts_covering, WindowValue};
+use super::spec::{Shape, WindowSpec};
+use crate::store::{CloseCommit, DirtyMark, PaneRef, Store, StoreResult, WindowClock, WindowRecord, NO_WATERMARK};
+
+/// How the closer moves the watermark.
+#[derive(Debug, Clone, Copy)]
+pub struct CloserConfig {
+    /// After this long without events, the watermark advances with
+    /// processing time (so a quiet pipeline still closes its windows).
+    pub idle_ms: i64,
+    /// How long a closer may hold the gate before another may take it.
+    pub lease_ms: i64,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PassReport {
+    /// The watermark after the pass (`None`: the gate was held elsewhere).
+    pub watermark: Option<i64>,
+    pub emitted: Vec<WindowRecord>,
+    pub finalized: usize,
+}
+
+/// The watermark a pass moves to: the newest event time, or further once
+/// the pipeline has been idle for `idle_ms`. Never backwards.
+pub fn next_watermark(clock: &WindowClock, now_ms: i64, idle_ms: i64) -> i64 {
+    if clock.max_event_ts == NO_WATERMARK {
+        return clock.watermark;
+    }
+    let mut wm = clock.watermark.max(clock.max_event_ts);
+    let idle = now_ms - clock.last_event_at;
+    if idle_ms > 0 && clock.last_event_at > 0 && idle > idle_ms {
+        wm = wm.max(clock.max_event_ts.saturating_add(idle - idle_ms));
+    }
+    wm
+}
+
+/// One closer pass over `defs` of `pipeline`.
+pub async fn close_pass(
+    store: &dyn Store,
+    pipeline: &str,
+    defs: &[WindowSpec],
+    now_ms: i64,
+    config: CloserConfig,
+) -> StoreResult<PassReport> {
+    let Some(clock) = store.begin_close(pipeline, now_ms, config.lease_ms).await? else {
+        return Ok(PassReport::default());
+    };
+    let result = plan(store, pipeline, defs, &clock, now_ms, config).await;
+    let commit = match result {
+        Ok(commit) => commit,
+        Err(e) => {
+            // Give the gate back unchanged so workers are not held up.
+            let release = CloseCommit { watermark: clock.watermark, ..Default::default() };
+            let _ = store.finish_close(pipeline, &release).await;
+            return Err(e);
+        }
+    };
+    store.finish_close(pipeline, &commit).await?;
+    Ok(PassReport { watermark: Some(commit.watermark), finalized: commit.finals.len(), emitted: commit.emit })
+}
+
+async fn plan(
+    store: &dyn Store,
+    pipeline: &str,
+    defs: &[WindowSpec],
+    clock: &WindowClock,
+    now_ms: i64,
+    config: CloserConfig,
+) -> StoreResult<CloseCommit> {
+    let old = clock.watermark;
+    let new = next_watermark(clock, now_ms, config.idle_ms);
+    let mut commit = CloseCommit { watermark: new, ..Default::default() };
+    if new == NO_WATERMARK {
+        return Ok(commit);
+    }
+    for def in defs {
+        let dirty = store.dirty_marks(pipeline, &def.name).await?;
+        if new == old && dirty.is_empty() {
+            continue;
+        }
+        match def.shape() {
+            Shape::Panes { size, slide } => plan_panes(store, pipeline, def, size, slide, old, new, &dirty, &mut commit).await?,
+            Shape::Session { .. } => plan_sessions(store, pipeline, def, old, new, &dirty, &mut commit).await?,
+        }
+        commit.dirty_done.extend(dirty);
+        commit.expire.push((def.name.clone(), new.saturating_sub(def.retention_ms as i64)));
+    }
+    Ok(commit)
+}
+
+fn record(def: &WindowSpec, value: &WindowValue, closed: bool) -> WindowRecord {
+    WindowRecord {
+        window: def.name.clone(),
+        start: value.start,
+        group: value.group.clone(),
+        json: render(def, value, closed).to_string(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn plan_panes(
+    store: &dyn Store,
+    pipeline: &str,
+    def: &WindowSpec,
+    size: i64,
+    slide: i64,
+    old: i64,
+    new: i64,
+    dirty: &[DirtyMark],
+    commit: &mut CloseCommit,
+) -> StoreResult<()> {
+    let lateness = def.lateness();
+    let closed = |s: i64| s.saturating_add(size) <= new;
+    let final_now = |s: i64| s.saturating_add(size).saturating_add(lateness) <= new;
+    let was_closed = |s: i64| old != NO_WATERMARK && s.saturating_add(size) <= old;
+    let was_final = |s: i64| old != NO_WATERMARK && s.saturating_add(size).saturating_add(lateness) <= old;
+    // Every pane of a window that closes or becomes final now, or that a
+    // dirty mark touches, is at or after `lo`.
+    let mut lo = if old == NO_WATERMARK { i64::MIN } else { old.saturating_sub(size).saturating_sub(lateness).saturating_sub(size) };
+    if let Some(first) = dirty.iter().map(|d| d.pane).min() {
+        lo = lo.min(first.saturating_sub(size));
+    }
+    let rows = store.read_panes(pipeline, &def.name, lo, new.saturating_sub(1)).await?;
+    let mut dirty_windows: HashSet<(i64, String)> = HashSet::new();
+    for d in dirty {
+        for s in starts_covering(d.pane, size, slide) {
+            if closed(s) && !was_final(s) {
+                dirty_windows.insert((s, d.group.clone()));
+            }
+        }
+    }
+    let mut starts = BTreeSet::new();
+    let panes: BTreeSet<i64> = rows.iter().map(|r| r.pane).collect();
+    for &pane in &panes {
+        for s in starts_covering(pane, size, slide) {
+            let newly_closed = closed(s) && !was_closed(s);
+            let newly_final = final_now(s) && !was_final(s);
+            if newly_closed || newly_final {
+                starts.insert(s);
+            }
+        }
+    }
+    starts.extend(dirty_windows.iter().map(|(s, _)| *s));
+    let mut values = pane_windows(def, &rows, &starts, |s, g| {
+        let newly = (closed(s) && !was_closed(s)) || (final_now(s) && !was_final(s));
+        newly || dirty_windows.contains(&(s, g.to_string()))
+    });
+    fill_distinct(store, pipeline, def, &mut values).await?;
+    for v in &values {
+        let newly_closed = closed(v.start) && !was_closed(v.start);
+        let is_dirty = dirty_windows.contains(&(v.start, v.group.clone()));
+        if newly_closed || is_dirty {
+            commit.emit.push(record(def, v, true));
+        }
+        if final_now(v.start) && !was_final(v.start) {
+            commit.finals.push(record(def, v, true));
+        }
+    }
+    for pane in panes {
+        // The newest window covering the pane starts at the pane.
+        if final_now(pane) {
+            commit.drop_panes.push(PaneRef { window: def.name.clone(), pane, group: None });
+        }
+    }
+    Ok(())
+}
+
+async fn plan_sessions(
+    store: &dyn Store,
+    pipeline: &str,
+    def: &WindowSpec,
+    old: i64,
+    new: i64,
+    dirty: &[DirtyMark],
+    commit: &mut CloseCommit,
+) -> StoreResult<()> {
+    let lateness = def.lateness();
+    let rows = store.read_panes(pipeline, &def.name, i64::MIN, i64::MAX).await?;
+    let dirty_groups: HashSet<&str> = dirty.iter().map(|d| d.group.as_str()).collect();
+    let mut values: Vec<WindowValue> = sessions(def, &rows)
+        .into_iter()
+        .filter(|s| {
+            let closed = s.end <= new;
+            let newly_closed = closed && (old == NO_WATERMARK || s.end > old);
+            let final_now = s.end.saturating_add(lateness) <= new;
+            newly_closed || final_now || (closed && dirty_groups.contains(s.group.as_str()))
+        })
+        .collect();
+    fill_distinct(store, pipeline, def, &mut values).await?;
+    for v in &values {
+        let closed = v.end <= new;
+        let newly_closed = closed && (old == NO_WATERMARK || v.end > old);
+        if newly_closed || (closed && dirty_groups.contains(v.group.as_str())) {
+            commit.emit.push(record(def, v, true));
+        }
+        if v.end.saturating_add(lateness) <= new {
+            commit.finals.push(record(def, v, true));
+            for &pane in &v.panes {
+                commit.drop_panes.push(PaneRef { window: def.name.clone(), pane, group: Some(v.group.clone()) });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermark_follows_events_then_processing_time_when_idle() {
+        let clock = WindowClock { watermark: 500, max_event_ts: 1000, last_event_at: 10_000, gate_until: 0 };
+        assert_eq!(next_watermark(&clock, 10_500, 5000), 1000);
+        assert_eq!(next_watermark(&clock, 15_000, 5000), 1000);
+        assert_eq!(next_watermark(&clock, 17_000, 5000), 3000);
+        let ahead = WindowClock { watermark: 9000, ..clock };
+        assert_eq!(next_watermark(&ahead, 10_500, 5000), 9000, "never backwards");
+        assert_eq!(next_watermark(&WindowClock::default(), 99, 5000), NO_WATERMARK);
+    }
+}

@@ -169,3 +169,97 @@ fn two_servers_share_one_pipeline() {
     let calls = |s: &Server| s.metrics("shared")["stages"][0]["calls"].as_u64().unwrap();
     assert!(calls(&a) > 0 && calls(&b) > 0, "a: {}, b: {}", calls(&a), calls(&b));
 }
+
+/// Event `i` of the windowed crash test: its time falls in one of 20
+/// one-second windows, round robin, out of order.
+fn timed_event(prefix: &str, i: usize) -> Value {
+    let window = (i * 7) % 20;
+    json!({"id": format!("{prefix}{i}"), "type": "t", "timestamp": 1_000_000 + window as i64 * 1000 + (i % 997) as i64,
+           "data": {"url": format!("https://h.example/{}", i % 3), "n": i}})
+}
+
+/// Kill -9 mid-load with windows: afterwards every window's count equals
+/// the number of accepted events whose time falls in it, exactly.
+fn kill9_mid_load_windows(store: StoreKind) {
+    let mut server = Server::start(store);
+    server.upload("url-parts", "url_parts");
+    let spec = json!({"max_queue_depth": 1000000, "watermark_idle_ms": 86400000,
+        "stages": [{"name": "parts", "plugin": "url-parts"}],
+        "windows": [
+            {"name": "per-second", "kind": "tumbling", "size_ms": 1000, "allowed_lateness_ms": 86400000,
+             "aggregates": [{"op": "count"}, {"op": "sum", "field": "data.n"}]},
+            {"name": "by-host", "kind": "sliding", "size_ms": 4000, "slide_ms": 1000, "group_by": "data.host",
+             "allowed_lateness_ms": 86400000, "aggregates": [{"op": "count"}]}
+        ]});
+    server.put_pipeline("wcrash", &spec);
+    let accepted: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    let send_until = |server: &Server, prefix: &str, offset: usize, stop: &AtomicBool| {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let mut i = offset;
+        while !stop.load(Ordering::Relaxed) && i < offset + 40_000 {
+            let numbers: Vec<usize> = (i..i + 200).collect();
+            i += 200;
+            let body: String = numbers.iter().map(|&k| format!("{}\n", timed_event(prefix, k))).collect();
+            let sent = client.post(server.url("/v1/pipelines/wcrash/events")).header("content-type", "application/x-ndjson").body(body).send();
+            match sent {
+                Ok(r) if r.status().as_u16() == 202 => accepted.lock().unwrap().extend(numbers),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    };
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| send_until(&server, "a", 0, &stop));
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let before = accepted.lock().unwrap().len();
+    assert!(before > 1000, "only {before} accepted before the crash");
+    server.kill9();
+    server.restart();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| send_until(&server, "b", 100_000, &stop));
+        std::thread::sleep(Duration::from_millis(800));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let accepted = accepted.into_inner().unwrap();
+    let total = accepted.len() as u64;
+    wait_for("every accepted event processed", Duration::from_secs(90), || {
+        (server.metrics("wcrash")["processed"].as_u64() == Some(total)).then_some(())
+    });
+    let mut want: HashMap<i64, (u64, f64)> = HashMap::new();
+    for &i in &accepted {
+        let ts = timed_event("x", i)["timestamp"].as_i64().unwrap();
+        let entry = want.entry(ts.div_euclid(1000) * 1000).or_default();
+        entry.0 += 1;
+        entry.1 += i as f64;
+    }
+    let (status, body) = server.get("/v1/pipelines/wcrash/windows/per-second");
+    assert_eq!(status, 200, "{body}");
+    let got: HashMap<i64, (u64, f64)> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["start"].as_i64().unwrap(), (r["count"].as_u64().unwrap(), r["sum_data.n"].as_f64().unwrap())))
+        .collect();
+    assert_eq!(got, want, "per-window count and sum after kill -9 ({total} accepted)");
+    // The sliding window: each 4 s window per host counts its 4 panes' events.
+    let (_, body) = server.get("/v1/pipelines/wcrash/windows/by-host?group=h.example&from=1003000&to=1003000");
+    let sliding: u64 = body["results"].as_array().unwrap().iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    let expect: u64 = (1_003_000..1_007_000).step_by(1000).map(|s| want.get(&s).map_or(0, |w| w.0)).sum();
+    assert_eq!(sliding, expect, "{body}");
+    assert!(server.dlq("wcrash").is_empty(), "nothing is late with a day of allowed lateness");
+}
+
+#[test]
+fn kill9_mid_load_windows_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    kill9_mid_load_windows(StoreKind::Embedded(dir.path().join("store")));
+}
+
+#[test]
+fn kill9_mid_load_windows_redis() {
+    let url = common::redis_url_sync();
+    kill9_mid_load_windows(StoreKind::Redis { url, prefix: common::unique_prefix("kill9w") });
+}

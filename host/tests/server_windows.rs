@@ -368,3 +368,214 @@ fn windows_match_the_reference_model(store: StoreKind) {
         .unwrap();
 }
 on_both_stores!(windows_match_the_reference_model);
+
+// ---- "users online now", spikes, the live feed, bad input --------------------
+
+/// A 5-minute sliding window with a 1-second slide, count-distinct of
+/// `data.user_id`, answers within 1 s of the events' ingest.
+fn users_online_now(store: StoreKind) {
+    let server = server(store);
+    let spec = spec_with(
+        json!([{"name": "online_now", "kind": "sliding", "size_ms": 300000, "slide_ms": 1000,
+                "aggregates": [{"op": "count_distinct", "field": "data.user_id"}]}]),
+        10_000,
+    );
+    server.put_pipeline("site", &spec);
+    let mut users = HashSet::new();
+    let mut worst = Duration::ZERO;
+    for round in 0..5 {
+        let ts = now_ms();
+        // 400 events from 300 users, some seen in earlier rounds.
+        let events: Vec<Value> = (0..400)
+            .map(|i| {
+                let user = format!("u{}", (round * 200 + i * 3) % 1000);
+                users.insert(user.clone());
+                json!({"id": format!("r{round}-{i}"), "type": "page_view", "timestamp": ts - (i as i64 % 50), "data": {"user_id": user}})
+            })
+            .collect();
+        let sent = Instant::now();
+        let (status, body) = server.ingest_ndjson("site", &events);
+        assert_eq!(status, 202, "{body}");
+        let start = ts.div_euclid(1000) * 1000 - 300_000 + 1000;
+        let want = users.len() as f64;
+        let got = wait_for("online-now count", Duration::from_secs(5), || {
+            let (results, _) = results(&server, "site", "online_now", &format!("?from={start}&to={start}"));
+            let n = results.first()?["count_distinct_data.user_id"].as_f64()?;
+            ((n - want).abs() <= want * 0.02).then_some(n)
+        });
+        let took = sent.elapsed();
+        worst = worst.max(took);
+        assert!((got - want).abs() <= want * 0.02, "{got} vs {want}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(worst < Duration::from_secs(1), "online-now answered {worst:?} after ingest");
+    eprintln!("users online now: answered within {worst:?} of ingest");
+}
+on_both_stores!(users_online_now);
+
+/// Steady traffic for a few windows, then a surge: one alert, within 2 s.
+fn spike_alerts_within_two_seconds(store: StoreKind) {
+    let server = server(store);
+    let spec = spec_with(
+        json!([{"name": "per_sec", "kind": "tumbling", "size_ms": 1000, "group_by": "data.host",
+                "aggregates": [{"op": "count"}],
+                "spike": {"factor": 3.0, "baseline_windows": 3, "min_count": 25}}]),
+        10_000,
+    );
+    server.put_pipeline("spiky", &spec);
+    let mut n = 0;
+    let mut send = |count: usize, host: &str| {
+        let ts = now_ms();
+        let events: Vec<Value> = (0..count)
+            .map(|_| {
+                n += 1;
+                json!({"id": format!("s{n}"), "type": "view", "timestamp": ts, "data": {"host": host}})
+            })
+            .collect();
+        let (status, body) = server.ingest_ndjson("spiky", &events);
+        assert_eq!(status, 202, "{body}");
+        ts
+    };
+    // ~10 events a second for 5 s on two hosts.
+    let steady_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < steady_until {
+        send(1, "a.example");
+        send(1, "b.example");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, body) = server.get("/v1/pipelines/spiky/alerts");
+    assert_eq!(body["entries"], json!([]), "no alert for steady traffic");
+    let surge_at = Instant::now();
+    let ts = send(80, "a.example");
+    let alert = wait_for("a spike alert", Duration::from_secs(5), || {
+        let (_, body) = server.get("/v1/pipelines/spiky/alerts");
+        body["entries"].as_array().and_then(|e| e.first().cloned())
+    });
+    let took = surge_at.elapsed();
+    assert!(took < Duration::from_secs(2), "alerted {took:?} after the surge");
+    assert_eq!(alert["group"], "a.example");
+    assert_eq!(alert["window"], "per_sec");
+    assert_eq!(alert["start"], ts.div_euclid(1000) * 1000);
+    assert!(alert["count"].as_u64().unwrap() >= 80, "{alert}");
+    let baseline = alert["baseline"].as_f64().unwrap();
+    assert!((5.0..=15.0).contains(&baseline), "baseline {baseline}");
+    assert_eq!(alert["factor"], 3.0);
+    // More of the surge in the same window: still one alert.
+    send(40, "a.example");
+    std::thread::sleep(Duration::from_millis(400));
+    let (_, body) = server.get("/v1/pipelines/spiky/alerts");
+    let same: Vec<_> = body["entries"].as_array().unwrap().iter().filter(|a| a["start"] == alert["start"] && a["group"] == "a.example").collect();
+    assert_eq!(same.len(), 1, "{body}");
+    eprintln!("spike alert after {took:?}");
+}
+on_both_stores!(spike_alerts_within_two_seconds);
+
+/// Reads server-sent events until `want` returns Some or the time is up.
+fn read_sse<T>(server: &Server, path: &str, timeout: Duration, mut want: impl FnMut(&str, &Value) -> Option<T>) -> T {
+    let client = reqwest::blocking::Client::builder().timeout(timeout).build().unwrap();
+    let response = client.get(server.url(path)).send().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut kind = String::new();
+    for line in BufReader::new(response).lines() {
+        let line = line.expect("the live feed stays open");
+        if let Some(k) = line.strip_prefix("event: ") {
+            kind = k.to_string();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            let value: Value = serde_json::from_str(data).unwrap();
+            if let Some(found) = want(&kind, &value) {
+                return found;
+            }
+        }
+    }
+    panic!("the live feed ended");
+}
+
+/// A quiet pipeline still closes its windows (the watermark moves with
+/// processing time after the idle timeout); the live feed shows updates as
+/// they happen and each closed window's result once.
+fn quiet_pipeline_closes_and_streams_live(store: StoreKind) {
+    let server = server(store);
+    let spec = spec_with(
+        json!([{"name": "views", "kind": "tumbling", "size_ms": 1000, "group_by": "data.url",
+                "aggregates": [{"op": "count"}, {"op": "avg", "field": "data.ms"}]}]),
+        300,
+    );
+    server.put_pipeline("quiet", &spec);
+    let ts = now_ms();
+    let events: Vec<Value> = (0..10)
+        .map(|i| json!({"id": format!("q{i}"), "type": "v", "timestamp": ts, "data": {"url": "/home", "ms": i * 10}}))
+        .collect();
+    let sent = Instant::now();
+    std::thread::scope(|s| {
+        let feed = s.spawn(|| {
+            read_sse(&server, "/v1/pipelines/quiet/windows/views/live", Duration::from_secs(15), |kind, v| {
+                (kind == "result").then(|| v.clone())
+            })
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, body) = server.ingest_ndjson("quiet", &events);
+        assert_eq!(status, 202, "{body}");
+        let result = feed.join().unwrap();
+        assert_eq!(result["group"], "/home");
+        assert_eq!(result["count"], 10);
+        assert_eq!(result["avg_data.ms"], 45.0);
+        assert_eq!(result["closed"], true);
+        assert_eq!(result["start"], ts.div_euclid(1000) * 1000);
+    });
+    // Closed within: the rest of the window + the idle timeout + a few ticks.
+    assert!(sent.elapsed() < Duration::from_secs(4), "closed after {:?}", sent.elapsed());
+    let (_, body) = server.get("/v1/pipelines/quiet/windows/views/results");
+    assert_eq!(body["entries"].as_array().unwrap().len(), 1, "one record per closed window: {body}");
+    let (results, wm) = results(&server, "quiet", "views", "?group=/home");
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["closed"], true);
+    assert!(wm.as_i64().unwrap() >= ts.div_euclid(1000) * 1000 + 1000);
+    // The live feed's updates: the current window, as events arrive.
+    let ts2 = now_ms();
+    std::thread::scope(|s| {
+        let feed = s.spawn(|| {
+            read_sse(&server, "/v1/pipelines/quiet/windows/views/live", Duration::from_secs(10), |kind, v| {
+                let results = v["results"].as_array()?;
+                (kind == "update" && results.iter().any(|r| r["group"] == "/cart" && r["count"] == 3)).then_some(())
+            })
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let events: Vec<Value> = (0..3).map(|i| json!({"id": format!("c{i}"), "type": "v", "timestamp": ts2, "data": {"url": "/cart"}})).collect();
+        server.ingest_ndjson("quiet", &events);
+        let started = Instant::now();
+        feed.join().unwrap();
+        assert!(started.elapsed() < Duration::from_millis(1500), "update after {:?}", started.elapsed());
+    });
+}
+on_both_stores!(quiet_pipeline_closes_and_streams_live);
+
+fn bad_window_input_is_refused_clearly(store: StoreKind) {
+    let server = server(store);
+    let bad = spec_with(json!([{"name": "x", "kind": "sliding", "size_ms": 1000, "slide_ms": 300, "aggregates": [{"op": "count"}]}]), 1000);
+    let (status, body) = server.put_json("/v1/pipelines/bad", &bad);
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("windows[0].slide_ms"), "{body}");
+    let bad = spec_with(json!([{"name": "x", "kind": "tumbling", "size_ms": 1000, "aggregates": [{"op": "median", "field": "data.x"}]}]), 1000);
+    let (status, body) = server.put_json("/v1/pipelines/bad", &bad);
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("windows[0].aggregates[0].op"), "{body}");
+    let good = spec_with(json!([{"name": "w", "kind": "tumbling", "size_ms": 1000, "aggregates": [{"op": "count"}]}]), 1000);
+    server.put_pipeline("good", &good);
+    let (status, body) = server.get("/v1/pipelines/good/windows/nope");
+    assert_eq!(status, 404);
+    assert!(body["message"].as_str().unwrap().contains("no window `nope`"), "{body}");
+    let (status, _) = server.get("/v1/pipelines/nope/windows/w");
+    assert_eq!(status, 404);
+    let (status, body) = server.get("/v1/pipelines/good/windows/w?from=yesterday");
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("`from`"), "{body}");
+    let (status, _) = server.get("/v1/pipelines/good/windows/w?from=10&to=5");
+    assert_eq!(status, 400);
+    let (status, body) = server.get("/v1/pipelines/good/alerts?limit=0");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = server.get("/v1/pipelines/good/windows/w");
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"results": [], "watermark": null}));
+}
+on_both_stores!(bad_window_input_is_refused_clearly);

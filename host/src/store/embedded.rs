@@ -7,20 +7,36 @@
 //! handed out ("pending") is kept in memory only: after a restart everything
 //! not completed is delivered again, which at-least-once delivery allows and
 //! idempotent completion makes harmless.
+//!
+//! Windows: pane rows, their HyperLogLog sketches (serde JSON of
+//! `hyperloglogplus`' HLL++ at precision 14, values hashed by
+//! `value_hash`), dirty marks, final results, each window's results stream
+//! and the alerts live in their own tables, keyed by pipeline first so a
+//! pipeline's data is one key range. `complete_windowed` applies deltas in
+//! the same write transaction that acknowledges the entry. The clock's
+//! watermark, newest event time and last apply time are stored; the close
+//! gate is kept in memory (one process owns the file, and a gate lost in a
+//! crash only means the next closer need not wait). The gate is checked and
+//! taken while holding redb's single write transaction, so an apply that
+//! passed the check is committed before a closer can take the gate.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
 use parking_lot::Mutex;
 use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{
-    AlertRecord, CloseCommit, CompleteReport, Counters, DirtyMark, DistinctQuery, PaneRow, WindowClock, WindowRecord, Delivery, DlqEntry, DlqSelector, Enqueued, EntryResult, Page, PluginVersion, PutPlugin,
-    QueuedEvent, ReplayReport, Store, StoreError, StoreResult,
+    AlertRecord, CloseCommit, CompleteReport, Counters, Delivery, DirtyMark, DistinctQuery, DlqEntry, DlqSelector, Enqueued, EntryResult,
+    Page, PaneAgg, PaneDelta, PaneRow, PluginVersion, PutPlugin, QueuedEvent, ReplayReport, Store, StoreError, StoreResult, WindowClock,
+    WindowRecord, NO_WATERMARK,
 };
 use crate::event::Event;
 
@@ -53,6 +69,33 @@ const OUTPUT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("output
 const DLQ: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dlq");
 /// (pipeline, due ms, seq) → queued event JSON.
 const RETRY: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("retry");
+/// pipeline → (watermark, max_event_ts, last_event_at): the durable part of
+/// the window clock (the gate is in memory, see [`PipeState`]).
+const WINDOW_CLOCK: TableDefinition<&str, (i64, i64, i64)> = TableDefinition::new("window_clock");
+/// (pipeline, window, pane, group) → pane aggregate JSON; key order is the
+/// order `read_panes` answers in.
+const PANES: TableDefinition<(&str, &str, i64, &str), &[u8]> = TableDefinition::new("window_panes");
+/// (pipeline, window, pane, group, aggregate index) → HyperLogLog sketch
+/// JSON, for `count_distinct` aggregates.
+const SKETCHES: TableDefinition<(&str, &str, i64, &str, u32), &[u8]> = TableDefinition::new("window_sketches");
+/// (pipeline, window, pane, group): dirty marks (a set; no value).
+const DIRTY: TableDefinition<(&str, &str, i64, &str), ()> = TableDefinition::new("window_dirty");
+/// (pipeline, window, start, group) → final result (the API's JSON text).
+const FINALS: TableDefinition<(&str, &str, i64, &str), &str> = TableDefinition::new("window_finals");
+/// (pipeline, window, seq) → window record JSON: each window's results stream.
+const RESULTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("window_results");
+/// (pipeline, window, start, seq): RESULTS by window start, so expiry deletes
+/// a key range instead of reading the whole stream.
+const RESULTS_BY_START: TableDefinition<(&str, &str, i64, u64), ()> = TableDefinition::new("window_results_by_start");
+/// (pipeline, seq) → alert JSON with its append time ([`StoredAlert`]).
+const ALERTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("alerts");
+/// (pipeline, window, start, group) → seq of the alert raised for it, so an
+/// alert is raised once (until it is trimmed).
+const ALERT_KEYS: TableDefinition<(&str, &str, i64, &str), u64> = TableDefinition::new("alert_keys");
+
+/// Precision of the distinct-count sketches: 2^14 registers, a standard
+/// error of about 0.8 %.
+const SKETCH_PRECISION: u8 = 14;
 
 const DEPTH: &str = "depth";
 const ACCEPTED: &str = "accepted";
@@ -68,12 +111,15 @@ pub struct EmbeddedStore {
     pipes: Mutex<HashMap<String, Arc<PipeState>>>,
 }
 
-/// In-memory state of one pipeline's queue.
+/// In-memory state of one pipeline's queue and close gate.
 #[derive(Default)]
 struct PipeState {
     mem: Mutex<PipeMem>,
     /// Woken whenever entries are added to the queue.
     notify: Notify,
+    /// The clock's `gate_until` (0: free). Read and written only while
+    /// holding a redb write transaction, which orders it with window applies.
+    gate: Mutex<i64>,
 }
 
 #[derive(Default)]
@@ -91,6 +137,9 @@ struct Prepared {
     outputs: Vec<Vec<u8>>,
     dead: Vec<Vec<u8>>,
     retries: Vec<(i64, Vec<u8>)>,
+    window_deltas: Vec<PaneDelta>,
+    dirty: Vec<DirtyMark>,
+    max_event_ts: Option<i64>,
 }
 
 impl EmbeddedStore {
@@ -119,6 +168,15 @@ impl EmbeddedStore {
             txn.open_table(OUTPUT).map_err(db_err)?;
             txn.open_table(DLQ).map_err(db_err)?;
             txn.open_table(RETRY).map_err(db_err)?;
+            txn.open_table(WINDOW_CLOCK).map_err(db_err)?;
+            txn.open_table(PANES).map_err(db_err)?;
+            txn.open_table(SKETCHES).map_err(db_err)?;
+            txn.open_table(DIRTY).map_err(db_err)?;
+            txn.open_table(FINALS).map_err(db_err)?;
+            txn.open_table(RESULTS).map_err(db_err)?;
+            txn.open_table(RESULTS_BY_START).map_err(db_err)?;
+            txn.open_table(ALERTS).map_err(db_err)?;
+            txn.open_table(ALERT_KEYS).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db), pipes: Mutex::new(HashMap::new()) })
@@ -335,6 +393,143 @@ fn select_dlq(
     Ok((picked, failed))
 }
 
+// ---- windows ----------------------------------------------------------------
+
+/// A distinct-count sketch as stored: HLL++ over pre-hashed values.
+type Sketch = HyperLogLogPlus<u64, PreHashed>;
+
+/// Hashes a `count_distinct` value for the sketches: FNV-1a over the UTF-8
+/// bytes, then MurmurHash3's 64-bit finalizer so every output bit depends on
+/// every input bit (HLL takes the top bits as the register index and counts
+/// zeros in the rest). Spelled out here instead of std's `DefaultHasher`
+/// because sketches are stored: std does not promise its algorithm across
+/// releases, and a changed hash would count every value seen before an
+/// upgrade a second time.
+fn value_hash(value: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in value.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The sketches' `BuildHasher`. Values reach the sketch already hashed by
+/// [`value_hash`], so its hasher passes the `u64` through. A unit struct, so
+/// a sketch serializes (and deserializes) with no state of its own.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct PreHashed;
+
+/// The hasher of [`PreHashed`]: `finish` answers the `u64` written.
+struct PreHashedHasher(u64);
+
+impl BuildHasher for PreHashed {
+    type Hasher = PreHashedHasher;
+
+    fn build_hasher(&self) -> PreHashedHasher {
+        PreHashedHasher(0)
+    }
+}
+
+impl Hasher for PreHashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+
+    /// Only `u64`s are hashed; should std ever hash one as its bytes, the
+    /// answer stays the same.
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = match <[u8; 8]>::try_from(bytes) {
+            Ok(b) => u64::from_ne_bytes(b),
+            Err(_) => bytes.iter().fold(self.0, |h, b| h.rotate_left(8) ^ u64::from(*b)),
+        };
+    }
+}
+
+fn new_sketch() -> Sketch {
+    // Only fails for a precision outside 4..=18.
+    Sketch::new(SKETCH_PRECISION, PreHashed).expect("SKETCH_PRECISION is a valid HLL precision")
+}
+
+fn parse_sketch(bytes: &[u8], what: impl FnOnce() -> String) -> StoreResult<Sketch> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Internal(format!("bad stored sketch {}: {e}", what())))
+}
+
+fn parse_pane(bytes: &[u8], window: &str, pane: i64, group: &str) -> StoreResult<PaneAgg> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Internal(format!("bad stored pane {window}/{pane}/{group}: {e}")))
+}
+
+/// An alert as ALERTS keeps it: the record plus when it was appended, which
+/// is what retention trims by.
+#[derive(Serialize, Deserialize)]
+struct StoredAlert {
+    window: String,
+    start: i64,
+    group: String,
+    json: String,
+    /// `now_ms` of the `put_alert` that appended it.
+    at: i64,
+}
+
+/// The smallest string greater than `s`: with it as the next key part, a
+/// range covers every key whose part equals `s`, whatever follows.
+fn successor(s: &str) -> String {
+    format!("{s}\0")
+}
+
+/// Keys `(pipeline, window, x, group)` with `from <= x <= to`, every group
+/// (`window_next` is [`successor`] of `window`). Callers check `from <= to`.
+fn span<'a>(
+    pipeline: &'a str,
+    window: &'a str,
+    window_next: &'a str,
+    from: i64,
+    to: i64,
+) -> std::ops::Range<(&'a str, &'a str, i64, &'a str)> {
+    let end = match to.checked_add(1) {
+        Some(next) => (pipeline, window, next, ""),
+        None => (pipeline, window_next, i64::MIN, ""),
+    };
+    (pipeline, window, from, "")..end
+}
+
+/// The stored clock fields of `pipeline`: (watermark, max_event_ts, last_event_at).
+fn stored_clock(t: &impl ReadableTable<&'static str, (i64, i64, i64)>, pipeline: &str) -> StoreResult<(i64, i64, i64)> {
+    Ok(t.get(pipeline).map_err(db_err)?.map(|v| v.value()).unwrap_or((NO_WATERMARK, NO_WATERMARK, 0)))
+}
+
+/// Deletes every window key of `pipeline` (panes, sketches, dirty marks,
+/// finals, results, alerts, clock), inside `txn`.
+fn delete_window_data(txn: &WriteTransaction, p: &str) -> StoreResult<()> {
+    let next = successor(p);
+    let n = next.as_str();
+    let all = || (p, "", i64::MIN, "")..(n, "", i64::MIN, "");
+    txn.open_table(PANES).map_err(db_err)?.retain_in(all(), |_, _| false).map_err(db_err)?;
+    txn.open_table(DIRTY).map_err(db_err)?.retain_in(all(), |_, _| false).map_err(db_err)?;
+    txn.open_table(FINALS).map_err(db_err)?.retain_in(all(), |_, _| false).map_err(db_err)?;
+    txn.open_table(ALERT_KEYS).map_err(db_err)?.retain_in(all(), |_, _| false).map_err(db_err)?;
+    txn.open_table(SKETCHES)
+        .map_err(db_err)?
+        .retain_in((p, "", i64::MIN, "", 0)..(n, "", i64::MIN, "", 0), |_, _| false)
+        .map_err(db_err)?;
+    txn.open_table(RESULTS).map_err(db_err)?.retain_in((p, "", 0)..(n, "", 0), |_, _| false).map_err(db_err)?;
+    txn.open_table(RESULTS_BY_START)
+        .map_err(db_err)?
+        .retain_in((p, "", i64::MIN, 0)..(n, "", i64::MIN, 0), |_, _| false)
+        .map_err(db_err)?;
+    txn.open_table(ALERTS).map_err(db_err)?.retain_in((p, 0)..=(p, u64::MAX), |_, _| false).map_err(db_err)?;
+    txn.open_table(WINDOW_CLOCK).map_err(db_err)?.remove(p).map_err(db_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -486,11 +681,14 @@ impl Store for EmbeddedStore {
                         counters.remove((p, name)).map_err(db_err)?;
                     }
                 }
+                delete_window_data(&txn, p)?;
                 txn.commit().map_err(db_err)?;
                 Ok(existed)
             })
             .await?;
-        self.state(id).mem.lock().pending.clear();
+        let state = self.state(id);
+        state.mem.lock().pending.clear();
+        *state.gate.lock() = 0;
         Ok(existed)
     }
 
@@ -644,17 +842,151 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn complete_windowed(&self, pipeline: &str, results: &[EntryResult], watermark: Option<i64>, now_ms: i64) -> StoreResult<CompleteReport> { let _ = (watermark, now_ms); self.complete_plain(pipeline, results).await }
-    async fn window_clock(&self, _pipeline: &str) -> StoreResult<WindowClock> { todo!("window_clock") }
-    async fn begin_close(&self, _pipeline: &str, _now_ms: i64, _lease_ms: i64) -> StoreResult<Option<WindowClock>> { todo!() }
-    async fn read_panes(&self, _pipeline: &str, _window: &str, _from: i64, _to: i64) -> StoreResult<Vec<PaneRow>> { todo!() }
-    async fn distinct_counts(&self, _pipeline: &str, _window: &str, _queries: &[DistinctQuery]) -> StoreResult<Vec<u64>> { todo!() }
-    async fn dirty_marks(&self, _pipeline: &str, _window: &str) -> StoreResult<Vec<DirtyMark>> { todo!() }
-    async fn finish_close(&self, _pipeline: &str, _commit: &CloseCommit) -> StoreResult<()> { todo!() }
-    async fn final_results(&self, _pipeline: &str, _window: &str, _from: i64, _to: i64) -> StoreResult<Vec<WindowRecord>> { todo!() }
-    async fn read_window_results(&self, _pipeline: &str, _window: &str, _cursor: &str, _limit: usize) -> StoreResult<Page<WindowRecord>> { todo!() }
-    async fn put_alert(&self, _pipeline: &str, _alert: &AlertRecord, _now_ms: i64, _retention_ms: i64) -> StoreResult<bool> { todo!() }
-    async fn read_alerts(&self, _pipeline: &str, _cursor: &str, _limit: usize) -> StoreResult<Page<AlertRecord>> { todo!() }
+    async fn complete_windowed(
+        &self,
+        pipeline: &str,
+        results: &[EntryResult],
+        watermark: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<CompleteReport> {
+        let mut prepared = Vec::with_capacity(results.len());
+        for r in results {
+            prepared.push(Prepared {
+                seq: r.delivery_id.parse().ok(),
+                finished: r.finished,
+                outputs: r.outputs.iter().map(to_json).collect::<StoreResult<_>>()?,
+                dead: r.dead.iter().map(to_json).collect::<StoreResult<_>>()?,
+                retries: r.retries.iter().map(|t| Ok((t.due_at_ms, to_json(&t.event)?))).collect::<StoreResult<_>>()?,
+                window_deltas: r.window_deltas.clone(),
+                dirty: r.dirty.clone(),
+                max_event_ts: r.max_event_ts,
+            });
+        }
+        let seqs: Vec<u64> = prepared.iter().filter_map(|p| p.seq).collect();
+        let state = self.state(pipeline);
+        let gate = state.clone();
+        let p = pipeline.to_string();
+        let report = self
+            .blocking(move |db| {
+                let p = p.as_str();
+                let txn = db.begin_write().map_err(db_err)?;
+                // Checked inside the write transaction: `begin_close` needs it
+                // too, so the gate cannot be taken between check and commit.
+                if let Some(w) = watermark {
+                    let (stored, _, _) = stored_clock(&txn.open_table(WINDOW_CLOCK).map_err(db_err)?, p)?;
+                    if stored != w || *gate.gate.lock() > now_ms {
+                        return Ok(CompleteReport { stale: true, ..Default::default() });
+                    }
+                }
+                let mut report = CompleteReport::default();
+                {
+                    let mut queue = txn.open_table(QUEUE).map_err(db_err)?;
+                    let mut output = txn.open_table(OUTPUT).map_err(db_err)?;
+                    let mut dlq = txn.open_table(DLQ).map_err(db_err)?;
+                    let mut retry = txn.open_table(RETRY).map_err(db_err)?;
+                    let mut meta = txn.open_table(META).map_err(db_err)?;
+                    let mut seq = Seq::load(&meta)?;
+                    let (mut finished, mut emitted, mut dead) = (0u64, 0u64, 0u64);
+                    // Window updates of the applied entries, summed per key
+                    // so each stored row and sketch is rewritten once.
+                    let mut pane_sums: BTreeMap<(String, i64, String), PaneAgg> = BTreeMap::new();
+                    let mut distinct: BTreeMap<(String, i64, String, u32), Vec<String>> = BTreeMap::new();
+                    let mut dirty_marks = Vec::new();
+                    let (mut had_deltas, mut max_event_ts) = (false, None::<i64>);
+                    for entry in prepared {
+                        let still_queued = match entry.seq {
+                            Some(s) => queue.remove((p, s)).map_err(db_err)?.is_some(),
+                            None => false,
+                        };
+                        if !still_queued {
+                            report.skipped += 1;
+                            continue;
+                        }
+                        for event in &entry.outputs {
+                            output.insert((p, seq.take()), event.as_slice()).map_err(db_err)?;
+                        }
+                        for entry in &entry.dead {
+                            dlq.insert((p, seq.take()), entry.as_slice()).map_err(db_err)?;
+                        }
+                        for (due, event) in &entry.retries {
+                            retry.insert((p, *due, seq.take()), event.as_slice()).map_err(db_err)?;
+                        }
+                        finished += entry.finished;
+                        emitted += entry.outputs.len() as u64;
+                        dead += entry.dead.len() as u64;
+                        report.applied += 1;
+
+                        had_deltas |= !entry.window_deltas.is_empty();
+                        max_event_ts = max_event_ts.max(entry.max_event_ts);
+                        for d in entry.window_deltas {
+                            for (i, values) in d.distinct.into_iter().enumerate() {
+                                if values.is_empty() {
+                                    continue;
+                                }
+                                let i = u32::try_from(i)
+                                    .map_err(|_| StoreError::Internal(format!("aggregate index {i} of window {} is too big", d.window)))?;
+                                distinct.entry((d.window.clone(), d.pane, d.group.clone(), i)).or_default().extend(values);
+                            }
+                            pane_sums.entry((d.window, d.pane, d.group)).or_default().merge(&d.agg);
+                        }
+                        dirty_marks.extend(entry.dirty);
+                    }
+                    if report.applied == 0 {
+                        return Ok(report);
+                    }
+                    seq.save(&mut meta)?;
+                    let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
+                    add(&mut counters, p, DEPTH, -(finished as i64))?;
+                    add(&mut counters, p, PROCESSED, finished as i64)?;
+                    add(&mut counters, p, EMITTED, emitted as i64)?;
+                    add(&mut counters, p, DLQ_SIZE, dead as i64)?;
+
+                    let mut panes = txn.open_table(PANES).map_err(db_err)?;
+                    for ((w, pane, g), sum) in &pane_sums {
+                        let key = (p, w.as_str(), *pane, g.as_str());
+                        let stored = panes.get(key).map_err(db_err)?.map(|v| parse_pane(v.value(), w, *pane, g)).transpose()?;
+                        let mut agg = stored.unwrap_or_default();
+                        agg.merge(sum);
+                        panes.insert(key, to_json(&agg)?.as_slice()).map_err(db_err)?;
+                    }
+                    let mut sketches = txn.open_table(SKETCHES).map_err(db_err)?;
+                    for ((w, pane, g, i), values) in &distinct {
+                        let key = (p, w.as_str(), *pane, g.as_str(), *i);
+                        let stored = sketches
+                            .get(key)
+                            .map_err(db_err)?
+                            .map(|v| parse_sketch(v.value(), || format!("{w}/{pane}/{g}/{i}")))
+                            .transpose()?;
+                        let mut sketch = stored.unwrap_or_else(new_sketch);
+                        for v in values {
+                            sketch.insert(&value_hash(v));
+                        }
+                        sketches.insert(key, to_json(&sketch)?.as_slice()).map_err(db_err)?;
+                    }
+                    let mut dirty = txn.open_table(DIRTY).map_err(db_err)?;
+                    for m in &dirty_marks {
+                        dirty.insert((p, m.window.as_str(), m.pane, m.group.as_str()), ()).map_err(db_err)?;
+                    }
+                    if had_deltas || max_event_ts.is_some() {
+                        let mut clock = txn.open_table(WINDOW_CLOCK).map_err(db_err)?;
+                        let (watermark, stored_max, stored_last) = stored_clock(&clock, p)?;
+                        let max = max_event_ts.map_or(stored_max, |m| m.max(stored_max));
+                        let last = if had_deltas { now_ms } else { stored_last };
+                        clock.insert(p, (watermark, max, last)).map_err(db_err)?;
+                    }
+                }
+                txn.commit().map_err(db_err)?;
+                Ok(report)
+            })
+            .await?;
+        if !report.stale {
+            let mut mem = state.mem.lock();
+            for s in seqs {
+                mem.pending.remove(&s);
+            }
+        }
+        Ok(report)
+    }
 
     async fn promote_retries(&self, pipeline: &str, now_ms: i64, max_events: usize) -> StoreResult<u64> {
         if max_events == 0 {
@@ -795,77 +1127,310 @@ impl Store for EmbeddedStore {
         let items = items.iter().map(|(_, bytes)| serde_json::from_slice(bytes).map_err(json_err)).collect::<StoreResult<_>>()?;
         Ok(Page { items, next_cursor })
     }
-}
 
-impl EmbeddedStore {
-    async fn complete_plain(&self, pipeline: &str, results: &[EntryResult]) -> StoreResult<CompleteReport> {
-        let mut prepared = Vec::with_capacity(results.len());
-        for r in results {
-            prepared.push(Prepared {
-                seq: r.delivery_id.parse().ok(),
-                finished: r.finished,
-                outputs: r.outputs.iter().map(to_json).collect::<StoreResult<_>>()?,
-                dead: r.dead.iter().map(to_json).collect::<StoreResult<_>>()?,
-                retries: r.retries.iter().map(|t| Ok((t.due_at_ms, to_json(&t.event)?))).collect::<StoreResult<_>>()?,
-            });
-        }
-        let seqs: Vec<u64> = prepared.iter().filter_map(|p| p.seq).collect();
+    // ---- windows ----------------------------------------------------------
+
+    async fn window_clock(&self, pipeline: &str) -> StoreResult<WindowClock> {
+        let state = self.state(pipeline);
         let p = pipeline.to_string();
-        let report = self
-            .blocking(move |db| {
-                let p = p.as_str();
-                let txn = db.begin_write().map_err(db_err)?;
-                let mut report = CompleteReport::default();
-                {
-                    let mut queue = txn.open_table(QUEUE).map_err(db_err)?;
-                    let mut output = txn.open_table(OUTPUT).map_err(db_err)?;
-                    let mut dlq = txn.open_table(DLQ).map_err(db_err)?;
-                    let mut retry = txn.open_table(RETRY).map_err(db_err)?;
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let (watermark, max_event_ts, last_event_at) = stored_clock(&txn.open_table(WINDOW_CLOCK).map_err(db_err)?, &p)?;
+            Ok(WindowClock { watermark, max_event_ts, last_event_at, gate_until: *state.gate.lock() })
+        })
+        .await
+    }
+
+    async fn begin_close(&self, pipeline: &str, now_ms: i64, lease_ms: i64) -> StoreResult<Option<WindowClock>> {
+        let state = self.state(pipeline);
+        let p = pipeline.to_string();
+        self.blocking(move |db| {
+            // A write transaction though nothing is written: it waits until an
+            // apply that already passed the gate check has committed.
+            let txn = db.begin_write().map_err(db_err)?;
+            let (watermark, max_event_ts, last_event_at) = stored_clock(&txn.open_table(WINDOW_CLOCK).map_err(db_err)?, &p)?;
+            let clock = {
+                let mut gate = state.gate.lock();
+                if *gate > now_ms {
+                    return Ok(None);
+                }
+                *gate = now_ms.saturating_add(lease_ms);
+                WindowClock { watermark, max_event_ts, last_event_at, gate_until: *gate }
+            };
+            txn.abort().map_err(db_err)?;
+            Ok(Some(clock))
+        })
+        .await
+    }
+
+    async fn read_panes(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<PaneRow>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let (p, w) = (pipeline.to_string(), window.to_string());
+        self.blocking(move |db| {
+            let w_next = successor(&w);
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(PANES).map_err(db_err)?;
+            let mut rows = Vec::new();
+            for item in t.range(span(&p, &w, &w_next, from, to)).map_err(db_err)? {
+                let (key, value) = item.map_err(db_err)?;
+                let (_, _, pane, group) = key.value();
+                rows.push(PaneRow { pane, group: group.to_string(), agg: parse_pane(value.value(), &w, pane, group)? });
+            }
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn distinct_counts(&self, pipeline: &str, window: &str, queries: &[DistinctQuery]) -> StoreResult<Vec<u64>> {
+        let (p, w, queries) = (pipeline.to_string(), window.to_string(), queries.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(SKETCHES).map_err(db_err)?;
+            let mut counts = Vec::with_capacity(queries.len());
+            for q in &queries {
+                // An index too big for the key was never stored: no values.
+                let Ok(agg) = u32::try_from(q.agg) else {
+                    counts.push(0);
+                    continue;
+                };
+                let mut union = new_sketch();
+                for pane in &q.panes {
+                    let Some(bytes) = t.get((p.as_str(), w.as_str(), *pane, q.group.as_str(), agg)).map_err(db_err)? else { continue };
+                    let sketch = parse_sketch(bytes.value(), || format!("{w}/{pane}/{}/{agg}", q.group))?;
+                    union
+                        .merge(&sketch)
+                        .map_err(|e| StoreError::Internal(format!("cannot merge sketch {w}/{pane}/{}/{agg}: {e}", q.group)))?;
+                }
+                counts.push(union.count().round() as u64);
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn dirty_marks(&self, pipeline: &str, window: &str) -> StoreResult<Vec<DirtyMark>> {
+        let (p, w) = (pipeline.to_string(), window.to_string());
+        self.blocking(move |db| {
+            let w_next = successor(&w);
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(DIRTY).map_err(db_err)?;
+            let mut marks = Vec::new();
+            for item in t.range(span(&p, &w, &w_next, i64::MIN, i64::MAX)).map_err(db_err)? {
+                let (key, _) = item.map_err(db_err)?;
+                let (_, _, pane, group) = key.value();
+                marks.push(DirtyMark { window: w.clone(), pane, group: group.to_string() });
+            }
+            Ok(marks)
+        })
+        .await
+    }
+
+    async fn finish_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<()> {
+        let emit = commit
+            .emit
+            .iter()
+            .map(|r| Ok((r.window.clone(), r.start, to_json(r)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let commit = commit.clone();
+        let state = self.state(pipeline);
+        let p = pipeline.to_string();
+        self.blocking(move |db| {
+            let p = p.as_str();
+            let txn = db.begin_write().map_err(db_err)?;
+            {
+                let mut clock = txn.open_table(WINDOW_CLOCK).map_err(db_err)?;
+                let (_, max_event_ts, last_event_at) = stored_clock(&clock, p)?;
+                clock.insert(p, (commit.watermark, max_event_ts, last_event_at)).map_err(db_err)?;
+
+                if !emit.is_empty() {
                     let mut meta = txn.open_table(META).map_err(db_err)?;
                     let mut seq = Seq::load(&meta)?;
-                    let (mut finished, mut emitted, mut dead) = (0u64, 0u64, 0u64);
-                    for entry in &prepared {
-                        let still_queued = match entry.seq {
-                            Some(s) => queue.remove((p, s)).map_err(db_err)?.is_some(),
-                            None => false,
-                        };
-                        if !still_queued {
-                            report.skipped += 1;
-                            continue;
-                        }
-                        for event in &entry.outputs {
-                            output.insert((p, seq.take()), event.as_slice()).map_err(db_err)?;
-                        }
-                        for entry in &entry.dead {
-                            dlq.insert((p, seq.take()), entry.as_slice()).map_err(db_err)?;
-                        }
-                        for (due, event) in &entry.retries {
-                            retry.insert((p, *due, seq.take()), event.as_slice()).map_err(db_err)?;
-                        }
-                        finished += entry.finished;
-                        emitted += entry.outputs.len() as u64;
-                        dead += entry.dead.len() as u64;
-                        report.applied += 1;
-                    }
-                    if report.applied == 0 {
-                        return Ok(report);
+                    let mut results = txn.open_table(RESULTS).map_err(db_err)?;
+                    let mut by_start = txn.open_table(RESULTS_BY_START).map_err(db_err)?;
+                    for (window, start, json) in &emit {
+                        let s = seq.take();
+                        results.insert((p, window.as_str(), s), json.as_slice()).map_err(db_err)?;
+                        by_start.insert((p, window.as_str(), *start, s), ()).map_err(db_err)?;
                     }
                     seq.save(&mut meta)?;
-                    let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
-                    add(&mut counters, p, DEPTH, -(finished as i64))?;
-                    add(&mut counters, p, PROCESSED, finished as i64)?;
-                    add(&mut counters, p, EMITTED, emitted as i64)?;
-                    add(&mut counters, p, DLQ_SIZE, dead as i64)?;
                 }
-                txn.commit().map_err(db_err)?;
-                Ok(report)
+
+                let mut finals = txn.open_table(FINALS).map_err(db_err)?;
+                for r in &commit.finals {
+                    finals.insert((p, r.window.as_str(), r.start, r.group.as_str()), r.json.as_str()).map_err(db_err)?;
+                }
+
+                let mut panes = txn.open_table(PANES).map_err(db_err)?;
+                let mut sketches = txn.open_table(SKETCHES).map_err(db_err)?;
+                for d in &commit.drop_panes {
+                    let w = d.window.as_str();
+                    match &d.group {
+                        None => {
+                            let w_next = successor(w);
+                            panes.retain_in(span(p, w, &w_next, d.pane, d.pane), |_, _| false).map_err(db_err)?;
+                            let end = match d.pane.checked_add(1) {
+                                Some(next) => (p, w, next, "", 0),
+                                None => (p, w_next.as_str(), i64::MIN, "", 0),
+                            };
+                            sketches.retain_in((p, w, d.pane, "", 0)..end, |_, _| false).map_err(db_err)?;
+                        }
+                        Some(g) => {
+                            panes.remove((p, w, d.pane, g.as_str())).map_err(db_err)?;
+                            sketches
+                                .retain_in((p, w, d.pane, g.as_str(), 0)..=(p, w, d.pane, g.as_str(), u32::MAX), |_, _| false)
+                                .map_err(db_err)?;
+                        }
+                    }
+                }
+
+                let mut dirty = txn.open_table(DIRTY).map_err(db_err)?;
+                for m in &commit.dirty_done {
+                    dirty.remove((p, m.window.as_str(), m.pane, m.group.as_str())).map_err(db_err)?;
+                }
+
+                // Last, so nothing this pass wrote survives its own cutoff.
+                let mut results = txn.open_table(RESULTS).map_err(db_err)?;
+                let mut by_start = txn.open_table(RESULTS_BY_START).map_err(db_err)?;
+                for (window, cutoff) in &commit.expire {
+                    let w = window.as_str();
+                    finals.retain_in((p, w, i64::MIN, "")..(p, w, *cutoff, ""), |_, _| false).map_err(db_err)?;
+                    let mut old = Vec::new();
+                    for item in by_start.range((p, w, i64::MIN, 0)..(p, w, *cutoff, 0)).map_err(db_err)? {
+                        let (key, _) = item.map_err(db_err)?;
+                        let (_, _, start, s) = key.value();
+                        old.push((start, s));
+                    }
+                    for (start, s) in old {
+                        by_start.remove((p, w, start, s)).map_err(db_err)?;
+                        results.remove((p, w, s)).map_err(db_err)?;
+                    }
+                }
+            }
+            // The gate opens with the commit: held across it, an apply that
+            // gets the write transaction next waits here and then sees it free.
+            let mut gate = state.gate.lock();
+            txn.commit().map_err(db_err)?;
+            *gate = 0;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn final_results(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<WindowRecord>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let (p, w) = (pipeline.to_string(), window.to_string());
+        self.blocking(move |db| {
+            let w_next = successor(&w);
+            let txn = db.begin_read().map_err(db_err)?;
+            let t = txn.open_table(FINALS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for item in t.range(span(&p, &w, &w_next, from, to)).map_err(db_err)? {
+                let (key, value) = item.map_err(db_err)?;
+                let (_, _, start, group) = key.value();
+                out.push(WindowRecord { window: w.clone(), start, group: group.to_string(), json: value.value().to_string() });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn read_window_results(&self, pipeline: &str, window: &str, cursor: &str, limit: usize) -> StoreResult<Page<WindowRecord>> {
+        let after = parse_cursor(cursor)?;
+        let empty_cursor = if cursor.is_empty() { "0".to_string() } else { cursor.to_string() };
+        if limit == 0 {
+            return Ok(Page { items: Vec::new(), next_cursor: empty_cursor });
+        }
+        let (p, w) = (pipeline.to_string(), window.to_string());
+        let items = self
+            .blocking(move |db| {
+                let txn = db.begin_read().map_err(db_err)?;
+                let t = txn.open_table(RESULTS).map_err(db_err)?;
+                let Some(start) = after.checked_add(1) else { return Ok(Vec::new()) };
+                let mut items = Vec::new();
+                for item in t.range((p.as_str(), w.as_str(), start)..=(p.as_str(), w.as_str(), u64::MAX)).map_err(db_err)?.take(limit) {
+                    let (key, value) = item.map_err(db_err)?;
+                    let s = key.value().2;
+                    let record: WindowRecord = serde_json::from_slice(value.value())
+                        .map_err(|e| StoreError::Internal(format!("bad stored result {w}/{s}: {e}")))?;
+                    items.push((s, record));
+                }
+                Ok(items)
             })
             .await?;
-        let state = self.state(pipeline);
-        let mut mem = state.mem.lock();
-        for s in seqs {
-            mem.pending.remove(&s);
-        }
-        Ok(report)
+        let next_cursor = items.last().map(|(s, _)| s.to_string()).unwrap_or(empty_cursor);
+        Ok(Page { items: items.into_iter().map(|(_, r)| r).collect(), next_cursor })
+    }
+
+    async fn put_alert(&self, pipeline: &str, alert: &AlertRecord, now_ms: i64, retention_ms: i64) -> StoreResult<bool> {
+        let stored = StoredAlert {
+            window: alert.window.clone(),
+            start: alert.start,
+            group: alert.group.clone(),
+            json: alert.json.clone(),
+            at: now_ms,
+        };
+        let bytes = to_json(&stored)?;
+        let p = pipeline.to_string();
+        self.blocking(move |db| {
+            let p = p.as_str();
+            let txn = db.begin_write().map_err(db_err)?;
+            let appended = {
+                let mut alerts = txn.open_table(ALERTS).map_err(db_err)?;
+                let mut keys = txn.open_table(ALERT_KEYS).map_err(db_err)?;
+                // Trim first (oldest first, up to the first one still kept):
+                // a trimmed alert no longer counts as raised.
+                let cutoff = now_ms.saturating_sub(retention_ms);
+                let mut old = Vec::new();
+                for item in alerts.range((p, 0)..=(p, u64::MAX)).map_err(db_err)? {
+                    let (key, value) = item.map_err(db_err)?;
+                    let s = key.value().1;
+                    let a: StoredAlert = serde_json::from_slice(value.value())
+                        .map_err(|e| StoreError::Internal(format!("bad stored alert {s}: {e}")))?;
+                    if a.at >= cutoff {
+                        break;
+                    }
+                    old.push((s, a));
+                }
+                for (s, a) in &old {
+                    alerts.remove((p, *s)).map_err(db_err)?;
+                    let key = (p, a.window.as_str(), a.start, a.group.as_str());
+                    if keys.get(key).map_err(db_err)?.map(|v| v.value()) == Some(*s) {
+                        keys.remove(key).map_err(db_err)?;
+                    }
+                }
+                let key = (p, stored.window.as_str(), stored.start, stored.group.as_str());
+                if keys.get(key).map_err(db_err)?.is_some() {
+                    false
+                } else {
+                    let mut meta = txn.open_table(META).map_err(db_err)?;
+                    let mut seq = Seq::load(&meta)?;
+                    let s = seq.take();
+                    seq.save(&mut meta)?;
+                    alerts.insert((p, s), bytes.as_slice()).map_err(db_err)?;
+                    keys.insert(key, s).map_err(db_err)?;
+                    true
+                }
+            };
+            txn.commit().map_err(db_err)?;
+            Ok(appended)
+        })
+        .await
+    }
+
+    async fn read_alerts(&self, pipeline: &str, cursor: &str, limit: usize) -> StoreResult<Page<AlertRecord>> {
+        let (items, next_cursor) = self.page(ALERTS, pipeline, cursor, limit).await?;
+        let items = items
+            .iter()
+            .map(|(s, bytes)| {
+                let a: StoredAlert =
+                    serde_json::from_slice(bytes).map_err(|e| StoreError::Internal(format!("bad stored alert {s}: {e}")))?;
+                Ok(AlertRecord { window: a.window, start: a.start, group: a.group, json: a.json })
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok(Page { items, next_cursor })
     }
 }

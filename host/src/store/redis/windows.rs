@@ -13,6 +13,7 @@
 //! | `W h:<pane>:<i>:<group>` | HyperLogLog | `count_distinct` aggregate `i` |
 //! | `W dirty` | set | `<pane>\|<group>`: closed windows updated since they were emitted |
 //! | `W results` | stream | emitted results: `s` start, `g` group, `j` record JSON (the window-results stream) |
+//! | `W resultsidx` | sorted set | stream ids by window start (results expire by start) |
 //! | `W final` / `W finalh` | sorted set (score start) / hash | `<start>\|<group>` → final record JSON |
 //! | `W alerted:<start>` | set | groups already alerted for that window |
 //! | `P:{id}:alerts` | stream | spike alerts: `w`, `s`, `g`, `j` |
@@ -33,13 +34,16 @@ use crate::store::{
 /// no closer ever drops them (a deleted window definition, say).
 const PANE_TTL_MS: i64 = 8 * 86_400_000;
 
+/// One aggregate's delta: index, n, sum, min, max, missing.
+type FieldOp = (usize, u64, f64, Option<f64>, Option<f64>, u64);
+
 /// One entry's window operations, as the completion script decodes them.
 #[derive(Serialize)]
 struct EntryOps<'a> {
     /// Pane deltas: window, pane (as text: Lua would print big numbers in
     /// exponent form), group, count, per-aggregate `[i, n, sum, min, max, missing]`,
     /// per-aggregate `[i, [values]]`.
-    d: Vec<(&'a str, String, &'a str, u64, Vec<(usize, u64, f64, f64, f64, u64)>, Vec<(usize, &'a [String])>)>,
+    d: Vec<(&'a str, String, &'a str, u64, Vec<FieldOp>, Vec<(usize, &'a [String])>)>,
     /// Dirty marks: window, pane, group.
     x: Vec<(&'a str, String, &'a str)>,
     /// The newest event time, or null.
@@ -296,6 +300,7 @@ impl RedisStore {
                     .arg(&alert.json)
                     .arg(now_ms - retention_ms)
                     .arg(retention_ms)
+                    .arg(now_ms.max(0))
                     .invoke_async(&mut c)
                     .await
             })
@@ -355,14 +360,7 @@ fn window_ops(result: &EntryResult) -> StoreResult<String> {
             .window_deltas
             .iter()
             .map(|d| {
-                let fields = d
-                    .agg
-                    .fields
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| f.n > 0 || f.missing > 0)
-                    .map(|(i, f)| (i, f.n, f.sum, f.min.unwrap_or(0.0), f.max.unwrap_or(0.0), f.missing))
-                    .collect();
+                let fields = d.agg.fields.iter().enumerate().map(|(i, f)| (i, f.n, f.sum, f.min, f.max, f.missing)).collect();
                 let distinct =
                     d.distinct.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(i, v)| (i, v.as_slice())).collect();
                 (d.window.as_str(), d.pane.to_string(), d.group.as_str(), d.agg.count, fields, distinct)
@@ -475,13 +473,17 @@ local function apply_windows(json)
     for _, f in ipairs(d[5]) do
       local i = f[1]
       local suffix = '|' .. i .. '|' .. g
+      redis.call('HINCRBY', hk, 'n' .. suffix, f[2])
       if f[2] > 0 then
-        redis.call('HINCRBY', hk, 'n' .. suffix, f[2])
         redis.call('HINCRBYFLOAT', hk, 's' .. suffix, f[3])
+      end
+      if f[4] ~= cjson.null then
         local mn = redis.call('HGET', hk, 'mn' .. suffix)
-        if not mn or tonumber(mn) > f[4] then redis.call('HSET', hk, 'mn' .. suffix, f[4]) end
+        if not mn or tonumber(mn) > f[4] then redis.call('HSET', hk, 'mn' .. suffix, string.format('%.17g', f[4])) end
+      end
+      if f[5] ~= cjson.null then
         local mx = redis.call('HGET', hk, 'mx' .. suffix)
-        if not mx or tonumber(mx) < f[5] then redis.call('HSET', hk, 'mx' .. suffix, f[5]) end
+        if not mx or tonumber(mx) < f[5] then redis.call('HSET', hk, 'mx' .. suffix, string.format('%.17g', f[5])) end
       end
       if f[6] > 0 then
         redis.call('HINCRBY', hk, 'm' .. suffix, f[6])
@@ -576,7 +578,8 @@ pub(super) const FINISH_CLOSE_LUA: &str = r#"
 local wbase = ARGV[1]
 local c = cjson.decode(ARGV[2])
 for _, r in ipairs(c.emit) do
-  redis.call('XADD', wbase .. r[1] .. ':results', '*', 's', r[2], 'g', r[3], 'j', r[4])
+  local id = redis.call('XADD', wbase .. r[1] .. ':results', '*', 's', r[2], 'g', r[3], 'j', r[4])
+  redis.call('ZADD', wbase .. r[1] .. ':resultsidx', r[2], id)
 end
 for _, r in ipairs(c.finals) do
   local base = wbase .. r[1] .. ':'
@@ -627,24 +630,31 @@ for _, e in ipairs(c.expire) do
     redis.call('HDEL', base .. 'finalh', unpack(old, s, math.min(s + 999, #old)))
   end
   redis.call('ZREMRANGEBYSCORE', base .. 'final', '-inf', '(' .. e[2])
-  if tonumber(e[2]) > 0 then
-    redis.call('XTRIM', base .. 'results', 'MINID', '~', e[2])
+  local ids = redis.call('ZRANGEBYSCORE', base .. 'resultsidx', '-inf', '(' .. e[2])
+  for s = 1, #ids, 1000 do
+    redis.call('XDEL', base .. 'results', unpack(ids, s, math.min(s + 999, #ids)))
   end
+  redis.call('ZREMRANGEBYSCORE', base .. 'resultsidx', '-inf', '(' .. e[2])
 end
 redis.call('HSET', KEYS[1], 'wm', c.wm, 'gate', '0')
 return 1
 "#;
 
 /// KEYS: alerts stream, the window's alerted set. ARGV: group, window,
-/// start, alert JSON, trim-before ms, retention ms. Answers 1 if appended.
+/// start, alert JSON, trim-before ms, retention ms, now. Answers 1 if appended.
 pub(super) const PUT_ALERT_LUA: &str = r#"
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then
   return 0
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-redis.call('XADD', KEYS[1], '*', 'w', ARGV[2], 's', ARGV[3], 'g', ARGV[1], 'j', ARGV[4])
+-- Ids carry the caller's clock so retention is measured in it; a clock
+-- behind the stream's last id falls back to Redis's own.
+local ok = pcall(redis.call, 'XADD', KEYS[1], ARGV[7] .. '-*', 'w', ARGV[2], 's', ARGV[3], 'g', ARGV[1], 'j', ARGV[4])
+if not ok then
+  redis.call('XADD', KEYS[1], '*', 'w', ARGV[2], 's', ARGV[3], 'g', ARGV[1], 'j', ARGV[4])
+end
 if tonumber(ARGV[5]) > 0 then
-  redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[5])
+  redis.call('XTRIM', KEYS[1], 'MINID', ARGV[5])
 end
 return 1
 "#;

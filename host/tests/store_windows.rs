@@ -62,6 +62,7 @@ macro_rules! conformance {
 conformance!(
     deltas_apply_with_the_ack_exactly_once,
     stale_watermark_and_close_gate_apply_nothing,
+    dirty_at_marks_updates_to_closed_windows,
     clock_tracks_event_time_and_last_apply,
     distinct_counts_are_union_cardinalities,
     finish_close_emits_finalizes_drops_and_expires,
@@ -132,7 +133,7 @@ fn pa(count: u64, fields: Vec<FieldAgg>) -> PaneAgg {
 }
 
 fn delta(window: &str, pane: i64, group: &str, agg: PaneAgg, distinct: Vec<Vec<String>>) -> PaneDelta {
-    PaneDelta { window: window.to_string(), pane, group: group.to_string(), agg, distinct }
+    PaneDelta { window: window.to_string(), pane, group: group.to_string(), agg, distinct, dirty_at: None }
 }
 
 /// A delta counting `n` events, adding `values` to aggregate 0's sketch. No
@@ -242,7 +243,7 @@ async fn deltas_apply_with_the_ack_exactly_once<S: Store>(s: &S) {
         vec![],
         Some(T + 10 * MIN + 5),
     );
-    assert_eq!(s.complete_windowed(P, &[r1.clone()], Some(NO_WATERMARK), 1_000).await.unwrap(), applied(1));
+    assert_eq!(s.complete_windowed(P, &[r1.clone()], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
 
     let de_t = row(T, "\"de\"", pa(5, vec![fa(4, 13.75, Some(0.25), Some(8.0), 1), fa(0, 0.0, None, None, 5)]));
     let fr_t = row(T, "\"fr\"", pa(1, vec![fa(1, -4.5, Some(-4.5), Some(-4.5), 0), fa(1, 0.0, None, None, 0)]));
@@ -269,7 +270,7 @@ async fn deltas_apply_with_the_ack_exactly_once<S: Store>(s: &S) {
 
     // Redelivered (e.g. reclaimed after a crash) and completed again: nothing changes.
     assert_eq!(
-        s.complete_windowed(P, &[r1.clone()], Some(NO_WATERMARK), 2_000).await.unwrap(),
+        s.complete_windowed(P, &[r1.clone()], Some(i64::MAX), 2_000).await.unwrap(),
         CompleteReport { applied: 0, skipped: 1, stale: false }
     );
     assert_eq!(s.complete_windowed(P, &[r1.clone()], None, 2_000).await.unwrap(), CompleteReport { applied: 0, skipped: 1, stale: false });
@@ -290,14 +291,14 @@ async fn deltas_apply_with_the_ack_exactly_once<S: Store>(s: &S) {
         Some(T + MIN),
     );
     assert_eq!(
-        s.complete_windowed(P, &[r1, r2.clone()], Some(NO_WATERMARK), 3_000).await.unwrap(),
+        s.complete_windowed(P, &[r1, r2.clone()], Some(i64::MAX), 3_000).await.unwrap(),
         CompleteReport { applied: 1, skipped: 1, stale: false }
     );
     let de_t2 = row(T, "\"de\"", pa(6, vec![fa(5, 14.25, Some(0.25), Some(8.0), 1), fa(0, 0.0, None, None, 6)]));
     let it_1 = row(T + MIN, "\"it\"", pa(2, vec![fa(2, 3.0, Some(1.0), Some(2.0), 0)]));
     assert_eq!(s.read_panes(P, W, i64::MIN, i64::MAX).await.unwrap(), vec![de_t2, fr_t, it_1, de_2, de_10, nf_10]);
     assert_eq!(s.distinct_counts(P, W, &[q(1, "\"de\"", &[T])]).await.unwrap(), vec![5]);
-    assert_eq!(s.complete_windowed(P, &[r2], Some(NO_WATERMARK), 4_000).await.unwrap(), CompleteReport { applied: 0, skipped: 1, stale: false });
+    assert_eq!(s.complete_windowed(P, &[r2], Some(i64::MAX), 4_000).await.unwrap(), CompleteReport { applied: 0, skipped: 1, stale: false });
     assert_eq!(s.counters(P).await.unwrap(), Counters { accepted: 2, processed: 2, emitted: 2, ..Default::default() });
 }
 
@@ -308,8 +309,8 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     let d1 = deliver(s, P, "a").await;
     let r1 = windowed(&d1, vec![counted(W, T, "g", 3, values("v", 0..3))], vec![mark(W, T, "g")], Some(T + 7));
 
-    // The caller thinks the watermark is 5; it is still unset: nothing at all happens.
-    assert_eq!(s.complete_windowed(P, &[r1.clone()], Some(5), 1_000).await.unwrap(), STALE);
+    // Valid only below "no watermark at all": nothing at all happens.
+    assert_eq!(s.complete_windowed(P, &[r1.clone()], Some(NO_WATERMARK), 1_000).await.unwrap(), STALE);
     assert_eq!(s.read_panes(P, W, i64::MIN, i64::MAX).await.unwrap(), vec![]);
     assert_eq!(s.distinct_counts(P, W, &[q(0, "g", &[T])]).await.unwrap(), vec![0]);
     assert_eq!(s.dirty_marks(P, W).await.unwrap(), vec![]);
@@ -319,8 +320,8 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     // Still pending: another worker could take it over ...
     let taken = s.reclaim(P, "w2", 0, 10).await.unwrap();
     assert_eq!(taken.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), vec![d1.id.clone()]);
-    // ... and with the right watermark it applies.
-    assert_eq!(s.complete_windowed(P, &[r1.clone()], Some(NO_WATERMARK), 1_000).await.unwrap(), applied(1));
+    // ... and valid below any watermark it applies.
+    assert_eq!(s.complete_windowed(P, &[r1.clone()], Some(T), 1_000).await.unwrap(), applied(1));
     assert_eq!(s.read_panes(P, W, T, T).await.unwrap(), vec![row(T, "g", pa(3, vec![]))]);
     assert_eq!(s.window_clock(P).await.unwrap(), clock(NO_WATERMARK, T + 7, 1_000, 0));
 
@@ -331,20 +332,20 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     // Nobody else gets it, not even just before it runs out.
     assert_eq!(s.begin_close(P, 2_500, 30_000).await.unwrap(), None);
     assert_eq!(s.begin_close(P, 31_999, 30_000).await.unwrap(), None);
-    // Applies are stale while it is held, even with the right watermark.
+    // Applies are stale while it is held, whatever they are valid below.
     let d2 = deliver(s, P, "b").await;
     let r2 = windowed(&d2, vec![counted(W, T + MIN, "g", 2, values("v", 3..5))], vec![], Some(T + MIN));
-    assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(NO_WATERMARK), 3_000).await.unwrap(), STALE);
+    assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(i64::MAX), 3_000).await.unwrap(), STALE);
     assert_eq!(s.read_panes(P, W, T + MIN, T + MIN).await.unwrap(), vec![]);
     assert_eq!(s.counters(P).await.unwrap().queue_depth, 1);
 
     // The closer commits: the watermark moves, the gate is free again.
     s.finish_close(P, &CloseCommit { watermark: T, ..Default::default() }).await.unwrap();
     assert_eq!(s.window_clock(P).await.unwrap(), clock(T, T + 7, 1_000, 0));
-    // The old watermark is stale now; the new one applies.
+    // Decisions valid only below T are stale now; valid below T + 1 they apply.
     assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(NO_WATERMARK), 4_000).await.unwrap(), STALE);
-    assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(T + 1), 4_000).await.unwrap(), STALE);
-    assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(T), 4_000).await.unwrap(), applied(1));
+    assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(T), 4_000).await.unwrap(), STALE);
+    assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(T + 1), 4_000).await.unwrap(), applied(1));
     assert_eq!(s.read_panes(P, W, T + MIN, T + MIN).await.unwrap(), vec![row(T + MIN, "g", pa(2, vec![]))]);
     assert_eq!(s.counters(P).await.unwrap(), Counters { accepted: 2, processed: 2, emitted: 2, ..Default::default() });
     // The watermark check comes first, even for an entry already done.
@@ -358,9 +359,9 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     assert_eq!(s.window_clock(P).await.unwrap().gate_until, 12_001);
     let d3 = deliver(s, P, "c").await;
     let r3 = windowed(&d3, vec![counted(W, T + 2 * MIN, "g", 1, vec![])], vec![], Some(T + 2 * MIN));
-    assert_eq!(s.complete_windowed(P, &[r3.clone()], Some(T), 11_500).await.unwrap(), STALE);
+    assert_eq!(s.complete_windowed(P, &[r3.clone()], Some(T + 1), 11_500).await.unwrap(), STALE);
     // Past the lease the gate no longer holds applies back.
-    assert_eq!(s.complete_windowed(P, &[r3], Some(T), 12_002).await.unwrap(), applied(1));
+    assert_eq!(s.complete_windowed(P, &[r3], Some(T + 1), 12_002).await.unwrap(), applied(1));
     s.finish_close(P, &CloseCommit { watermark: T + MIN, ..Default::default() }).await.unwrap();
     assert_eq!(s.window_clock(P).await.unwrap(), clock(T + MIN, T + 2 * MIN, 12_002, 0));
 
@@ -376,35 +377,51 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     assert_eq!(s.window_clock("p2").await.unwrap(), WindowClock::default());
 }
 
+/// A delta marks its (window, pane, group) dirty when the stored watermark
+/// has reached its `dirty_at` as it is applied.
+async fn dirty_at_marks_updates_to_closed_windows<S: Store>(s: &S) {
+    assert!(s.begin_close(P, 1_000, 1_000).await.unwrap().is_some());
+    s.finish_close(P, &CloseCommit { watermark: T, ..Default::default() }).await.unwrap();
+    let d = deliver(s, P, "a").await;
+    let mut closed = counted(W, T - MIN, "g", 1, vec![]);
+    closed.dirty_at = Some(T);
+    let mut open = counted(W, T, "g", 1, vec![]);
+    open.dirty_at = Some(T + 1);
+    let never = counted(W, T + MIN, "h", 1, vec![]);
+    let r = windowed(&d, vec![closed, open, never], vec![], Some(T));
+    assert_eq!(s.complete_windowed(P, &[r], Some(i64::MAX), 2_000).await.unwrap(), applied(1));
+    assert_eq!(s.dirty_marks(P, W).await.unwrap(), vec![mark(W, T - MIN, "g")]);
+}
+
 async fn clock_tracks_event_time_and_last_apply<S: Store>(s: &S) {
     let d1 = deliver(s, P, "a").await;
     let r1 = windowed(&d1, vec![counted(W, T, "g", 1, vec![])], vec![], Some(T + 5_000));
-    assert_eq!(s.complete_windowed(P, &[r1.clone()], Some(NO_WATERMARK), 1_000).await.unwrap(), applied(1));
+    assert_eq!(s.complete_windowed(P, &[r1.clone()], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
     assert_eq!(s.window_clock(P).await.unwrap(), clock(NO_WATERMARK, T + 5_000, 1_000, 0));
 
     // Older events: the newest event time stays, the apply time moves.
     let d2 = deliver(s, P, "b").await;
     let r2 = windowed(&d2, vec![counted(W, T, "g", 1, vec![])], vec![], Some(T + 1_000));
-    assert_eq!(s.complete_windowed(P, &[r2], Some(NO_WATERMARK), 2_000).await.unwrap(), applied(1));
+    assert_eq!(s.complete_windowed(P, &[r2], Some(i64::MAX), 2_000).await.unwrap(), applied(1));
     assert_eq!(s.window_clock(P).await.unwrap(), clock(NO_WATERMARK, T + 5_000, 2_000, 0));
 
     // An entry with no window updates (everything filtered out) is no apply of events.
     let d3 = deliver(s, P, "c").await;
-    assert_eq!(s.complete_windowed(P, &[windowed(&d3, vec![], vec![], None)], Some(NO_WATERMARK), 3_000).await.unwrap(), applied(1));
+    assert_eq!(s.complete_windowed(P, &[windowed(&d3, vec![], vec![], None)], Some(i64::MAX), 3_000).await.unwrap(), applied(1));
     assert_eq!(s.window_clock(P).await.unwrap(), clock(NO_WATERMARK, T + 5_000, 2_000, 0));
 
     // Skipped and stale completions change nothing.
     assert_eq!(
-        s.complete_windowed(P, &[r1.clone()], Some(NO_WATERMARK), 4_000).await.unwrap(),
+        s.complete_windowed(P, &[r1.clone()], Some(i64::MAX), 4_000).await.unwrap(),
         CompleteReport { applied: 0, skipped: 1, stale: false }
     );
     let d4 = deliver(s, P, "d").await;
     let r4 = windowed(&d4, vec![counted(W, T + MIN, "g", 1, vec![])], vec![], Some(T + 9 * MIN));
-    assert_eq!(s.complete_windowed(P, &[r4.clone()], Some(T), 5_000).await.unwrap(), STALE);
+    assert_eq!(s.complete_windowed(P, &[r4.clone()], Some(NO_WATERMARK), 5_000).await.unwrap(), STALE);
     assert_eq!(s.window_clock(P).await.unwrap(), clock(NO_WATERMARK, T + 5_000, 2_000, 0));
 
     // Newer events move it forward; a closer pass keeps both fields.
-    assert_eq!(s.complete_windowed(P, &[r4], Some(NO_WATERMARK), 6_000).await.unwrap(), applied(1));
+    assert_eq!(s.complete_windowed(P, &[r4], Some(i64::MAX), 6_000).await.unwrap(), applied(1));
     assert_eq!(s.window_clock(P).await.unwrap(), clock(NO_WATERMARK, T + 9 * MIN, 6_000, 0));
     assert!(s.begin_close(P, 7_000, 1_000).await.unwrap().is_some());
     s.finish_close(P, &CloseCommit { watermark: T + 5 * MIN, ..Default::default() }).await.unwrap();
@@ -432,8 +449,8 @@ async fn distinct_counts_are_union_cardinalities<S: Store>(s: &S) {
         vec![],
         Some(T),
     );
-    assert_eq!(s.complete_windowed(P, &[r1], Some(NO_WATERMARK), 1_000).await.unwrap(), applied(1));
-    assert_eq!(s.complete_windowed(P, &[r2], Some(NO_WATERMARK), 1_000).await.unwrap(), applied(1));
+    assert_eq!(s.complete_windowed(P, &[r1], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
+    assert_eq!(s.complete_windowed(P, &[r2], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
 
     let queries = vec![
         q(2, "g", &panes),
@@ -485,7 +502,7 @@ async fn finish_close_emits_finalizes_drops_and_expires<S: Store>(s: &S) {
     );
     let d2 = deliver(s, P, "b").await;
     let r2 = windowed(&d2, vec![], vec![mark(W, T, "a"), mark(W_LIKE, T, "a")], None);
-    assert_eq!(s.complete_windowed(P, &[r1, r2], Some(NO_WATERMARK), 1_000).await.unwrap(), applied(2));
+    assert_eq!(s.complete_windowed(P, &[r1, r2], Some(i64::MAX), 1_000).await.unwrap(), applied(2));
     assert_eq!(sorted_marks(s, P, W).await, vec![mark(W, T, "a"), mark(W, T + MIN, "b")]);
     assert_eq!(s.dirty_marks(P, HOUR).await.unwrap(), vec![mark(HOUR, T, "a")]);
     assert_eq!(s.dirty_marks(P, W_LIKE).await.unwrap(), vec![mark(W_LIKE, T, "a")]);
@@ -683,13 +700,13 @@ async fn hll_within_two_percent_at_a_million<S: Store>(s: &S) {
         })
         .collect();
     for chunk in results.chunks(5) {
-        assert_eq!(s.complete_windowed(P, chunk, Some(NO_WATERMARK), 1_000).await.unwrap(), applied(chunk.len()));
+        assert_eq!(s.complete_windowed(P, chunk, Some(i64::MAX), 1_000).await.unwrap(), applied(chunk.len()));
     }
     // The first 100k values again, in the last pane: the union must not count
     // them twice. Pane 4 already holds 80k..100k (entry 4), so it gains 80k.
     let d = deliver(s, P, "dup").await;
     let dup = windowed(&d, vec![counted(W, pane(PANES - 1), "all", 100_000, values("user-", 0..100_000))], vec![], None);
-    assert_eq!(s.complete_windowed(P, &[dup], Some(NO_WATERMARK), 2_000).await.unwrap(), applied(1));
+    assert_eq!(s.complete_windowed(P, &[dup], Some(i64::MAX), 2_000).await.unwrap(), applied(1));
 
     let panes: Vec<i64> = (0..PANES).map(pane).collect();
     let got = s.distinct_counts(P, W, &[q(0, "all", &panes), q(0, "all", &panes[..1]), q(0, "all", &panes[PANES as usize - 1..])]).await.unwrap();
@@ -713,7 +730,7 @@ async fn delete_pipeline_removes_window_data<S: Store>(s: &S) {
             vec![mark(W, T, "g")],
             Some(T + MIN),
         );
-        assert_eq!(s.complete_windowed(p, &[r], Some(NO_WATERMARK), 1_000).await.unwrap(), applied(1));
+        assert_eq!(s.complete_windowed(p, &[r], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
         assert!(s.begin_close(p, 2_000, 60_000).await.unwrap().is_some());
         s.finish_close(
             p,
@@ -764,7 +781,7 @@ async fn embedded_window_state_survives_reopen() {
         let s = EmbeddedStore::open(dir.path()).unwrap();
         let d = deliver(&s, P, "a").await;
         let r = windowed(&d, vec![counted(W, T, "g", 2, values("v", 0..30))], vec![mark(W, T, "g")], Some(T + 9));
-        assert_eq!(s.complete_windowed(P, &[r], Some(NO_WATERMARK), 1_000).await.unwrap(), applied(1));
+        assert_eq!(s.complete_windowed(P, &[r], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
         assert!(s.begin_close(P, 2_000, 60_000).await.unwrap().is_some());
         s.finish_close(P, &CloseCommit { watermark: T, emit: vec![rec(W, T, "g", "{}")], finals: vec![rec(W, T, "g", "{}")], ..Default::default() })
             .await

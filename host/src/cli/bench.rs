@@ -40,6 +40,15 @@ pub struct BenchArgs {
     /// stalled and report the server's RSS.
     #[arg(long, default_value_t = 100_000)]
     pub backlog: u64,
+    /// Also run at full speed with the windows of the windows issue (a
+    /// tumbling count/avg by URL path over 10,000 paths and "online now")
+    /// and report the share of the windowless throughput kept.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub windows: bool,
+    /// Seconds to keep measuring the output while the backlog drains after
+    /// the producers stop (the processing throughput without ingest).
+    #[arg(long, default_value_t = 8)]
+    pub drain: u64,
 }
 
 struct ServerUnderTest {
@@ -98,7 +107,7 @@ fn setup(base: &str, plugins: &std::path::Path, pipeline: &str, spec: &Value) ->
 
 /// A realistic ~300-byte page view; `sent_at` lets the reader time it.
 fn page_view(n: u64, sent_at: i64) -> String {
-    let ua = if n % 10 == 0 { "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)" } else { "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36" };
+    let ua = if n % 11 == 0 { "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)" } else { "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36" };
     format!(
         r#"{{"type":"page_view","source":"web","data":{{"url":"https://shop{}.example.com/products/{}?ref=newsletter&utm_campaign=w{}","ua":"{ua}","email":"user{}@example.com","user_id":"u{}","ms":{},"sent_at":{sent_at}}}}}"#,
         n % 50, n % 10_000, n % 7, n % 100_000, n % 100_000, n % 900
@@ -118,6 +127,9 @@ fn rss_mb(pid: u32) -> f64 {
 struct LoadResult {
     events_per_s: f64,
     output_per_s: f64,
+    /// Output rate after the producers stop, while the queue drains: the
+    /// processing throughput without ingest competing for the cores.
+    drain_per_s: f64,
     ingest_us: Histogram<u64>,
     e2e_ms: Histogram<u64>,
     refused: u64,
@@ -126,6 +138,7 @@ struct LoadResult {
 async fn load(base: &str, args: &BenchArgs, rate: u64) -> anyhow::Result<LoadResult> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let stop = Arc::new(AtomicBool::new(false));
+    let stop_reader = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let ingest_us = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?));
@@ -174,7 +187,7 @@ async fn load(base: &str, args: &BenchArgs, rate: u64) -> anyhow::Result<LoadRes
     let e2e_ms = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 600_000, 3)?));
     let outputs = Arc::new(AtomicU64::new(0));
     let reader = {
-        let (client, base, stop, hist, outputs) = (client.clone(), base.to_string(), stop.clone(), e2e_ms.clone(), outputs.clone());
+        let (client, base, stop, hist, outputs) = (client.clone(), base.to_string(), stop_reader.clone(), e2e_ms.clone(), outputs.clone());
         tokio::spawn(async move {
             let mut cursor = String::new();
             while !stop.load(Ordering::Relaxed) {
@@ -219,12 +232,24 @@ async fn load(base: &str, args: &BenchArgs, rate: u64) -> anyhow::Result<LoadRes
     for task in tasks {
         let _ = task.await;
     }
+    // Drain: the reader goes on while the queue empties (only meaningful
+    // when the queue has a backlog, i.e. at full speed).
+    let drain_for = Duration::from_secs(args.drain.min(args.duration));
+    let (o2, t2) = (outputs.load(Ordering::Relaxed), Instant::now());
+    let mut drained = 0;
+    while t2.elapsed() < drain_for && o2 + drained < a1 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drained = outputs.load(Ordering::Relaxed) - o2;
+    }
+    let drain_secs = t2.elapsed().as_secs_f64().max(0.001);
+    stop_reader.store(true, Ordering::Relaxed);
     let _ = reader.await;
     let ingest_us = ingest_us.lock().clone();
     let e2e_ms = e2e_ms.lock().clone();
     Ok(LoadResult {
         events_per_s: (a1 - a0) as f64 / secs,
         output_per_s: (o1 - o0) as f64 / secs,
+        drain_per_s: drained as f64 / drain_secs,
         ingest_us,
         e2e_ms,
         refused: refused.load(Ordering::Relaxed),
@@ -239,11 +264,25 @@ fn chain_spec(max_queue_depth: u64) -> Value {
     ]})
 }
 
+/// The chain plus the windows of the issue: page views per URL path (10,000
+/// of them) per 10 s with their average load time, and "online now".
+fn windowed_spec(max_queue_depth: u64) -> Value {
+    let mut spec = chain_spec(max_queue_depth);
+    spec["windows"] = json!([
+        {"name": "views_per_path", "kind": "tumbling", "size_ms": 10_000, "group_by": "data.path", "allowed_lateness_ms": 60_000,
+         "aggregates": [{"op": "count"}, {"op": "avg", "field": "data.ms"}]},
+        {"name": "online_now", "kind": "sliding", "size_ms": 300_000, "slide_ms": 1000,
+         "aggregates": [{"op": "count_distinct", "field": "data.user_id"}]}
+    ]);
+    spec
+}
+
 fn print(label: &str, r: &LoadResult) {
     println!(
-        "{label:<28} {:>10.0} events/s in  {:>10.0} out/s  ingest p50 {:>6.1} ms p99 {:>7.1} ms  event-to-output p50 {:>6} ms p99 {:>6} ms  (429/errors: {})",
+        "{label:<28} {:>8.0} events/s in  {:>8.0} out/s  (draining: {:>6.0} out/s)  ingest p50 {:>6.1} ms p99 {:>7.1} ms  event-to-output p50 {:>6} ms p99 {:>6} ms  (429/errors: {})",
         r.events_per_s,
         r.output_per_s,
+        r.drain_per_s,
         r.ingest_us.value_at_quantile(0.5) as f64 / 1000.0,
         r.ingest_us.value_at_quantile(0.99) as f64 / 1000.0,
         r.e2e_ms.value_at_quantile(0.5),
@@ -263,6 +302,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     print("max throughput", &max);
     let half_rate = if args.rate > 0 { args.rate / 2 } else { (max.output_per_s.min(max.events_per_s) / 2.0) as u64 };
     drop(server);
+
+    if args.windows {
+        let server = start_server(&args.store)?;
+        setup(&server.base, &args.plugins, "bench", &windowed_spec(1_000_000))?;
+        eprintln!("max throughput run with windows ...");
+        let windowed = rt.block_on(load(&server.base, &args, args.rate))?;
+        print("max throughput + windows", &windowed);
+        let groups = reqwest::blocking::get(format!("{}/v1/pipelines/bench/windows/views_per_path", server.base))?
+            .json::<Value>()?["results"]
+            .as_array()
+            .map_or(0, |r| r.iter().map(|w| w["group"].to_string()).collect::<std::collections::HashSet<_>>().len());
+        println!(
+            "windows keep {:.0}% of the processing throughput without them (draining {:.0} vs {:.0} events/s; under load {:.0} vs {:.0} out/s = {:.0}%; {groups} URL paths seen)",
+            100.0 * windowed.drain_per_s / max.drain_per_s.max(1.0),
+            windowed.drain_per_s,
+            max.drain_per_s,
+            windowed.output_per_s,
+            max.output_per_s,
+            100.0 * windowed.output_per_s / max.output_per_s.max(1.0),
+        );
+        drop(server);
+    }
 
     let server = start_server(&args.store)?;
     setup(&server.base, &args.plugins, "bench", &chain_spec(1_000_000))?;

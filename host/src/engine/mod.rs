@@ -410,14 +410,15 @@ async fn closer(shared: Shared, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Fills each entry's window deltas, dirty marks and late DLQ entries for
-/// `watermark`.
+/// Fills each entry's window deltas and late DLQ entries for `watermark`;
+/// lowers `valid_below` to the watermark at which a counted update would be late.
 fn assign_windows(
     windows: &WindowSet,
     base: &[EntryResult],
     replays: &[Vec<(String, crate::event::Event)>],
     watermark: i64,
     now_ms: i64,
+    valid_below: &mut i64,
 ) -> Vec<EntryResult> {
     base.iter()
         .zip(replays)
@@ -426,8 +427,8 @@ fn assign_windows(
             let events = result.outputs.iter().map(|e| (e, None)).chain(replayed.iter().map(|(w, e)| (e, Some(w.as_str()))));
             let assignment = windows.assign(events, watermark);
             result.window_deltas = assignment.deltas;
-            result.dirty = assignment.dirty;
             result.max_event_ts = assignment.max_event_ts;
+            *valid_below = (*valid_below).min(assignment.valid_below);
             for late in assignment.late {
                 let spec = windows.get(&late.window);
                 let lateness = spec.map(|s| s.allowed_lateness_ms).unwrap_or(0);
@@ -477,13 +478,14 @@ async fn process(shared: &Shared, deliveries: Vec<Delivery>) {
     let mut attempt = 0u32;
     let dead;
     loop {
-        let (results, watermark) = if windowed {
+        let (results, valid_below) = if windowed {
             let wm = shared.watermark.load(Ordering::Relaxed);
-            (assign_windows(&pipeline.windows, &results, &window_replays, wm, now), Some(wm))
+            let mut valid_below = i64::MAX;
+            (assign_windows(&pipeline.windows, &results, &window_replays, wm, now, &mut valid_below), Some(valid_below))
         } else {
             (results.clone(), None)
         };
-        match engine.store.complete_windowed(id, &results, watermark, crate::event::now_ms()).await {
+        match engine.store.complete_windowed(id, &results, valid_below, crate::event::now_ms()).await {
             Ok(report) if report.stale => {
                 // The watermark moved or a closer is at work: look again.
                 stale_rounds += 1;

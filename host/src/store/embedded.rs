@@ -846,7 +846,7 @@ impl Store for EmbeddedStore {
         &self,
         pipeline: &str,
         results: &[EntryResult],
-        watermark: Option<i64>,
+        valid_below: Option<i64>,
         now_ms: i64,
     ) -> StoreResult<CompleteReport> {
         let mut prepared = Vec::with_capacity(results.len());
@@ -872,9 +872,9 @@ impl Store for EmbeddedStore {
                 let txn = db.begin_write().map_err(db_err)?;
                 // Checked inside the write transaction: `begin_close` needs it
                 // too, so the gate cannot be taken between check and commit.
-                if let Some(w) = watermark {
-                    let (stored, _, _) = stored_clock(&txn.open_table(WINDOW_CLOCK).map_err(db_err)?, p)?;
-                    if stored != w || *gate.gate.lock() > now_ms {
+                let (stored_watermark, _, _) = stored_clock(&txn.open_table(WINDOW_CLOCK).map_err(db_err)?, p)?;
+                if let Some(v) = valid_below {
+                    if stored_watermark >= v || *gate.gate.lock() > now_ms {
                         return Ok(CompleteReport { stale: true, ..Default::default() });
                     }
                 }
@@ -919,6 +919,9 @@ impl Store for EmbeddedStore {
                         had_deltas |= !entry.window_deltas.is_empty();
                         max_event_ts = max_event_ts.max(entry.max_event_ts);
                         for d in entry.window_deltas {
+                            if d.dirty_at.is_some_and(|at| stored_watermark >= at) {
+                                dirty_marks.push(DirtyMark { window: d.window.clone(), pane: d.pane, group: d.group.clone() });
+                            }
                             for (i, values) in d.distinct.into_iter().enumerate() {
                                 if values.is_empty() {
                                     continue;

@@ -118,7 +118,8 @@ pub struct EntryResult {
     pub finished: u64,
     /// Window updates from this entry's outputs (applied only with its ack).
     pub window_deltas: Vec<PaneDelta>,
-    /// Closed windows this entry's updates landed in.
+    /// Dirty marks to add whatever the watermark (deltas also carry their
+    /// own `dirty_at`).
     pub dirty: Vec<DirtyMark>,
     /// The newest event time among `window_deltas`.
     pub max_event_ts: Option<i64>,
@@ -131,8 +132,8 @@ pub struct CompleteReport {
     pub applied: usize,
     /// Entries skipped because they were no longer pending (already done).
     pub skipped: usize,
-    /// Nothing was applied: the watermark moved (or a closer holds the
-    /// gate) since the caller decided which events are late. Decide again.
+    /// Nothing was applied: the watermark moved past what the caller's
+    /// lateness decisions allow (or a closer holds the gate). Decide again.
     pub stale: bool,
 }
 
@@ -256,14 +257,15 @@ pub trait Store: Send + Sync + 'static {
         self.complete_windowed(pipeline, results, None, 0).await
     }
     /// [`complete`](Self::complete), also applying each entry's window deltas
-    /// and dirty marks with its acknowledgement. With `watermark: Some(w)`
-    /// nothing at all is applied (the answer is `stale`) unless the stored
-    /// watermark is still `w` and no closer holds the gate at `now_ms`.
+    /// and dirty marks with its acknowledgement. With `valid_below: Some(v)`
+    /// nothing at all is applied (the answer is `stale`) if the stored
+    /// watermark has reached `v` (some update the caller counted would now be
+    /// late) or a closer holds the gate at `now_ms`.
     async fn complete_windowed(
         &self,
         pipeline: &str,
         results: &[EntryResult],
-        watermark: Option<i64>,
+        valid_below: Option<i64>,
         now_ms: i64,
     ) -> StoreResult<CompleteReport>;
     /// Moves retries due at `now_ms` back into the queue (as one entry);

@@ -76,6 +76,11 @@ pub struct PaneDelta {
     /// Per aggregate index: the values to add to its HyperLogLog (empty for
     /// aggregates that are not `count_distinct`).
     pub distinct: Vec<Vec<String>>,
+    /// From this watermark on, the update lands in an already closed window:
+    /// if the stored watermark is there when it is applied, the store adds a
+    /// [`DirtyMark`] for it (so the closer re-emits). `None`: never.
+    #[serde(default)]
+    pub dirty_at: Option<i64>,
 }
 
 /// "An update landed in an already closed window": the closer re-emits the

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::spec::{AggOp, Shape, WindowSpec};
 use crate::event::Event;
-use crate::store::{DirtyMark, PaneAgg, PaneDelta, NO_WATERMARK};
+use crate::store::{PaneAgg, PaneDelta, NO_WATERMARK};
 
 /// A pipeline's windows, with their field paths split once.
 #[derive(Debug, Clone, Default)]
@@ -35,12 +35,20 @@ pub struct LateEvent {
 }
 
 /// What one entry's events do to the windows.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Assignment {
     pub deltas: Vec<PaneDelta>,
-    pub dirty: Vec<DirtyMark>,
     pub late: Vec<LateEvent>,
     pub max_event_ts: Option<i64>,
+    /// The decisions hold while the stored watermark is below this: from
+    /// here on some counted update would be late (`i64::MAX`: never).
+    pub valid_below: i64,
+}
+
+impl Default for Assignment {
+    fn default() -> Self {
+        Assignment { deltas: Vec::new(), late: Vec::new(), max_event_ts: None, valid_below: i64::MAX }
+    }
 }
 
 fn split_path(path: &str) -> Vec<String> {
@@ -93,7 +101,6 @@ impl WindowSet {
         // (def, pane, group) → index into out.deltas
         let mut index: HashMap<(usize, i64, String), usize> = HashMap::new();
         let mut seen_distinct: HashMap<usize, Vec<HashSet<String>>> = HashMap::new();
-        let mut dirty: HashSet<DirtyMark> = HashSet::new();
         let needs_data = self.compiled.iter().any(|c| c.needs_data);
         for (event, only) in events {
             let ts = event.timestamp;
@@ -104,31 +111,30 @@ impl WindowSet {
                     continue;
                 }
                 let lateness = def.lateness();
-                let (pane, late, is_dirty, missed) = match c.shape {
+                // `late_at`: the watermark from which this event is late;
+                // `dirty_at`: from which it lands in a closed window.
+                let (pane, late_at, dirty_at, missed) = match c.shape {
                     Shape::Panes { size, slide } => {
                         let pane = ts.div_euclid(slide) * slide;
-                        let late = watermark != NO_WATERMARK && pane.saturating_add(size).saturating_add(lateness) <= watermark;
-                        let dirty = watermark != NO_WATERMARK && pane.saturating_add(slide) <= watermark;
-                        (pane, late, dirty, (pane, pane.saturating_add(size)))
+                        (pane, pane.saturating_add(size).saturating_add(lateness), pane.saturating_add(slide), (pane, pane.saturating_add(size)))
                     }
+                    // A session point joins a closed session only if it is
+                    // before the watermark.
                     Shape::Session { gap } => {
-                        let late = watermark != NO_WATERMARK && ts.saturating_add(gap).saturating_add(lateness) <= watermark;
-                        let dirty = watermark != NO_WATERMARK && ts < watermark;
-                        (ts, late, dirty, (ts, ts.saturating_add(gap)))
+                        (ts, ts.saturating_add(gap).saturating_add(lateness), ts.saturating_add(1), (ts, ts.saturating_add(gap)))
                     }
                 };
+                let late = watermark != NO_WATERMARK && late_at <= watermark;
                 if late {
                     out.late.push(LateEvent { event: event.clone(), window: def.name.clone(), start: missed.0, end: missed.1 });
                     continue;
                 }
                 counted = true;
+                out.valid_below = out.valid_below.min(late_at);
                 let group = match &c.group {
                     None => "null".to_string(),
                     Some(path) => lookup(&data, path).map(Value::to_string).unwrap_or_else(|| "null".to_string()),
                 };
-                if is_dirty {
-                    dirty.insert(DirtyMark { window: def.name.clone(), pane, group: group.clone() });
-                }
                 let slot = *index.entry((d, pane, group.clone())).or_insert_with(|| {
                     out.deltas.push(PaneDelta {
                         window: def.name.clone(),
@@ -136,6 +142,7 @@ impl WindowSet {
                         group,
                         agg: PaneAgg::new(def.aggregates.len()),
                         distinct: vec![Vec::new(); def.aggregates.len()],
+                        dirty_at: Some(dirty_at),
                     });
                     out.deltas.len() - 1
                 });
@@ -152,7 +159,6 @@ impl WindowSet {
                         },
                         AggOp::CountDistinct => match value {
                             Some(v) => {
-                                field.n += 1;
                                 let text = distinct_text(v);
                                 let sets = seen_distinct.entry(slot).or_insert_with(|| vec![HashSet::new(); def.aggregates.len()]);
                                 if sets[i].insert(text.clone()) {
@@ -161,13 +167,17 @@ impl WindowSet {
                             }
                             None => field.missing += 1,
                         },
-                        AggOp::Sum | AggOp::Avg | AggOp::Min | AggOp::Max => match value.and_then(Value::as_f64) {
-                            Some(x) => {
-                                field.n += 1;
-                                field.sum += x;
-                                field.min = Some(field.min.map_or(x, |m| m.min(x)));
-                                field.max = Some(field.max.map_or(x, |m| m.max(x)));
-                            }
+                        // Each op keeps only the state its result needs (fewer
+                        // store writes per delta).
+                        op => match value.and_then(Value::as_f64) {
+                            Some(x) => match op {
+                                AggOp::Min => field.min = Some(field.min.map_or(x, |m| m.min(x))),
+                                AggOp::Max => field.max = Some(field.max.map_or(x, |m| m.max(x))),
+                                _ => {
+                                    field.n += 1;
+                                    field.sum += x;
+                                }
+                            },
                             None => field.missing += 1,
                         },
                     }
@@ -177,9 +187,6 @@ impl WindowSet {
                 out.max_event_ts = Some(out.max_event_ts.map_or(ts, |m| m.max(ts)));
             }
         }
-        let mut dirty: Vec<DirtyMark> = dirty.into_iter().collect();
-        dirty.sort();
-        out.dirty = dirty;
         out
     }
 }
@@ -212,11 +219,13 @@ mod tests {
         ];
         let a = w.assign(events.iter().map(|e| (e, None)), NO_WATERMARK);
         assert_eq!(a.max_event_ts, Some(1500));
-        assert!(a.late.is_empty() && a.dirty.is_empty());
+        assert!(a.late.is_empty());
+        assert_eq!(a.valid_below, 1000, "window [0, 1000) is late from watermark 1000 on");
         let find = |pane: i64, group: &str| a.deltas.iter().find(|d| d.pane == pane && d.group == group).unwrap();
         let d = find(0, "\"/a\"");
         assert_eq!(d.agg.count, 2);
         assert_eq!((d.agg.fields[1].n, d.agg.fields[1].sum, d.agg.fields[1].missing), (1, 5.0, 1));
+        assert_eq!(d.agg.fields[1].min, None, "avg keeps no minimum");
         assert_eq!(d.distinct[2], vec!["x".to_string()]);
         assert_eq!(find(1000, "\"/a\"").agg.fields[2].missing, 1);
         assert_eq!(find(0, "null").agg.count, 1);
@@ -230,13 +239,15 @@ mod tests {
         let a = w.assign([(&ev(999, "{}"), None)], 4000);
         assert_eq!(a.late.len(), 1);
         assert_eq!((a.late[0].start, a.late[0].end), (0, 3000));
-        // Pane 1000: window [1000,4000) closed at 4000, final at 4500 → counted, dirty.
+        // Pane 1000: window [1000,4000) closed at 4000, final at 4500 →
+        // counted; it lands in a closed window from watermark 2000 on.
         let a = w.assign([(&ev(1000, "{}"), None)], 4000);
         assert!(a.late.is_empty());
-        assert_eq!(a.dirty.len(), 1);
-        // Pane 4000: nothing closed yet.
+        assert_eq!((a.deltas[0].dirty_at, a.valid_below), (Some(2000), 4500));
+        // Pane 4000.
         let a = w.assign([(&ev(4000, "{}"), None)], 4000);
-        assert!(a.late.is_empty() && a.dirty.is_empty());
+        assert!(a.late.is_empty());
+        assert_eq!((a.deltas[0].dirty_at, a.valid_below), (Some(5000), 7500));
         // `only` restricts to one window.
         let a = w.assign([(&ev(4000, "{}"), Some("other"))], 4000);
         assert!(a.deltas.is_empty());

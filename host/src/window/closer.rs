@@ -123,11 +123,28 @@ async fn plan_panes(
     let final_now = |s: i64| s.saturating_add(size).saturating_add(lateness) <= new;
     let was_closed = |s: i64| old != NO_WATERMARK && s.saturating_add(size) <= old;
     let was_final = |s: i64| old != NO_WATERMARK && s.saturating_add(size).saturating_add(lateness) <= old;
-    // Every pane of a window that closes or becomes final now, or that a
-    // dirty mark touches, is at or after `lo`.
-    let mut lo = if old == NO_WATERMARK { i64::MIN } else { old.saturating_sub(size).saturating_sub(lateness).saturating_sub(size) };
+    // The first window starts (aligned to the slide) that close, or become
+    // final, in this pass: nothing to read unless one exists or a dirty mark
+    // asks for a re-emit.
+    let aligned_after = |x: i64| (x.div_euclid(slide) + 1).saturating_mul(slide);
+    let mut lo = i64::MAX;
+    if old == NO_WATERMARK {
+        lo = i64::MIN;
+    } else {
+        let first_close = aligned_after(old.saturating_sub(size));
+        if first_close <= new.saturating_sub(size) {
+            lo = lo.min(first_close);
+        }
+        let first_final = aligned_after(old.saturating_sub(size).saturating_sub(lateness));
+        if first_final <= new.saturating_sub(size).saturating_sub(lateness) {
+            lo = lo.min(first_final);
+        }
+    }
     if let Some(first) = dirty.iter().map(|d| d.pane).min() {
         lo = lo.min(first.saturating_sub(size));
+    }
+    if lo == i64::MAX {
+        return Ok(());
     }
     let rows = store.read_panes(pipeline, &def.name, lo, new.saturating_sub(1)).await?;
     let mut dirty_windows: HashSet<(i64, String)> = HashSet::new();

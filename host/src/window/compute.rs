@@ -197,10 +197,10 @@ mod tests {
     #[test]
     fn sessions_split_at_the_gap_per_group() {
         let d = def(r#"{"name":"s","kind":"session","gap_ms":100,"group_by":"data.u","aggregates":[{"op":"count"}]}"#);
-        let rows = vec![row(0, "\"a\"", 1, 0.0), row(99, "\"a\"", 1, 0.0), row(199, "\"a\"", 1, 0.0), row(50, "\"b\"", 1, 0.0)];
+        let rows = vec![row(0, "\"a\"", 1, 0.0), row(99, "\"a\"", 1, 0.0), row(198, "\"a\"", 1, 0.0), row(50, "\"b\"", 1, 0.0)];
         let got = sessions(&d, &rows);
         let spans: Vec<_> = got.iter().map(|v| (v.group.as_str(), v.start, v.end, v.agg.count)).collect();
-        assert_eq!(spans, vec![("\"a\"", 0, 299, 3), ("\"b\"", 50, 150, 1)]);
+        assert_eq!(spans, vec![("\"a\"", 0, 298, 3), ("\"b\"", 50, 150, 1)]);
         let rows = vec![row(0, "\"a\"", 1, 0.0), row(100, "\"a\"", 1, 0.0)];
         assert_eq!(sessions(&d, &rows).len(), 2, "a gap of exactly gap_ms ends the session");
     }

@@ -42,8 +42,8 @@ type FieldOp = (usize, u64, f64, Option<f64>, Option<f64>, u64);
 struct EntryOps<'a> {
     /// Pane deltas: window, pane (as text: Lua would print big numbers in
     /// exponent form), group, count, per-aggregate `[i, n, sum, min, max, missing]`,
-    /// per-aggregate `[i, [values]]`.
-    d: Vec<(&'a str, String, &'a str, u64, Vec<FieldOp>, Vec<(usize, &'a [String])>)>,
+    /// per-aggregate `[i, [values]]`, dirty-at watermark (text) or null.
+    d: Vec<(&'a str, String, &'a str, u64, Vec<FieldOp>, Vec<(usize, &'a [String])>, Option<String>)>,
     /// Dirty marks: window, pane, group.
     x: Vec<(&'a str, String, &'a str)>,
     /// The newest event time, or null.
@@ -56,7 +56,7 @@ impl RedisStore {
         &self,
         pipeline: &str,
         results: &[EntryResult],
-        watermark: Option<i64>,
+        valid_below: Option<i64>,
         now_ms: i64,
     ) -> StoreResult<CompleteReport> {
         let k = self.keys(pipeline);
@@ -105,9 +105,9 @@ impl RedisStore {
         if entries == 0 {
             return Ok(CompleteReport { applied: 0, skipped, stale: false });
         }
-        let expected = match watermark {
+        let expected = match valid_below {
             None => String::new(),
-            Some(w) => w.to_string(),
+            Some(v) => v.to_string(),
         };
         let (args, expected) = (&args, &expected);
         let (applied, skipped_here): (i64, i64) = self
@@ -360,10 +360,20 @@ fn window_ops(result: &EntryResult) -> StoreResult<String> {
             .window_deltas
             .iter()
             .map(|d| {
-                let fields = d.agg.fields.iter().enumerate().map(|(i, f)| (i, f.n, f.sum, f.min, f.max, f.missing)).collect();
+                // Only fields with something to add; the last one always (so a
+                // row reads back with every aggregate's slot).
+                let last = d.agg.fields.len().saturating_sub(1);
+                let fields = d
+                    .agg
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, f)| *i == last || f.n > 0 || f.missing > 0 || f.min.is_some() || f.max.is_some())
+                    .map(|(i, f)| (i, f.n, f.sum, f.min, f.max, f.missing))
+                    .collect();
                 let distinct =
                     d.distinct.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(i, v)| (i, v.as_slice())).collect();
-                (d.window.as_str(), d.pane.to_string(), d.group.as_str(), d.agg.count, fields, distinct)
+                (d.window.as_str(), d.pane.to_string(), d.group.as_str(), d.agg.count, fields, distinct, d.dirty_at.map(|v| v.to_string()))
             })
             .collect(),
         x: result.dirty.iter().map(|m| (m.window.as_str(), m.pane.to_string(), m.group.as_str())).collect(),
@@ -442,38 +452,45 @@ fn glob_escape(text: &str) -> String {
 }
 
 /// KEYS: queue, output, dlq, retry, depth, counters, clock.
-/// ARGV: group, entry count, expected watermark ("" = no check), now,
+/// ARGV: group, entry count, valid-below watermark ("" = no check), now,
 /// window key prefix, pane TTL, then per entry: id, finished, #outputs,
 /// #dead, #retries, window ops JSON ("" = none), the outputs (event JSON),
 /// the dead (event JSON, stage JSON, meta JSON), the retries (due, member).
-/// Answers {applied, skipped}, or {-1, -1} when the watermark check fails
-/// (then nothing was done).
+/// Answers {applied, skipped}, or {-1, -1} when the stored watermark has
+/// reached the valid-below one or the gate is held (then nothing was done).
 pub(super) const COMPLETE_LUA: &str = r#"
 local group = ARGV[1]
 local count = tonumber(ARGV[2])
 local now = tonumber(ARGV[4])
 local wbase = ARGV[5]
 local ttl = tonumber(ARGV[6])
+local clock = redis.call('HMGET', KEYS[7], 'wm', 'gate')
+-- No watermark yet reads as the smallest one (i64::MIN, as a double).
+local wm = tonumber(clock[1] or '-9223372036854775808')
 if ARGV[3] ~= '' then
-  local clock = redis.call('HMGET', KEYS[7], 'wm', 'gate')
-  local wm = clock[1]
-  if not wm then wm = '-9223372036854775808' end
-  if wm ~= ARGV[3] or (clock[2] and tonumber(clock[2]) > now) then
+  if wm >= tonumber(ARGV[3]) or (clock[2] and tonumber(clock[2]) > now) then
     return {-1, -1}
   end
 end
+local touched = {}
 local function apply_windows(json)
   local ops = cjson.decode(json)
   for _, d in ipairs(ops.d) do
     local base = wbase .. d[1] .. ':'
     local pane, g = d[2], d[3]
     local hk = base .. 'p:' .. pane
-    redis.call('ZADD', base .. 'panes', pane, pane)
+    if not touched[hk] then
+      touched[hk] = true
+      redis.call('ZADD', base .. 'panes', pane, pane)
+    end
     redis.call('HINCRBY', hk, 'c|' .. g, d[4])
-    for _, f in ipairs(d[5]) do
+    local fields = d[5]
+    for k, f in ipairs(fields) do
       local i = f[1]
       local suffix = '|' .. i .. '|' .. g
-      redis.call('HINCRBY', hk, 'n' .. suffix, f[2])
+      if f[2] > 0 or k == #fields then
+        redis.call('HINCRBY', hk, 'n' .. suffix, f[2])
+      end
       if f[2] > 0 then
         redis.call('HINCRBYFLOAT', hk, 's' .. suffix, f[3])
       end
@@ -489,7 +506,9 @@ local function apply_windows(json)
         redis.call('HINCRBY', hk, 'm' .. suffix, f[6])
       end
     end
-    redis.call('PEXPIRE', hk, ttl)
+    if d[7] ~= cjson.null and wm >= tonumber(d[7]) then
+      redis.call('SADD', base .. 'dirty', pane .. '|' .. g)
+    end
     for _, h in ipairs(d[6]) do
       local key = base .. 'h:' .. pane .. ':' .. h[1] .. ':' .. g
       local values = h[2]
@@ -551,6 +570,9 @@ if finished > 0 then
 end
 if emitted > 0 then
   redis.call('HINCRBY', KEYS[6], 'emitted', emitted)
+end
+for hk, _ in pairs(touched) do
+  redis.call('PEXPIRE', hk, ttl)
 end
 if maxts ~= nil then
   local old = redis.call('HGET', KEYS[7], 'maxts')

@@ -579,3 +579,21 @@ fn bad_window_input_is_refused_clearly(store: StoreKind) {
     assert_eq!(body, json!({"results": [], "watermark": null}));
 }
 on_both_stores!(bad_window_input_is_refused_clearly);
+
+/// A window kept under its name cannot change shape (its panes were built
+/// for the old one); lateness may change; a new name starts fresh.
+fn replacing_a_spec_keeps_window_state_consistent(store: StoreKind) {
+    let server = server(store);
+    let w = |size: u64, lateness: u64| json!([{"name": "w", "kind": "tumbling", "size_ms": size, "allowed_lateness_ms": lateness, "aggregates": [{"op": "count"}]}]);
+    server.put_pipeline("re", &spec_with(w(1000, 0), 86_400_000));
+    let (status, body) = server.ingest_ndjson("re", &[json!({"id": "a", "type": "t", "timestamp": 500, "data": {}})]);
+    assert_eq!(status, 202, "{body}");
+    wait_for("counted", Duration::from_secs(10), || (results(&server, "re", "w", "").0.len() == 1).then_some(()));
+    let (status, body) = server.put_json("/v1/pipelines/re", &spec_with(w(2000, 0), 86_400_000));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("new name"), "{body}");
+    server.put_pipeline("re", &spec_with(w(1000, 5000), 86_400_000));
+    let (got, _) = results(&server, "re", "w", "");
+    assert_eq!(got[0]["count"], 1, "state kept across the replace");
+}
+on_both_stores!(replacing_a_spec_keeps_window_state_consistent);

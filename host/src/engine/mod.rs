@@ -195,6 +195,11 @@ impl Engine {
                 }
             }
         }
+        if let Some(stored) = self.store.get_pipeline(id).await? {
+            if let Ok(stored) = PipelineSpec::parse(stored.as_bytes()) {
+                check_window_changes(&stored, &spec)?;
+            }
+        }
         let pipeline = self.build(id, spec.clone()).await?;
         let spec_json = serde_json::to_string(&spec).expect("spec serializes");
         let created = self.store.put_pipeline(id, &spec_json).await?;
@@ -313,6 +318,24 @@ impl Engine {
             self.stop(&id).await;
         }
     }
+}
+
+/// A window kept under the same name must keep its shape, grouping and
+/// aggregates (its stored panes were built with them); lateness, retention
+/// and the spike rule may change. A new name starts a fresh window.
+fn check_window_changes(stored: &PipelineSpec, new: &PipelineSpec) -> Result<(), SpecError> {
+    for (i, window) in new.windows.iter().enumerate() {
+        let Some(old) = stored.windows.iter().find(|w| w.name == window.name) else { continue };
+        let shape = |w: &crate::window::WindowSpec| (w.kind, w.size_ms, w.slide_ms, w.gap_ms, w.group_by.clone(), w.aggregates.clone());
+        if shape(old) != shape(window) {
+            return Err(SpecError::Invalid(format!(
+                "invalid pipeline spec at `windows[{i}]`: window `{}` already exists with another kind, size, slide, gap, \
+                 group_by or aggregates; give the changed window a new name (its state starts fresh)",
+                window.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What a pipeline's tasks share.

@@ -433,47 +433,46 @@ async fn closer(shared: Shared, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Fills each entry's window deltas and late DLQ entries for `watermark`;
-/// lowers `valid_below` to the watermark at which a counted update would be late.
+/// Fills each entry's window deltas and late DLQ entries for `watermark`
+/// (replacing those of an earlier assignment: `stage_dead[i]` is how many
+/// DLQ entries entry `i` had from the stages); answers the watermark from
+/// which a counted update would be late.
 fn assign_windows(
     windows: &WindowSet,
-    base: &[EntryResult],
+    results: &mut [EntryResult],
+    stage_dead: &[usize],
     replays: &[Vec<(String, crate::event::Event)>],
     watermark: i64,
     now_ms: i64,
-    valid_below: &mut i64,
-) -> Vec<EntryResult> {
-    base.iter()
-        .zip(replays)
-        .map(|(result, replayed)| {
-            let mut result = result.clone();
-            let events = result.outputs.iter().map(|e| (e, None)).chain(replayed.iter().map(|(w, e)| (e, Some(w.as_str()))));
-            let assignment = windows.assign(events, watermark);
-            result.window_deltas = assignment.deltas;
-            result.max_event_ts = assignment.max_event_ts;
-            *valid_below = (*valid_below).min(assignment.valid_below);
-            for late in assignment.late {
-                let spec = windows.get(&late.window);
-                let lateness = spec.map(|s| s.allowed_lateness_ms).unwrap_or(0);
-                result.dead.push(DlqEntry {
-                    dlq_id: String::new(),
-                    error: format!(
-                        "late: event time {} is past window [{}, {}) of `{}`, closed at watermark {} (allowed lateness {} ms)",
-                        late.event.timestamp, late.start, late.end, late.window, watermark, lateness
-                    ),
-                    event: late.event,
-                    error_kind: crate::runtime::ErrorKind::Late,
-                    stage: format!("{WINDOW_STAGE_PREFIX}{}", late.window),
-                    plugin: String::new(),
-                    plugin_version: 0,
-                    attempts: 1,
-                    first_failed_at: now_ms,
-                    last_failed_at: now_ms,
-                });
-            }
-            result
-        })
-        .collect()
+) -> i64 {
+    let mut valid_below = i64::MAX;
+    for ((result, replayed), &keep) in results.iter_mut().zip(replays).zip(stage_dead) {
+        result.dead.truncate(keep);
+        let events = result.outputs.iter().map(|e| (e, None)).chain(replayed.iter().map(|(w, e)| (e, Some(w.as_str()))));
+        let assignment = windows.assign(events, watermark);
+        result.window_deltas = assignment.deltas;
+        result.max_event_ts = assignment.max_event_ts;
+        valid_below = valid_below.min(assignment.valid_below);
+        for late in assignment.late {
+            let lateness = windows.get(&late.window).map(|s| s.allowed_lateness_ms).unwrap_or(0);
+            result.dead.push(DlqEntry {
+                dlq_id: String::new(),
+                error: format!(
+                    "late: event time {} is past window [{}, {}) of `{}`, closed at watermark {} (allowed lateness {} ms)",
+                    late.event.timestamp, late.start, late.end, late.window, watermark, lateness
+                ),
+                event: late.event,
+                error_kind: crate::runtime::ErrorKind::Late,
+                stage: format!("{WINDOW_STAGE_PREFIX}{}", late.window),
+                plugin: String::new(),
+                plugin_version: 0,
+                attempts: 1,
+                first_failed_at: now_ms,
+                last_failed_at: now_ms,
+            });
+        }
+    }
+    valid_below
 }
 
 /// Runs delivered entries through the current stages and completes them
@@ -483,9 +482,20 @@ async fn process(shared: &Shared, deliveries: Vec<Delivery>) {
     let pipeline = shared.current.read().clone();
     let entries: Vec<(String, Vec<crate::store::QueuedEvent>)> = deliveries.into_iter().map(|d| (d.id, d.events)).collect();
     let stages = pipeline.stages.clone();
+    let windows = pipeline.windows.clone();
     let now = crate::event::now_ms();
-    let ran = tokio::task::spawn_blocking(move || run_chain(&stages, entries, now, rand::random::<f64>)).await;
-    let ChainRun { results, tallies, window_replays } = match ran {
+    let watermark = shared.watermark.clone();
+    // Stages and the first window assignment on a blocking thread.
+    let ran = tokio::task::spawn_blocking(move || {
+        let mut run = run_chain(&stages, entries, now, rand::random::<f64>);
+        let stage_dead: Vec<usize> = run.results.iter().map(|r| r.dead.len()).collect();
+        let valid_below = (!windows.is_empty()).then(|| {
+            assign_windows(&windows, &mut run.results, &stage_dead, &run.window_replays, watermark.load(Ordering::Relaxed), now)
+        });
+        (run, stage_dead, valid_below)
+    })
+    .await;
+    let (ChainRun { mut results, tallies, window_replays }, stage_dead, mut valid_below) = match ran {
         Ok(ran) => ran,
         Err(e) => {
             // The entries stay pending and are reclaimed later: nothing lost.
@@ -495,22 +505,14 @@ async fn process(shared: &Shared, deliveries: Vec<Delivery>) {
     };
     let processed: u64 = results.iter().map(|r| r.finished).sum();
     let emitted: u64 = results.iter().map(|r| r.outputs.len() as u64).sum();
-    let windowed = !pipeline.windows.is_empty();
     let mut wait = Duration::from_millis(100);
     let mut stale_rounds = 0u32;
     let mut attempt = 0u32;
-    let dead;
     loop {
-        let (results, valid_below) = if windowed {
-            let wm = shared.watermark.load(Ordering::Relaxed);
-            let mut valid_below = i64::MAX;
-            (assign_windows(&pipeline.windows, &results, &window_replays, wm, now, &mut valid_below), Some(valid_below))
-        } else {
-            (results.clone(), None)
-        };
         match engine.store.complete_windowed(id, &results, valid_below, crate::event::now_ms()).await {
             Ok(report) if report.stale => {
-                // The watermark moved or a closer is at work: look again.
+                // The watermark moved past our lateness decisions, or a
+                // closer is at work: look again and decide again.
                 stale_rounds += 1;
                 if stale_rounds % 50 == 0 {
                     crate::metrics::window_apply_waiting(id, stale_rounds);
@@ -520,11 +522,10 @@ async fn process(shared: &Shared, deliveries: Vec<Delivery>) {
                     Ok(clock) => shared.watermark.store(clock.watermark, Ordering::Relaxed),
                     Err(e) => crate::metrics::store_error("window_clock", id, &e),
                 }
+                let wm = shared.watermark.load(Ordering::Relaxed);
+                valid_below = Some(assign_windows(&pipeline.windows, &mut results, &stage_dead, &window_replays, wm, now));
             }
-            Ok(_) => {
-                dead = results.iter().map(|r| r.dead.len() as u64).sum();
-                break;
-            }
+            Ok(_) => break,
             Err(e) => {
                 crate::metrics::store_error("complete", id, &e);
                 attempt += 1;
@@ -537,6 +538,7 @@ async fn process(shared: &Shared, deliveries: Vec<Delivery>) {
             }
         }
     }
+    let dead: u64 = results.iter().map(|r| r.dead.len() as u64).sum();
     let names = pipeline.stage_names();
     engine.stats.record(id, &names, &tallies, processed);
     crate::metrics::batch_done(id, &names, &tallies, processed, emitted, dead);

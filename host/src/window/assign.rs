@@ -13,15 +13,24 @@ use crate::store::{PaneAgg, PaneDelta, NO_WATERMARK};
 pub struct WindowSet {
     pub defs: Vec<WindowSpec>,
     compiled: Vec<Compiled>,
+    /// Every top-level `data` key some window reads.
+    top_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 struct Compiled {
     shape: Shape,
-    group: Option<Vec<String>>,
-    /// Per aggregate: the path under `data`, if it reads a field.
-    fields: Vec<Option<Vec<String>>>,
-    needs_data: bool,
+    group: Option<FieldRef>,
+    /// Per aggregate: the field it reads, if any.
+    fields: Vec<Option<FieldRef>>,
+}
+
+/// A `data.*` path: which of the set's top-level keys it starts at, and the
+/// keys below that.
+#[derive(Debug, Clone)]
+struct FieldRef {
+    top: usize,
+    rest: Vec<String>,
 }
 
 /// An event that came too late for a window definition.
@@ -55,35 +64,114 @@ fn split_path(path: &str) -> Vec<String> {
     path.trim_start_matches("data.").split('.').map(str::to_string).collect()
 }
 
-/// `data` navigated along `path` (null and absent alike are `None`).
-fn lookup<'a>(data: &'a Value, path: &[String]) -> Option<&'a Value> {
-    let mut at = data;
-    for key in path {
-        at = at.get(key)?;
-    }
-    (!at.is_null()).then_some(at)
+/// A field's value in one event: the raw JSON text of a top-level member
+/// (no parse), or a parsed value for nested paths. Never JSON `null`.
+enum Found<'a> {
+    Raw(&'a str),
+    Parsed(Value),
 }
 
-/// The text a value is counted as distinct by (strings without quotes).
-fn distinct_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+impl Found<'_> {
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Found::Raw(t) if t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => t.parse().ok(),
+            Found::Raw(_) => None,
+            Found::Parsed(v) => v.as_f64(),
+        }
     }
+
+    /// Canonical JSON text (the group key).
+    fn key(&self) -> String {
+        match self {
+            // A string without escapes is already in serde_json's form.
+            Found::Raw(t) if t.starts_with('"') && !t.contains('\\') => t.to_string(),
+            Found::Raw(t) => serde_json::from_str::<Value>(t).map(|v| v.to_string()).unwrap_or_else(|_| t.to_string()),
+            Found::Parsed(v) => v.to_string(),
+        }
+    }
+
+    /// The text a value is counted as distinct by (strings without quotes).
+    fn distinct_text(&self) -> String {
+        match self {
+            Found::Raw(t) if t.starts_with('"') && !t.contains('\\') => t[1..t.len() - 1].to_string(),
+            Found::Raw(t) => match serde_json::from_str::<Value>(t) {
+                Ok(Value::String(s)) => s,
+                Ok(v) => v.to_string(),
+                Err(_) => t.to_string(),
+            },
+            Found::Parsed(Value::String(s)) => s.clone(),
+            Found::Parsed(v) => v.to_string(),
+        }
+    }
+}
+
+/// The members of the JSON object `data` named by `keys`, as raw text, in
+/// one pass that skips everything else without building values.
+fn pick<'a>(data: &'a str, keys: &[String]) -> Vec<Option<&'a str>> {
+    struct Picker<'k>(&'k [String]);
+    impl<'de> serde::de::DeserializeSeed<'de> for Picker<'_> {
+        type Value = Vec<Option<&'de str>>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> serde::de::Visitor<'de> for Picker<'_> {
+        type Value = Vec<Option<&'de str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = vec![None; self.0.len()];
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                match self.0.iter().position(|k| *k == *key) {
+                    Some(i) => out[i] = Some(map.next_value::<&'de serde_json::value::RawValue>()?.get()),
+                    None => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(data);
+    serde::de::DeserializeSeed::deserialize(Picker(keys), &mut de).unwrap_or_else(|_| vec![None; keys.len()])
+}
+
+/// `field` in an event whose picked top-level members are `picked`
+/// (null and absent alike are `None`).
+fn lookup<'a>(picked: &[Option<&'a str>], field: &FieldRef) -> Option<Found<'a>> {
+    let raw = picked.get(field.top).copied().flatten()?;
+    if field.rest.is_empty() {
+        return (raw != "null").then_some(Found::Raw(raw));
+    }
+    let mut at: Value = serde_json::from_str(raw).ok()?;
+    for key in &field.rest {
+        at = at.get_mut(key.as_str())?.take();
+    }
+    (!at.is_null()).then_some(Found::Parsed(at))
 }
 
 impl WindowSet {
     pub fn new(defs: Vec<WindowSpec>) -> Self {
+        let mut top_keys: Vec<String> = Vec::new();
+        let mut field = |path: &str| {
+            let mut parts = split_path(path);
+            let first = parts.remove(0);
+            let top = top_keys.iter().position(|k| *k == first).unwrap_or_else(|| {
+                top_keys.push(first);
+                top_keys.len() - 1
+            });
+            FieldRef { top, rest: parts }
+        };
         let compiled = defs
             .iter()
             .map(|d| {
-                let group = d.group_by.as_deref().map(split_path);
-                let fields: Vec<Option<Vec<String>>> = d.aggregates.iter().map(|a| a.field.as_deref().map(split_path)).collect();
-                let needs_data = group.is_some() || fields.iter().any(Option::is_some);
-                Compiled { shape: d.shape(), group, fields, needs_data }
+                let group = d.group_by.as_deref().map(&mut field);
+                let fields = d.aggregates.iter().map(|a| a.field.as_deref().map(&mut field)).collect();
+                Compiled { shape: d.shape(), group, fields }
             })
             .collect();
-        WindowSet { defs, compiled }
+        WindowSet { defs, compiled, top_keys }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,10 +189,9 @@ impl WindowSet {
         // (def, pane, group) → index into out.deltas
         let mut index: HashMap<(usize, i64, String), usize> = HashMap::new();
         let mut seen_distinct: HashMap<usize, Vec<HashSet<String>>> = HashMap::new();
-        let needs_data = self.compiled.iter().any(|c| c.needs_data);
         for (event, only) in events {
             let ts = event.timestamp;
-            let data: Value = if needs_data { serde_json::from_str(&event.data).unwrap_or(Value::Null) } else { Value::Null };
+            let picked = if self.top_keys.is_empty() { Vec::new() } else { pick(&event.data, &self.top_keys) };
             let mut counted = false;
             for (d, (def, c)) in self.defs.iter().zip(&self.compiled).enumerate() {
                 if only.is_some_and(|name| name != def.name) {
@@ -133,7 +220,7 @@ impl WindowSet {
                 out.valid_below = out.valid_below.min(late_at);
                 let group = match &c.group {
                     None => "null".to_string(),
-                    Some(path) => lookup(&data, path).map(Value::to_string).unwrap_or_else(|| "null".to_string()),
+                    Some(field) => lookup(&picked, field).map(|v| v.key()).unwrap_or_else(|| "null".to_string()),
                 };
                 let slot = *index.entry((d, pane, group.clone())).or_insert_with(|| {
                     out.deltas.push(PaneDelta {
@@ -148,10 +235,10 @@ impl WindowSet {
                 });
                 let delta = &mut out.deltas[slot];
                 delta.agg.count += 1;
-                for (i, (agg, path)) in def.aggregates.iter().zip(&c.fields).enumerate() {
-                    let Some(path) = path else { continue };
+                for (i, (agg, field_ref)) in def.aggregates.iter().zip(&c.fields).enumerate() {
+                    let Some(field_ref) = field_ref else { continue };
                     let field = &mut delta.agg.fields[i];
-                    let value = lookup(&data, path);
+                    let value = lookup(&picked, field_ref);
                     match agg.op {
                         AggOp::Count => match value {
                             Some(_) => field.n += 1,
@@ -159,7 +246,7 @@ impl WindowSet {
                         },
                         AggOp::CountDistinct => match value {
                             Some(v) => {
-                                let text = distinct_text(v);
+                                let text = v.distinct_text();
                                 let sets = seen_distinct.entry(slot).or_insert_with(|| vec![HashSet::new(); def.aggregates.len()]);
                                 if sets[i].insert(text.clone()) {
                                     delta.distinct[i].push(text);
@@ -169,7 +256,7 @@ impl WindowSet {
                         },
                         // Each op keeps only the state its result needs (fewer
                         // store writes per delta).
-                        op => match value.and_then(Value::as_f64) {
+                        op => match value.and_then(|v| v.as_f64()) {
                             Some(x) => match op {
                                 AggOp::Min => field.min = Some(field.min.map_or(x, |m| m.min(x))),
                                 AggOp::Max => field.max = Some(field.max.map_or(x, |m| m.max(x))),
@@ -229,6 +316,23 @@ mod tests {
         assert_eq!(d.distinct[2], vec!["x".to_string()]);
         assert_eq!(find(1000, "\"/a\"").agg.fields[2].missing, 1);
         assert_eq!(find(0, "null").agg.count, 1);
+    }
+
+    #[test]
+    fn fields_are_read_without_parsing_all_of_data() {
+        let w = set(r#"[{"name":"t","kind":"tumbling","size_ms":1000,"group_by":"data.page.path",
+            "aggregates":[{"op":"sum","field":"data.ms"},{"op":"count_distinct","field":"data.u"}]}]"#);
+        let events = [
+            ev(1, r#"{"skip":{"deep":[1,2,{"x":"}"}]},"ms":2.5,"u":"a\u00e9","page":{"path":"/x"}}"#),
+            ev(2, r#"{"ms":"2","u":7,"page":{"path":"/x"}}"#),
+            ev(3, r#"{"ms":null,"u":null,"page":null}"#),
+        ];
+        let a = w.assign(events.iter().map(|e| (e, None)), NO_WATERMARK);
+        let x = a.deltas.iter().find(|d| d.group == "\"/x\"").unwrap();
+        assert_eq!((x.agg.count, x.agg.fields[0].sum, x.agg.fields[0].missing), (2, 2.5, 1));
+        assert_eq!(x.distinct[1], vec!["aé".to_string(), "7".to_string()]);
+        let none = a.deltas.iter().find(|d| d.group == "null").unwrap();
+        assert_eq!((none.agg.fields[0].missing, none.agg.fields[1].missing), (1, 1));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | `P:{id}:wclock` | hash | `wm` watermark, `maxts` newest event time, `last` wall ms of the last apply, `gate` close lease deadline |
 //! | `W panes` | sorted set | pane starts (score = member) |
-//! | `W p:<pane>` | hash | `c\|<group>` count; `n\|<i>\|<group>`, `s\|…` sum, `mn\|…`, `mx\|…`, `m\|…` missing, `h\|…` a HyperLogLog exists, per aggregate `i` |
+//! | `W p:<pane>` | hash | `c\|<group>` count; `n\|<i>\|<group>`, `s\|…` + `si\|…` sum (float + integer part), `mn\|…`, `mx\|…`, `m\|…` missing, `h\|…` a HyperLogLog exists, per aggregate `i` |
 //! | `W h:<pane>:<i>:<group>` | HyperLogLog | `count_distinct` aggregate `i` |
 //! | `W dirty` | set | `<pane>\|<group>`: closed windows updated since they were emitted |
 //! | `W results` | stream | emitted results: `s` start, `g` group, `j` record JSON (the window-results stream) |
@@ -34,8 +34,20 @@ use crate::store::{
 /// no closer ever drops them (a deleted window definition, say).
 const PANE_TTL_MS: i64 = 8 * 86_400_000;
 
-/// One aggregate's delta: index, n, sum, min, max, missing.
-type FieldOp = (usize, u64, f64, Option<f64>, Option<f64>, u64);
+/// One aggregate's delta: index, n, sum (as an integer when it is one:
+/// `HINCRBY` is cheaper than `HINCRBYFLOAT`), min, max, missing.
+type FieldOp = (usize, u64, SumOp, Option<f64>, Option<f64>, u64);
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SumOp {
+    Int(i64),
+    Float(f64),
+}
+
+fn sum_op(sum: f64) -> SumOp {
+    if sum.fract() == 0.0 && sum.abs() < 9.0e15 { SumOp::Int(sum as i64) } else { SumOp::Float(sum) }
+}
 
 /// One entry's window operations, as the completion script decodes them.
 #[derive(Serialize)]
@@ -369,7 +381,7 @@ fn window_ops(result: &EntryResult) -> StoreResult<String> {
                     .iter()
                     .enumerate()
                     .filter(|(i, f)| *i == last || f.n > 0 || f.missing > 0 || f.min.is_some() || f.max.is_some())
-                    .map(|(i, f)| (i, f.n, f.sum, f.min, f.max, f.missing))
+                    .map(|(i, f)| (i, f.n, sum_op(f.sum), f.min, f.max, f.missing))
                     .collect();
                 let distinct =
                     d.distinct.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(i, v)| (i, v.as_slice())).collect();
@@ -413,7 +425,8 @@ fn parse_pane(pane: i64, fields: Vec<(String, String)>) -> StoreResult<Vec<PaneR
         let number = || value.parse::<f64>().map_err(|_| bad());
         match kind {
             "n" => field.n = value.parse().map_err(|_| bad())?,
-            "s" => field.sum = number()?,
+            "s" => field.sum += number()?,
+            "si" => field.sum += value.parse::<i64>().map_err(|_| bad())? as f64,
             "mn" => field.min = Some(number()?),
             "mx" => field.max = Some(number()?),
             "m" => field.missing = value.parse().map_err(|_| bad())?,
@@ -491,8 +504,12 @@ local function apply_windows(json)
       if f[2] > 0 or k == #fields then
         redis.call('HINCRBY', hk, 'n' .. suffix, f[2])
       end
-      if f[2] > 0 then
-        redis.call('HINCRBYFLOAT', hk, 's' .. suffix, f[3])
+      if f[2] > 0 and f[3] ~= 0 then
+        if f[3] == math.floor(f[3]) then
+          redis.call('HINCRBY', hk, 'si' .. suffix, f[3])
+        else
+          redis.call('HINCRBYFLOAT', hk, 's' .. suffix, f[3])
+        end
       end
       if f[4] ~= cjson.null then
         local mn = redis.call('HGET', hk, 'mn' .. suffix)
@@ -614,7 +631,7 @@ local function drop_group(base, pane, g)
   redis.call('HDEL', hk, 'c|' .. g)
   for i = 0, 15 do
     local suffix = '|' .. i .. '|' .. g
-    redis.call('HDEL', hk, 'n' .. suffix, 's' .. suffix, 'mn' .. suffix, 'mx' .. suffix, 'm' .. suffix)
+    redis.call('HDEL', hk, 'n' .. suffix, 's' .. suffix, 'si' .. suffix, 'mn' .. suffix, 'mx' .. suffix, 'm' .. suffix)
     if redis.call('HDEL', hk, 'h' .. suffix) == 1 then
       redis.call('UNLINK', base .. 'h:' .. pane .. ':' .. i .. ':' .. g)
     end

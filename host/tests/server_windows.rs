@@ -597,3 +597,35 @@ fn replacing_a_spec_keeps_window_state_consistent(store: StoreKind) {
     assert_eq!(got[0]["count"], 1, "state kept across the replace");
 }
 on_both_stores!(replacing_a_spec_keeps_window_state_consistent);
+
+/// Closed results are kept for `retention_ms` (of event time behind the
+/// watermark), then expire: from queries and from the results stream.
+fn results_expire_after_retention(store: StoreKind) {
+    let server = server(store);
+    let spec = spec_with(
+        json!([{"name": "w", "kind": "tumbling", "size_ms": 1000, "retention_ms": 3000, "aggregates": [{"op": "count"}]}]),
+        86_400_000,
+    );
+    server.put_pipeline("keep", &spec);
+    let send = |id: &str, ts: i64| {
+        let (status, body) = server.ingest_ndjson("keep", &[json!({"id": id, "type": "t", "timestamp": ts, "data": {}})]);
+        assert_eq!(status, 202, "{body}");
+    };
+    let starts = |server: &Server| -> Vec<i64> {
+        results(server, "keep", "w", "").0.iter().map(|r| r["start"].as_i64().unwrap()).collect()
+    };
+    for (i, ts) in [100, 1100, 2100].into_iter().enumerate() {
+        send(&format!("a{i}"), ts);
+    }
+    wait_for("three windows", Duration::from_secs(10), || (starts(&server) == vec![0, 1000, 2000]).then_some(()));
+    // The watermark moves to 5500: windows starting before 5500 - 3000 =
+    // 2500 are past the retention and go; [5000, 6000) is open.
+    send("b", 5500);
+    wait_for("old windows expired", Duration::from_secs(10), || (starts(&server) == vec![5000]).then_some(()));
+    wait_for("the results stream trimmed too", Duration::from_secs(10), || {
+        let (_, body) = server.get("/v1/pipelines/keep/windows/w/results");
+        let starts: Vec<i64> = body["entries"].as_array().unwrap().iter().map(|r| r["start"].as_i64().unwrap()).collect();
+        starts.is_empty().then_some(())
+    });
+}
+on_both_stores!(results_expire_after_retention);

@@ -629,3 +629,28 @@ fn results_expire_after_retention(store: StoreKind) {
     });
 }
 on_both_stores!(results_expire_after_retention);
+
+/// The dashboard page is served openly (it holds no data); the live feed
+/// takes the admin token as `?access_token=` (browsers' EventSource cannot
+/// send headers) and refuses without it.
+fn dashboard_and_live_feed_auth(store: StoreKind) {
+    let server = Server::start_with(store, Some("s3cret"), &["--window-tick-ms", "50"]);
+    server.upload("bot-filter", "bot_filter");
+    server.put_pipeline("dash", &spec_with(json!([{"name": "w", "kind": "tumbling", "size_ms": 1000, "aggregates": [{"op": "count"}]}]), 1000));
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let page = client.get(server.url("/")).send().unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().unwrap();
+    assert!(html.contains("EventSource") && html.contains("/v1/pipelines"), "the page drives the API");
+    let live = "/v1/pipelines/dash/windows/w/live";
+    assert_eq!(client.get(server.url(live)).send().unwrap().status().as_u16(), 401);
+    assert_eq!(client.get(server.url(&format!("{live}?access_token=wrong"))).send().unwrap().status().as_u16(), 401);
+    let ok = client.get(server.url(&format!("{live}?access_token=s3cret"))).send().unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(ok.headers()["content-type"], "text/event-stream");
+    // A token in the query is for reading only.
+    let post = client.post(server.url("/v1/pipelines/dash/events?access_token=s3cret")).body("{}").send().unwrap();
+    assert_eq!(post.status().as_u16(), 401);
+}
+on_both_stores!(dashboard_and_live_feed_auth);

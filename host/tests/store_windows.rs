@@ -235,7 +235,8 @@ async fn deltas_apply_with_the_ack_exactly_once<S: Store>(s: &S) {
             delta(W, T, "\"fr\"", pa(1, vec![fa(1, -4.5, Some(-4.5), Some(-4.5), 0), fa(1, 0.0, None, None, 0)]), vec![vec![], vec!["u9".into()]]),
             // Given out of order: rows come back by pane, then group.
             delta(W, T + 10 * MIN, "\"de\"", pa(1, vec![fa(0, 0.0, None, None, 1)]), vec![]),
-            delta(W, T + 10 * MIN, "\"no-field\"", pa(2, vec![FieldAgg::default()]), vec![]),
+            // Deltas keep `n + missing == count` per field (FieldAgg's invariant).
+            delta(W, T + 10 * MIN, "\"no-field\"", pa(2, vec![fa(2, 0.0, None, None, 0)]), vec![]),
             delta(W, T + 2 * MIN, "\"de\"", pa(4, vec![fa(4, 8.0, Some(1.0), Some(3.0), 0)]), vec![]),
             delta(W_LIKE, T, "\"de\"", pa(7, vec![]), vec![]),
             delta(HOUR, T, "null", pa(6, vec![fa(6, 60.0, Some(5.0), Some(15.0), 0)]), vec![]),
@@ -249,7 +250,7 @@ async fn deltas_apply_with_the_ack_exactly_once<S: Store>(s: &S) {
     let fr_t = row(T, "\"fr\"", pa(1, vec![fa(1, -4.5, Some(-4.5), Some(-4.5), 0), fa(1, 0.0, None, None, 0)]));
     let de_2 = row(T + 2 * MIN, "\"de\"", pa(4, vec![fa(4, 8.0, Some(1.0), Some(3.0), 0)]));
     let de_10 = row(T + 10 * MIN, "\"de\"", pa(1, vec![fa(0, 0.0, None, None, 1)]));
-    let nf_10 = row(T + 10 * MIN, "\"no-field\"", pa(2, vec![FieldAgg::default()]));
+    let nf_10 = row(T + 10 * MIN, "\"no-field\"", pa(2, vec![fa(2, 0.0, None, None, 0)]));
     let all = vec![de_t.clone(), fr_t.clone(), de_2.clone(), de_10.clone(), nf_10.clone()];
     assert_eq!(s.read_panes(P, W, i64::MIN, i64::MAX).await.unwrap(), all);
     // Both ends inclusive.

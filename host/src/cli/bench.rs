@@ -49,12 +49,30 @@ pub struct BenchArgs {
     /// the producers stop (the processing throughput without ingest).
     #[arg(long, default_value_t = 8)]
     pub drain: u64,
+    /// Events queued for the processing-throughput runs (with and without
+    /// windows) that compare the two.
+    #[arg(long, default_value_t = 200_000)]
+    pub drain_events: u64,
+    /// Run only the processing-throughput comparison (with and without windows).
+    #[arg(long)]
+    pub processing_only: bool,
 }
 
 struct ServerUnderTest {
     child: Child,
     base: String,
-    _dir: tempfile::TempDir,
+    /// The store (embedded) and the plugin cache; `None` once handed on.
+    dir: Option<tempfile::TempDir>,
+}
+
+impl ServerUnderTest {
+    /// Kills the server and hands its directory on (for a next server on
+    /// the same store).
+    fn stop_keeping_store(mut self) -> anyhow::Result<tempfile::TempDir> {
+        self.child.kill()?;
+        self.child.wait()?;
+        self.dir.take().context("the store directory was handed on already")
+    }
 }
 
 impl Drop for ServerUnderTest {
@@ -65,17 +83,26 @@ impl Drop for ServerUnderTest {
 }
 
 fn start_server(store: &str) -> anyhow::Result<ServerUnderTest> {
-    let dir = tempfile::tempdir()?;
+    start_server_in(store, tempfile::tempdir()?, None)
+}
+
+/// Starts `sluice serve` with its store in `dir` (embedded) or under a key
+/// prefix named after `dir` (Redis), so a second server can reuse it.
+fn start_server_in(store: &str, dir: tempfile::TempDir, workers: Option<usize>) -> anyhow::Result<ServerUnderTest> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let store_arg = if store == "embedded" { dir.path().join("store").to_string_lossy().into_owned() } else { store.to_string() };
-    let child = Command::new(std::env::current_exe()?)
+    let prefix = format!("bench-{}", dir.path().file_name().map_or_else(|| port.to_string(), |n| n.to_string_lossy().into_owned()));
+    let mut command = Command::new(std::env::current_exe()?);
+    command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store", &store_arg])
-        .args(["--redis-prefix", &format!("bench-{}-{port}", std::process::id())])
+        .args(["--redis-prefix", &prefix])
         .args(["--data-dir", &dir.path().join("data").to_string_lossy()])
         .env("SLUICE_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting sluice serve")?;
+        .stdout(Stdio::null());
+    if let Some(n) = workers {
+        command.args(["--workers", &n.to_string()]);
+    }
+    let child = command.spawn().context("starting sluice serve")?;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::blocking::Client::new();
     let started = Instant::now();
@@ -85,7 +112,7 @@ fn start_server(store: &str) -> anyhow::Result<ServerUnderTest> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(ServerUnderTest { child, base, _dir: dir })
+    Ok(ServerUnderTest { child, base, dir: Some(dir) })
 }
 
 fn setup(base: &str, plugins: &std::path::Path, pipeline: &str, spec: &Value) -> anyhow::Result<()> {
@@ -277,6 +304,100 @@ fn windowed_spec(max_queue_depth: u64) -> Value {
     spec
 }
 
+/// Processing throughput with and without the windows: a backlog queued,
+/// then timed while the workers empty it with nothing else running.
+fn processing_comparison(args: &BenchArgs) -> anyhow::Result<()> {
+    let mut rates = Vec::new();
+    for (label, spec) in [("without windows", chain_spec(1_000_000)), ("with windows", windowed_spec(1_000_000))] {
+        eprintln!("processing {} queued events {label} ...", args.drain_events);
+        let rate = drain_run(&args.store, args, &spec)?;
+        println!("processing throughput {label:<16} {rate:>8.0} events/s ({} events queued, then drained)", args.drain_events);
+        rates.push(rate);
+    }
+    println!("windows keep {:.0}% of the processing throughput without them", 100.0 * rates[1] / rates[0].max(1.0));
+    Ok(())
+}
+
+/// Processing throughput alone: an API-only server (`--workers 0`) queues
+/// `--drain-events` events; then a server with workers on the same store
+/// empties the queue, timed from its first output to the last.
+fn drain_run(store: &str, args: &BenchArgs, spec: &Value) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let keep = dir.path().to_path_buf();
+    let filler = start_server_in(store, dir, Some(0))?;
+    setup(&filler.base, &args.plugins, "bench", spec)?;
+    let base = filler.base.clone();
+    let client = reqwest::blocking::Client::new();
+    let processed = || -> anyhow::Result<u64> {
+        let m: Value = client.get(format!("{base}/v1/pipelines/bench/metrics")).send()?.json()?;
+        Ok(m["processed"].as_u64().unwrap_or(0))
+    };
+    let queued = AtomicU64::new(0);
+    let requests = args.drain_events.div_ceil(args.batch as u64);
+    let next = AtomicU64::new(0);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..args.clients.max(1))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    let client = reqwest::blocking::Client::new();
+                    loop {
+                        let r = next.fetch_add(1, Ordering::Relaxed);
+                        if r >= requests {
+                            return Ok(());
+                        }
+                        let now = crate::event::now_ms();
+                        let first = r * args.batch as u64;
+                        let body: String = (first..first + args.batch as u64).map(|n| page_view(n, now) + "\n").collect();
+                        let answer = client.post(format!("{base}/v1/pipelines/bench/events")).header("content-type", "application/x-ndjson").body(body).send()?;
+                        if answer.status().as_u16() != 202 {
+                            bail!("ingest refused while queueing: {}", answer.text()?);
+                        }
+                        queued.fetch_add(answer.json::<Value>()?["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().map_err(|_| anyhow::anyhow!("a producer thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    let queued = queued.into_inner();
+    if processed()? != 0 {
+        bail!("the API-only server processed events");
+    }
+    // Stop the filler (the embedded store is one process's) and start the workers.
+    let dir = filler.stop_keeping_store()?;
+    debug_assert_eq!(dir.path(), keep.as_path());
+    let workers = start_server_in(store, dir, None)?;
+    let base = workers.base.clone();
+    let processed = || -> anyhow::Result<u64> {
+        let m: Value = client.get(format!("{base}/v1/pipelines/bench/metrics")).send()?.json()?;
+        Ok(m["processed"].as_u64().unwrap_or(0))
+    };
+    // Timed from the first finished events (startup and compiling the
+    // plugins are not processing).
+    let started = Instant::now();
+    let mut p0 = processed()?;
+    while p0 == 0 {
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("nothing was processed in 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        p0 = processed()?;
+    }
+    let t0 = Instant::now();
+    let mut p1 = p0;
+    while p1 < queued {
+        if t0.elapsed() > Duration::from_secs(600) {
+            bail!("the queue did not drain in 10 minutes ({p1} of {queued})");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        p1 = processed()?;
+    }
+    Ok((p1 - p0) as f64 / t0.elapsed().as_secs_f64())
+}
+
 fn print(label: &str, r: &LoadResult) {
     println!(
         "{label:<28} {:>8.0} events/s in  {:>8.0} out/s  (draining: {:>6.0} out/s)  ingest p50 {:>6.1} ms p99 {:>7.1} ms  event-to-output p50 {:>6} ms p99 {:>6} ms  (429/errors: {})",
@@ -294,6 +415,9 @@ fn print(label: &str, r: &LoadResult) {
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     println!("sluice bench: store {}, {} clients × {} events/request, {} s per run", args.store, args.clients, args.batch, args.duration);
+    if args.processing_only {
+        return processing_comparison(&args).map(|_| 0);
+    }
 
     let server = start_server(&args.store)?;
     setup(&server.base, &args.plugins, "bench", &chain_spec(1_000_000))?;
@@ -313,16 +437,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
             .json::<Value>()?["results"]
             .as_array()
             .map_or(0, |r| r.iter().map(|w| w["group"].to_string()).collect::<std::collections::HashSet<_>>().len());
+        drop(server);
         println!(
-            "windows keep {:.0}% of the processing throughput without them (draining {:.0} vs {:.0} events/s; under load {:.0} vs {:.0} out/s = {:.0}%; {groups} URL paths seen)",
-            100.0 * windowed.drain_per_s / max.drain_per_s.max(1.0),
-            windowed.drain_per_s,
-            max.drain_per_s,
+            "under load: windows keep {:.0}% of the output rate ({:.0} vs {:.0} out/s; {groups} URL paths seen)",
+            100.0 * windowed.output_per_s / max.output_per_s.max(1.0),
             windowed.output_per_s,
             max.output_per_s,
-            100.0 * windowed.output_per_s / max.output_per_s.max(1.0),
         );
-        drop(server);
+        processing_comparison(&args)?;
     }
 
     let server = start_server(&args.store)?;

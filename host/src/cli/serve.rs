@@ -35,7 +35,9 @@ pub struct ServeArgs {
     /// Largest request body, bytes.
     #[arg(long, env = "SLUICE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<u64>,
-    /// Worker tasks per pipeline (default: the number of cores).
+    /// Worker tasks per pipeline (default: the number of cores). 0 serves
+    /// the API only: this process runs no workers, retries or closer (an
+    /// ingest/admin node in front of worker nodes on the same Redis).
     #[arg(long, env = "SLUICE_WORKERS")]
     pub workers: Option<usize>,
     /// Take over entries a silent worker has held this long, ms.
@@ -96,8 +98,8 @@ impl ServeArgs {
         let data_dir = self.data_dir.or(file.data_dir).unwrap_or_else(|| if is_redis(&store) { "./sluice-data".into() } else { PathBuf::from(&store) });
         let mut engine = EngineConfig::default();
         if let Some(workers) = self.workers.or(file.workers) {
-            if workers == 0 {
-                bail!("--workers must be at least 1");
+            if workers > 1024 {
+                bail!("--workers must be at most 1024");
             }
             engine.workers = workers;
         }

@@ -31,7 +31,8 @@ use stats::Stats;
 /// How the engine runs (per process).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Worker tasks per pipeline (each runs stages on its own blocking thread).
+    /// Worker tasks per pipeline (each runs stages on its own blocking
+    /// thread); 0: this process only serves the API.
     pub workers: usize,
     /// Queue entries one worker takes at a time.
     pub read_entries: usize,
@@ -265,12 +266,15 @@ impl Engine {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let shared = Shared { engine: self.clone(), id: id.clone(), current: current.clone(), watermark: watermark.clone() };
-        for n in 0..self.config.workers.max(1) {
+        // `workers: 0` is an API-only process: no background work at all.
+        for n in 0..self.config.workers {
             let consumer = format!("{}-w{n}", self.config.consumer_prefix);
             tasks.push(tokio::spawn(worker(shared.clone(), consumer, stopped.clone())));
         }
-        tasks.push(tokio::spawn(maintenance(shared.clone(), stopped.clone())));
-        tasks.push(tokio::spawn(closer(shared, stopped)));
+        if self.config.workers > 0 {
+            tasks.push(tokio::spawn(maintenance(shared.clone(), stopped.clone())));
+            tasks.push(tokio::spawn(closer(shared, stopped)));
+        }
         running.insert(id, Running { current, stop, tasks });
     }
 

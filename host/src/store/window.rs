@@ -22,7 +22,9 @@ pub struct PaneAgg {
 }
 
 /// Per-aggregate partial state. `missing` counts events that lacked the
-/// field (or, for numeric ops, had a non-number).
+/// field (or, for numeric ops, had a non-number); for an aggregate with a
+/// field, `n + missing` is the row's count (the Redis store keeps only
+/// `missing` and derives `n`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FieldAgg {
     /// Values taken (numbers for numeric ops, present values otherwise).

@@ -246,6 +246,7 @@ impl WindowSet {
                         },
                         AggOp::CountDistinct => match value {
                             Some(v) => {
+                                field.n += 1;
                                 let text = v.distinct_text();
                                 let sets = seen_distinct.entry(slot).or_insert_with(|| vec![HashSet::new(); def.aggregates.len()]);
                                 if sets[i].insert(text.clone()) {
@@ -255,16 +256,16 @@ impl WindowSet {
                             None => field.missing += 1,
                         },
                         // Each op keeps only the state its result needs (fewer
-                        // store writes per delta).
+                        // store writes per delta); `n + missing` is always the count.
                         op => match value.and_then(|v| v.as_f64()) {
-                            Some(x) => match op {
-                                AggOp::Min => field.min = Some(field.min.map_or(x, |m| m.min(x))),
-                                AggOp::Max => field.max = Some(field.max.map_or(x, |m| m.max(x))),
-                                _ => {
-                                    field.n += 1;
-                                    field.sum += x;
+                            Some(x) => {
+                                field.n += 1;
+                                match op {
+                                    AggOp::Min => field.min = Some(field.min.map_or(x, |m| m.min(x))),
+                                    AggOp::Max => field.max = Some(field.max.map_or(x, |m| m.max(x))),
+                                    _ => field.sum += x,
                                 }
-                            },
+                            }
                             None => field.missing += 1,
                         },
                     }

@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | `P:{id}:wclock` | hash | `wm` watermark, `maxts` newest event time, `last` wall ms of the last apply, `gate` close lease deadline |
 //! | `W panes` | sorted set | pane starts (score = member) |
-//! | `W p:<pane>` | hash | `c\|<group>` count; `n\|<i>\|<group>`, `s\|…` + `si\|…` sum (float + integer part), `mn\|…`, `mx\|…`, `m\|…` missing, `h\|…` a HyperLogLog exists, per aggregate `i` |
+//! | `W p:<pane>` | hash | `c\|<group>` count; per aggregate `i`: `s\|<i>\|<group>` + `si\|…` sum (float + integer part), `mn\|…`, `mx\|…`, `m\|…` missing (values taken = count − missing), `h\|…` a HyperLogLog exists |
 //! | `W h:<pane>:<i>:<group>` | HyperLogLog | `count_distinct` aggregate `i` |
 //! | `W dirty` | set | `<pane>\|<group>`: closed windows updated since they were emitted |
 //! | `W results` | stream | emitted results: `s` start, `g` group, `j` record JSON (the window-results stream) |
@@ -424,7 +424,8 @@ fn parse_pane(pane: i64, fields: Vec<(String, String)>) -> StoreResult<Vec<PaneR
         let field = &mut agg.fields[index];
         let number = || value.parse::<f64>().map_err(|_| bad());
         match kind {
-            "n" => field.n = value.parse().map_err(|_| bad())?,
+            // Written by earlier versions; derived from count - missing now.
+            "n" => {}
             "s" => field.sum += number()?,
             "si" => field.sum += value.parse::<i64>().map_err(|_| bad())? as f64,
             "mn" => field.min = Some(number()?),
@@ -433,7 +434,16 @@ fn parse_pane(pane: i64, fields: Vec<(String, String)>) -> StoreResult<Vec<PaneR
             _ => return Err(bad()),
         }
     }
-    Ok(groups.into_iter().map(|(group, agg)| PaneRow { pane, group, agg }).collect())
+    Ok(groups
+        .into_iter()
+        .map(|(group, mut agg)| {
+            let count = agg.count;
+            for field in &mut agg.fields {
+                field.n = count.saturating_sub(field.missing);
+            }
+            PaneRow { pane, group, agg }
+        })
+        .collect())
 }
 
 fn record_entry(window: &str, e: &StreamId) -> StoreResult<WindowRecord> {
@@ -501,8 +511,10 @@ local function apply_windows(json)
     for k, f in ipairs(fields) do
       local i = f[1]
       local suffix = '|' .. i .. '|' .. g
-      if f[2] > 0 or k == #fields then
-        redis.call('HINCRBY', hk, 'n' .. suffix, f[2])
+      -- `n` is count - missing; the last field is always written so a
+      -- row reads back with every aggregate's slot.
+      if f[6] > 0 or k == #fields then
+        redis.call('HINCRBY', hk, 'm' .. suffix, f[6])
       end
       if f[2] > 0 and f[3] ~= 0 then
         if f[3] == math.floor(f[3]) then
@@ -518,9 +530,6 @@ local function apply_windows(json)
       if f[5] ~= cjson.null then
         local mx = redis.call('HGET', hk, 'mx' .. suffix)
         if not mx or tonumber(mx) < f[5] then redis.call('HSET', hk, 'mx' .. suffix, string.format('%.17g', f[5])) end
-      end
-      if f[6] > 0 then
-        redis.call('HINCRBY', hk, 'm' .. suffix, f[6])
       end
     end
     if d[7] ~= cjson.null and wm >= tonumber(d[7]) then

@@ -21,7 +21,6 @@
 use std::collections::HashSet;
 
 use ::redis::streams::StreamId;
-use serde::Serialize;
 use serde_json::json;
 
 use super::{is_stream_id, to_json, DlqMeta, RedisStore, GROUP};
@@ -33,34 +32,6 @@ use crate::store::{
 /// Panes and HyperLogLogs expire this long after their last update even if
 /// no closer ever drops them (a deleted window definition, say).
 const PANE_TTL_MS: i64 = 8 * 86_400_000;
-
-/// One aggregate's delta: index, n, sum (as an integer when it is one:
-/// `HINCRBY` is cheaper than `HINCRBYFLOAT`), min, max, missing.
-type FieldOp = (usize, u64, SumOp, Option<f64>, Option<f64>, u64);
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum SumOp {
-    Int(i64),
-    Float(f64),
-}
-
-fn sum_op(sum: f64) -> SumOp {
-    if sum.fract() == 0.0 && sum.abs() < 9.0e15 { SumOp::Int(sum as i64) } else { SumOp::Float(sum) }
-}
-
-/// One entry's window operations, as the completion script decodes them.
-#[derive(Serialize)]
-struct EntryOps<'a> {
-    /// Pane deltas: window, pane (as text: Lua would print big numbers in
-    /// exponent form), group, count, per-aggregate `[i, n, sum, min, max, missing]`,
-    /// per-aggregate `[i, [values]]`, dirty-at watermark (text) or null.
-    d: Vec<(&'a str, String, &'a str, u64, Vec<FieldOp>, Vec<(usize, &'a [String])>, Option<String>)>,
-    /// Dirty marks: window, pane, group.
-    x: Vec<(&'a str, String, &'a str)>,
-    /// The newest event time, or null.
-    t: Option<i64>,
-}
 
 impl RedisStore {
     /// Acknowledges and applies entries; see `Store::complete_windowed`.
@@ -89,7 +60,7 @@ impl RedisStore {
             args.push(result.outputs.len().to_string().into_bytes());
             args.push(result.dead.len().to_string().into_bytes());
             args.push(result.retries.len().to_string().into_bytes());
-            args.push(window_ops(result)?.into_bytes());
+            push_window_args(&mut args, result);
             for event in &result.outputs {
                 args.push(to_json(event)?.into_bytes());
             }
@@ -362,36 +333,66 @@ impl RedisStore {
     }
 }
 
-/// The window operations of one entry as the script's JSON argument ("" if none).
-fn window_ops(result: &EntryResult) -> StoreResult<String> {
-    if result.window_deltas.is_empty() && result.dirty.is_empty() {
-        return Ok(String::new());
+/// Appends one entry's window operations to the script's arguments, flat
+/// (the script reads them in order; no JSON to decode in Lua): the count of
+/// items that follow, then the newest event time (or ""), the explicit dirty
+/// marks (`n`, then window, pane, group each), the deltas (`n`, then per
+/// delta: window, pane, group, count, dirty-at or "", fields `n` then per
+/// field index, missing, sum ("" = none; `i`-prefixed when an integer:
+/// `HINCRBY` is cheaper than `HINCRBYFLOAT`), min or "", max or "";
+/// sketches `n` then per sketch index, value count, values).
+fn push_window_args(args: &mut Vec<Vec<u8>>, result: &EntryResult) {
+    let at = args.len();
+    args.push(Vec::new());
+    let text = |v: Option<String>| v.unwrap_or_default().into_bytes();
+    args.push(text(result.max_event_ts.map(|t| t.to_string())));
+    args.push(result.dirty.len().to_string().into_bytes());
+    for m in &result.dirty {
+        args.push(m.window.clone().into_bytes());
+        args.push(m.pane.to_string().into_bytes());
+        args.push(m.group.clone().into_bytes());
     }
-    let ops = EntryOps {
-        d: result
-            .window_deltas
+    args.push(result.window_deltas.len().to_string().into_bytes());
+    for d in &result.window_deltas {
+        args.push(d.window.clone().into_bytes());
+        args.push(d.pane.to_string().into_bytes());
+        args.push(d.group.clone().into_bytes());
+        args.push(d.agg.count.to_string().into_bytes());
+        args.push(text(d.dirty_at.map(|v| v.to_string())));
+        // Only fields with something to add; the last one always (so a row
+        // reads back with every aggregate's slot).
+        let last = d.agg.fields.len().saturating_sub(1);
+        let fields: Vec<(usize, &crate::store::FieldAgg)> = d
+            .agg
+            .fields
             .iter()
-            .map(|d| {
-                // Only fields with something to add; the last one always (so a
-                // row reads back with every aggregate's slot).
-                let last = d.agg.fields.len().saturating_sub(1);
-                let fields = d
-                    .agg
-                    .fields
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, f)| *i == last || f.n > 0 || f.missing > 0 || f.min.is_some() || f.max.is_some())
-                    .map(|(i, f)| (i, f.n, sum_op(f.sum), f.min, f.max, f.missing))
-                    .collect();
-                let distinct =
-                    d.distinct.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(i, v)| (i, v.as_slice())).collect();
-                (d.window.as_str(), d.pane.to_string(), d.group.as_str(), d.agg.count, fields, distinct, d.dirty_at.map(|v| v.to_string()))
-            })
-            .collect(),
-        x: result.dirty.iter().map(|m| (m.window.as_str(), m.pane.to_string(), m.group.as_str())).collect(),
-        t: result.max_event_ts,
-    };
-    to_json(&ops)
+            .enumerate()
+            .filter(|(i, f)| *i == last || f.sum != 0.0 || f.missing > 0 || f.min.is_some() || f.max.is_some())
+            .collect();
+        args.push(fields.len().to_string().into_bytes());
+        for (i, f) in fields {
+            args.push(i.to_string().into_bytes());
+            args.push(f.missing.to_string().into_bytes());
+            let sum = if f.sum == 0.0 {
+                String::new()
+            } else if f.sum.fract() == 0.0 && f.sum.abs() < 9.0e15 {
+                format!("i{}", f.sum as i64)
+            } else {
+                format!("{:?}", f.sum)
+            };
+            args.push(sum.into_bytes());
+            args.push(text(f.min.map(|v| format!("{v:?}"))));
+            args.push(text(f.max.map(|v| format!("{v:?}"))));
+        }
+        let sketches: Vec<(usize, &Vec<String>)> = d.distinct.iter().enumerate().filter(|(_, v)| !v.is_empty()).collect();
+        args.push(sketches.len().to_string().into_bytes());
+        for (i, values) in sketches {
+            args.push(i.to_string().into_bytes());
+            args.push(values.len().to_string().into_bytes());
+            args.extend(values.iter().map(|v| v.clone().into_bytes()));
+        }
+    }
+    args[at] = (args.len() - at - 1).to_string().into_bytes();
 }
 
 fn parse_clock(values: &[Option<String>]) -> WindowClock {
@@ -477,7 +478,7 @@ fn glob_escape(text: &str) -> String {
 /// KEYS: queue, output, dlq, retry, depth, counters, clock.
 /// ARGV: group, entry count, valid-below watermark ("" = no check), now,
 /// window key prefix, pane TTL, then per entry: id, finished, #outputs,
-/// #dead, #retries, window ops JSON ("" = none), the outputs (event JSON),
+/// #dead, #retries, the window operations (see `push_window_args`), the outputs (event JSON),
 /// the dead (event JSON, stage JSON, meta JSON), the retries (due, member).
 /// Answers {applied, skipped}, or {-1, -1} when the stored watermark has
 /// reached the valid-below one or the gate is held (then nothing was done).
@@ -496,59 +497,74 @@ if ARGV[3] ~= '' then
   end
 end
 local touched = {}
-local function apply_windows(json)
-  local ops = cjson.decode(json)
-  for _, d in ipairs(ops.d) do
-    local base = wbase .. d[1] .. ':'
-    local pane, g = d[2], d[3]
+-- Applies one entry's window operations, read from ARGV from index j on
+-- (see `push_window_args`); answers the entry's newest event time or nil.
+local function apply_windows(j)
+  local t = tonumber(ARGV[j])
+  j = j + 1
+  local nx = tonumber(ARGV[j])
+  j = j + 1
+  for _ = 1, nx do
+    redis.call('SADD', wbase .. ARGV[j] .. ':dirty', ARGV[j + 1] .. '|' .. ARGV[j + 2])
+    j = j + 3
+  end
+  local nd = tonumber(ARGV[j])
+  j = j + 1
+  for _ = 1, nd do
+    local base = wbase .. ARGV[j] .. ':'
+    local pane, g = ARGV[j + 1], ARGV[j + 2]
     local hk = base .. 'p:' .. pane
     if not touched[hk] then
       touched[hk] = true
       redis.call('ZADD', base .. 'panes', pane, pane)
     end
-    redis.call('HINCRBY', hk, 'c|' .. g, d[4])
-    local fields = d[5]
-    for k, f in ipairs(fields) do
-      local i = f[1]
-      local suffix = '|' .. i .. '|' .. g
-      -- `n` is count - missing; the last field is always written so a
-      -- row reads back with every aggregate's slot.
-      if f[6] > 0 or k == #fields then
-        redis.call('HINCRBY', hk, 'm' .. suffix, f[6])
-      end
-      if f[2] > 0 and f[3] ~= 0 then
-        if f[3] == math.floor(f[3]) then
-          redis.call('HINCRBY', hk, 'si' .. suffix, f[3])
-        else
-          redis.call('HINCRBYFLOAT', hk, 's' .. suffix, f[3])
-        end
-      end
-      if f[4] ~= cjson.null then
-        local mn = redis.call('HGET', hk, 'mn' .. suffix)
-        if not mn or tonumber(mn) > f[4] then redis.call('HSET', hk, 'mn' .. suffix, string.format('%.17g', f[4])) end
-      end
-      if f[5] ~= cjson.null then
-        local mx = redis.call('HGET', hk, 'mx' .. suffix)
-        if not mx or tonumber(mx) < f[5] then redis.call('HSET', hk, 'mx' .. suffix, string.format('%.17g', f[5])) end
-      end
-    end
-    if d[7] ~= cjson.null and wm >= tonumber(d[7]) then
+    redis.call('HINCRBY', hk, 'c|' .. g, ARGV[j + 3])
+    local dirty_at = ARGV[j + 4]
+    if dirty_at ~= '' and wm >= tonumber(dirty_at) then
       redis.call('SADD', base .. 'dirty', pane .. '|' .. g)
     end
-    for _, h in ipairs(d[6]) do
-      local key = base .. 'h:' .. pane .. ':' .. h[1] .. ':' .. g
-      local values = h[2]
-      for s = 1, #values, 4000 do
-        redis.call('PFADD', key, unpack(values, s, math.min(s + 3999, #values)))
+    local nf = tonumber(ARGV[j + 5])
+    j = j + 6
+    for k = 1, nf do
+      local suffix = '|' .. ARGV[j] .. '|' .. g
+      local missing, sum, mn, mx = ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
+      j = j + 5
+      -- `n` is count - missing; the last field is always written so a row
+      -- reads back with every aggregate's slot.
+      if missing ~= '0' or k == nf then
+        redis.call('HINCRBY', hk, 'm' .. suffix, missing)
       end
+      if sum ~= '' then
+        if string.byte(sum, 1) == 105 then -- 'i': an integer
+          redis.call('HINCRBY', hk, 'si' .. suffix, string.sub(sum, 2))
+        else
+          redis.call('HINCRBYFLOAT', hk, 's' .. suffix, sum)
+        end
+      end
+      if mn ~= '' then
+        local old = redis.call('HGET', hk, 'mn' .. suffix)
+        if not old or tonumber(old) > tonumber(mn) then redis.call('HSET', hk, 'mn' .. suffix, mn) end
+      end
+      if mx ~= '' then
+        local old = redis.call('HGET', hk, 'mx' .. suffix)
+        if not old or tonumber(old) < tonumber(mx) then redis.call('HSET', hk, 'mx' .. suffix, mx) end
+      end
+    end
+    local nh = tonumber(ARGV[j])
+    j = j + 1
+    for _ = 1, nh do
+      local index, nv = ARGV[j], tonumber(ARGV[j + 1])
+      j = j + 2
+      local key = base .. 'h:' .. pane .. ':' .. index .. ':' .. g
+      for s = j, j + nv - 1, 4000 do
+        redis.call('PFADD', key, unpack(ARGV, s, math.min(s + 3999, j + nv - 1)))
+      end
+      j = j + nv
       redis.call('PEXPIRE', key, ttl)
-      redis.call('HSET', hk, 'h|' .. h[1] .. '|' .. g, 1)
+      redis.call('HSET', hk, 'h|' .. index .. '|' .. g, 1)
     end
   end
-  for _, x in ipairs(ops.x) do
-    redis.call('SADD', wbase .. x[1] .. ':dirty', x[2] .. '|' .. x[3])
-  end
-  return ops.t
+  return t
 end
 local i = 7
 local applied, skipped, finished, emitted = 0, 0, 0, 0
@@ -559,8 +575,8 @@ for _ = 1, count do
   local nout = tonumber(ARGV[i + 2])
   local ndead = tonumber(ARGV[i + 3])
   local nretry = tonumber(ARGV[i + 4])
-  local wops = ARGV[i + 5]
-  i = i + 6
+  local wstart, nw = i + 6, tonumber(ARGV[i + 5])
+  i = i + 6 + nw
   if redis.call('XACK', KEYS[1], group, id) == 1 then
     for j = 0, nout - 1 do
       redis.call('XADD', KEYS[2], '*', 'e', ARGV[i + j])
@@ -575,9 +591,9 @@ for _ = 1, count do
       redis.call('ZADD', KEYS[4], ARGV[i + 2 * j], ARGV[i + 2 * j + 1])
     end
     i = i + 2 * nretry
-    if wops ~= '' then
-      local t = apply_windows(wops)
-      if type(t) == 'number' and (maxts == nil or t > maxts) then maxts = t end
+    if nw > 0 then
+      local t = apply_windows(wstart)
+      if t and (maxts == nil or t > maxts) then maxts = t end
     end
     redis.call('XDEL', KEYS[1], id)
     finished = finished + fin

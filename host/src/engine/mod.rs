@@ -527,7 +527,11 @@ async fn process(shared: &Shared, deliveries: Vec<Delivery>) {
                     Err(e) => crate::metrics::store_error("window_clock", id, &e),
                 }
                 let wm = shared.watermark.load(Ordering::Relaxed);
-                valid_below = Some(assign_windows(&pipeline.windows, &mut results, &stage_dead, &window_replays, wm, now));
+                // Only a watermark past our decisions needs new ones (a held
+                // gate alone just needs another try).
+                if valid_below.is_some_and(|v| wm >= v) {
+                    valid_below = Some(assign_windows(&pipeline.windows, &mut results, &stage_dead, &window_replays, wm, now));
+                }
             }
             Ok(_) => break,
             Err(e) => {

@@ -51,6 +51,18 @@ pub async fn close_pass(
     now_ms: i64,
     config: CloserConfig,
 ) -> StoreResult<PassReport> {
+    // Nothing to do (the watermark stays, no late updates to re-emit): no
+    // gate taken, so workers are not held up.
+    let peek = store.window_clock(pipeline).await?;
+    if next_watermark(&peek, now_ms, config.idle_ms) == peek.watermark {
+        let mut dirty = false;
+        for def in defs {
+            dirty |= !store.dirty_marks(pipeline, &def.name).await?.is_empty();
+        }
+        if !dirty {
+            return Ok(PassReport { watermark: Some(peek.watermark), ..Default::default() });
+        }
+    }
     let Some(clock) = store.begin_close(pipeline, now_ms, config.lease_ms).await? else {
         return Ok(PassReport::default());
     };

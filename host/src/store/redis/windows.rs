@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | `P:{id}:wclock` | hash | `wm` watermark, `maxts` newest event time, `last` wall ms of the last apply, `gate` close lease deadline |
 //! | `W panes` | sorted set | pane starts (score = member) |
-//! | `W p:<pane>` | hash | `c\|<group>` count; per aggregate `i`: `s\|<i>\|<group>` + `si\|…` sum (float + integer part), `mn\|…`, `mx\|…`, `m\|…` missing (values taken = count − missing), `h\|…` a HyperLogLog exists |
+//! | `W p:<pane>` | hash | `k\|` aggregates per row; `c\|<group>` count; per aggregate `i`: `s\|<i>\|<group>` + `si\|…` sum (float + integer part), `mn\|…`, `mx\|…`, `m\|…` missing (values taken = count − missing), `h\|…` a HyperLogLog exists |
 //! | `W h:<pane>:<i>:<group>` | HyperLogLog | `count_distinct` aggregate `i` |
 //! | `W dirty` | set | `<pane>\|<group>`: closed windows updated since they were emitted |
 //! | `W results` | stream | emitted results: `s` start, `g` group, `j` record JSON (the window-results stream) |
@@ -334,14 +334,62 @@ impl RedisStore {
 }
 
 /// Appends one entry's window operations to the script's arguments, flat
-/// (the script reads them in order; no JSON to decode in Lua): the count of
-/// items that follow, then the newest event time (or ""), the explicit dirty
-/// marks (`n`, then window, pane, group each), the deltas (`n`, then per
-/// delta: window, pane, group, count, dirty-at or "", fields `n` then per
-/// field index, missing, sum ("" = none; `i`-prefixed when an integer:
-/// `HINCRBY` is cheaper than `HINCRBYFLOAT`), min or "", max or "";
-/// sketches `n` then per sketch index, value count, values).
+/// and ready to apply (the script builds no field names and decodes no
+/// JSON): the count of items that follow; the newest event time (or "");
+/// the explicit dirty marks (`n`, then window, pane, group each); then one
+/// block per (window, pane): window, pane, dirty-at (or ""), aggregates per
+/// row, the groups (`n`, then each; marked dirty when the watermark has
+/// reached dirty-at), `HINCRBY`s (`n`, then field, amount each),
+/// `HINCRBYFLOAT`s, minima, maxima (same shape) and HyperLogLogs (`n`, then
+/// key suffix, value count, values each).
 fn push_window_args(args: &mut Vec<Vec<u8>>, result: &EntryResult) {
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+    #[derive(Default)]
+    struct Block<'a> {
+        dirty_at: Option<i64>,
+        aggregates: usize,
+        groups: Vec<&'a str>,
+        ints: Vec<(String, String)>,
+        floats: Vec<(String, String)>,
+        mins: Vec<(String, String)>,
+        maxs: Vec<(String, String)>,
+        sketches: Vec<(String, &'a [String])>,
+    }
+    let mut blocks: BTreeMap<(&str, i64), Block> = BTreeMap::new();
+    for d in &result.window_deltas {
+        let b = blocks.entry((d.window.as_str(), d.pane)).or_default();
+        b.dirty_at = b.dirty_at.or(d.dirty_at);
+        b.aggregates = b.aggregates.max(d.agg.fields.len());
+        b.groups.push(&d.group);
+        let g = &d.group;
+        b.ints.push((format!("c|{g}"), d.agg.count.to_string()));
+        for (i, f) in d.agg.fields.iter().enumerate() {
+            // `n` is count - missing: only missing is kept.
+            if f.missing > 0 {
+                b.ints.push((format!("m|{i}|{g}"), f.missing.to_string()));
+            }
+            if f.sum != 0.0 {
+                // `HINCRBY` is cheaper than `HINCRBYFLOAT`: integer sums go apart.
+                if f.sum.fract() == 0.0 && f.sum.abs() < 9.0e15 {
+                    b.ints.push((format!("si|{i}|{g}"), (f.sum as i64).to_string()));
+                } else {
+                    b.floats.push((format!("s|{i}|{g}"), format!("{:?}", f.sum)));
+                }
+            }
+            if let Some(v) = f.min {
+                b.mins.push((format!("mn|{i}|{g}"), format!("{v:?}")));
+            }
+            if let Some(v) = f.max {
+                b.maxs.push((format!("mx|{i}|{g}"), format!("{v:?}")));
+            }
+        }
+        for (i, values) in d.distinct.iter().enumerate() {
+            if !values.is_empty() {
+                b.sketches.push((format!("{i}:{g}"), values.as_slice()));
+            }
+        }
+    }
     let at = args.len();
     args.push(Vec::new());
     let text = |v: Option<String>| v.unwrap_or_default().into_bytes();
@@ -352,44 +400,32 @@ fn push_window_args(args: &mut Vec<Vec<u8>>, result: &EntryResult) {
         args.push(m.pane.to_string().into_bytes());
         args.push(m.group.clone().into_bytes());
     }
-    args.push(result.window_deltas.len().to_string().into_bytes());
-    for d in &result.window_deltas {
-        args.push(d.window.clone().into_bytes());
-        args.push(d.pane.to_string().into_bytes());
-        args.push(d.group.clone().into_bytes());
-        args.push(d.agg.count.to_string().into_bytes());
-        args.push(text(d.dirty_at.map(|v| v.to_string())));
-        // Only fields with something to add; the last one always (so a row
-        // reads back with every aggregate's slot).
-        let last = d.agg.fields.len().saturating_sub(1);
-        let fields: Vec<(usize, &crate::store::FieldAgg)> = d
-            .agg
-            .fields
-            .iter()
-            .enumerate()
-            .filter(|(i, f)| *i == last || f.sum != 0.0 || f.missing > 0 || f.min.is_some() || f.max.is_some())
-            .collect();
-        args.push(fields.len().to_string().into_bytes());
-        for (i, f) in fields {
-            args.push(i.to_string().into_bytes());
-            args.push(f.missing.to_string().into_bytes());
-            let sum = if f.sum == 0.0 {
-                String::new()
-            } else if f.sum.fract() == 0.0 && f.sum.abs() < 9.0e15 {
-                format!("i{}", f.sum as i64)
-            } else {
-                format!("{:?}", f.sum)
-            };
-            args.push(sum.into_bytes());
-            args.push(text(f.min.map(|v| format!("{v:?}"))));
-            args.push(text(f.max.map(|v| format!("{v:?}"))));
+    args.push(blocks.len().to_string().into_bytes());
+    let pairs = |args: &mut Vec<Vec<u8>>, list: Vec<(String, String)>| {
+        args.push(list.len().to_string().into_bytes());
+        for (field, value) in list {
+            args.push(field.into_bytes());
+            args.push(value.into_bytes());
         }
-        let sketches: Vec<(usize, &Vec<String>)> = d.distinct.iter().enumerate().filter(|(_, v)| !v.is_empty()).collect();
-        args.push(sketches.len().to_string().into_bytes());
-        for (i, values) in sketches {
-            args.push(i.to_string().into_bytes());
+    };
+    for ((window, pane), b) in blocks {
+        args.push(window.as_bytes().to_vec());
+        args.push(pane.to_string().into_bytes());
+        args.push(text(b.dirty_at.map(|v| v.to_string())));
+        args.push(b.aggregates.to_string().into_bytes());
+        args.push(b.groups.len().to_string().into_bytes());
+        args.extend(b.groups.iter().map(|g| g.as_bytes().to_vec()));
+        pairs(args, b.ints);
+        pairs(args, b.floats);
+        pairs(args, b.mins);
+        pairs(args, b.maxs);
+        args.push(b.sketches.len().to_string().into_bytes());
+        for (suffix, values) in b.sketches {
+            let mut key = String::with_capacity(suffix.len() + 24);
+            let _ = write!(key, "h:{pane}:{suffix}");
+            args.push(key.into_bytes());
             args.push(values.len().to_string().into_bytes());
-            args.extend(values.iter().map(|v| v.clone().into_bytes()));
+            args.extend(values.iter().map(|v| v.as_bytes().to_vec()));
         }
     }
     args[at] = (args.len() - at - 1).to_string().into_bytes();
@@ -403,9 +439,17 @@ fn parse_clock(values: &[Option<String>]) -> WindowClock {
 /// Turns a pane hash into rows, one per group.
 fn parse_pane(pane: i64, fields: Vec<(String, String)>) -> StoreResult<Vec<PaneRow>> {
     let mut groups: std::collections::BTreeMap<String, PaneAgg> = Default::default();
+    let mut aggregates = 0usize;
     for (name, value) in fields {
         let bad = || corrupt("pane field", &name);
         let (kind, rest) = name.split_once('|').ok_or_else(bad)?;
+        if kind == "k" {
+            aggregates = value.parse().map_err(|_| bad())?;
+            if aggregates > crate::window::spec::MAX_AGGREGATES {
+                return Err(bad());
+            }
+            continue;
+        }
         if kind == "h" {
             continue; // marks that a HyperLogLog exists
         }
@@ -439,6 +483,9 @@ fn parse_pane(pane: i64, fields: Vec<(String, String)>) -> StoreResult<Vec<PaneR
         .into_iter()
         .map(|(group, mut agg)| {
             let count = agg.count;
+            if agg.fields.len() < aggregates {
+                agg.fields.resize(aggregates, FieldAgg::default());
+            }
             for field in &mut agg.fields {
                 field.n = count.saturating_sub(field.missing);
             }
@@ -508,60 +555,63 @@ local function apply_windows(j)
     redis.call('SADD', wbase .. ARGV[j] .. ':dirty', ARGV[j + 1] .. '|' .. ARGV[j + 2])
     j = j + 3
   end
-  local nd = tonumber(ARGV[j])
+  local nb = tonumber(ARGV[j])
   j = j + 1
-  for _ = 1, nd do
+  for _ = 1, nb do
     local base = wbase .. ARGV[j] .. ':'
-    local pane, g = ARGV[j + 1], ARGV[j + 2]
+    local pane, dirty_at = ARGV[j + 1], ARGV[j + 2]
     local hk = base .. 'p:' .. pane
     if not touched[hk] then
       touched[hk] = true
       redis.call('ZADD', base .. 'panes', pane, pane)
+      -- How many aggregates each row has (one window per pane hash).
+      redis.call('HSET', hk, 'k|', ARGV[j + 3])
     end
-    redis.call('HINCRBY', hk, 'c|' .. g, ARGV[j + 3])
-    local dirty_at = ARGV[j + 4]
+    local ng = tonumber(ARGV[j + 4])
+    j = j + 5
     if dirty_at ~= '' and wm >= tonumber(dirty_at) then
-      redis.call('SADD', base .. 'dirty', pane .. '|' .. g)
-    end
-    local nf = tonumber(ARGV[j + 5])
-    j = j + 6
-    for k = 1, nf do
-      local suffix = '|' .. ARGV[j] .. '|' .. g
-      local missing, sum, mn, mx = ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 4]
-      j = j + 5
-      -- `n` is count - missing; the last field is always written so a row
-      -- reads back with every aggregate's slot.
-      if missing ~= '0' or k == nf then
-        redis.call('HINCRBY', hk, 'm' .. suffix, missing)
-      end
-      if sum ~= '' then
-        if string.byte(sum, 1) == 105 then -- 'i': an integer
-          redis.call('HINCRBY', hk, 'si' .. suffix, string.sub(sum, 2))
-        else
-          redis.call('HINCRBYFLOAT', hk, 's' .. suffix, sum)
-        end
-      end
-      if mn ~= '' then
-        local old = redis.call('HGET', hk, 'mn' .. suffix)
-        if not old or tonumber(old) > tonumber(mn) then redis.call('HSET', hk, 'mn' .. suffix, mn) end
-      end
-      if mx ~= '' then
-        local old = redis.call('HGET', hk, 'mx' .. suffix)
-        if not old or tonumber(old) < tonumber(mx) then redis.call('HSET', hk, 'mx' .. suffix, mx) end
+      for k = j, j + ng - 1 do
+        redis.call('SADD', base .. 'dirty', pane .. '|' .. ARGV[k])
       end
     end
-    local nh = tonumber(ARGV[j])
+    j = j + ng
+    local n = tonumber(ARGV[j])
+    for k = j + 1, j + 2 * n, 2 do
+      redis.call('HINCRBY', hk, ARGV[k], ARGV[k + 1])
+    end
+    j = j + 1 + 2 * n
+    n = tonumber(ARGV[j])
+    for k = j + 1, j + 2 * n, 2 do
+      redis.call('HINCRBYFLOAT', hk, ARGV[k], ARGV[k + 1])
+    end
+    j = j + 1 + 2 * n
+    n = tonumber(ARGV[j])
+    for k = j + 1, j + 2 * n, 2 do
+      local old = redis.call('HGET', hk, ARGV[k])
+      if not old or tonumber(old) > tonumber(ARGV[k + 1]) then redis.call('HSET', hk, ARGV[k], ARGV[k + 1]) end
+    end
+    j = j + 1 + 2 * n
+    n = tonumber(ARGV[j])
+    for k = j + 1, j + 2 * n, 2 do
+      local old = redis.call('HGET', hk, ARGV[k])
+      if not old or tonumber(old) < tonumber(ARGV[k + 1]) then redis.call('HSET', hk, ARGV[k], ARGV[k + 1]) end
+    end
+    j = j + 1 + 2 * n
+    n = tonumber(ARGV[j])
     j = j + 1
-    for _ = 1, nh do
-      local index, nv = ARGV[j], tonumber(ARGV[j + 1])
+    for _ = 1, n do
+      local suffix, nv = ARGV[j], tonumber(ARGV[j + 1])
       j = j + 2
-      local key = base .. 'h:' .. pane .. ':' .. index .. ':' .. g
+      local key = base .. suffix
       for s = j, j + nv - 1, 4000 do
         redis.call('PFADD', key, unpack(ARGV, s, math.min(s + 3999, j + nv - 1)))
       end
       j = j + nv
       redis.call('PEXPIRE', key, ttl)
-      redis.call('HSET', hk, 'h|' .. index .. '|' .. g, 1)
+      -- 'h:<pane>:<i>:<group>' → the row's marker 'h|<i>|<group>'.
+      local rest = string.sub(suffix, string.len(pane) + 4)
+      local colon = string.find(rest, ':', 1, true)
+      redis.call('HSET', hk, 'h|' .. string.sub(rest, 1, colon - 1) .. '|' .. string.sub(rest, colon + 1), 1)
     end
   end
   return t
@@ -661,7 +711,9 @@ local function drop_group(base, pane, g)
       redis.call('UNLINK', base .. 'h:' .. pane .. ':' .. i .. ':' .. g)
     end
   end
-  if redis.call('HLEN', hk) == 0 then
+  local left = redis.call('HLEN', hk)
+  if left == 0 or (left == 1 and redis.call('HEXISTS', hk, 'k|') == 1) then
+    redis.call('UNLINK', hk)
     redis.call('ZREM', base .. 'panes', pane)
   end
 end

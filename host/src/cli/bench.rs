@@ -51,7 +51,7 @@ pub struct BenchArgs {
     pub drain: u64,
     /// Events queued for the processing-throughput runs (with and without
     /// windows) that compare the two.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 900_000)]
     pub drain_events: u64,
     /// Run only the processing-throughput comparison (with and without windows).
     #[arg(long)]

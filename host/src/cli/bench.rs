@@ -63,6 +63,8 @@ struct ServerUnderTest {
     base: String,
     /// The store (embedded) and the plugin cache; `None` once handed on.
     dir: Option<tempfile::TempDir>,
+    /// On Redis: the URL and this run's key prefix, deleted at the end.
+    redis: Option<(String, String)>,
 }
 
 impl ServerUnderTest {
@@ -79,6 +81,31 @@ impl Drop for ServerUnderTest {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A run leaves up to gigabytes in Redis (outputs of a million
+        // events); the store stays with the directory if it was handed on.
+        if let (Some((url, prefix)), Some(_)) = (&self.redis, &self.dir) {
+            if let Err(e) = delete_redis_prefix(url, prefix) {
+                eprintln!("could not delete the bench's Redis keys ({prefix}*): {e}");
+            }
+        }
+    }
+}
+
+/// Deletes every key starting with `prefix`.
+fn delete_redis_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
+    let client = ::redis::Client::open(url)?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) =
+            ::redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{prefix}*")).arg("COUNT").arg(1000).query(&mut conn)?;
+        if !keys.is_empty() {
+            let _: i64 = ::redis::cmd("UNLINK").arg(&keys).query(&mut conn)?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
 }
 
@@ -112,7 +139,8 @@ fn start_server_in(store: &str, dir: tempfile::TempDir, workers: Option<usize>) 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(ServerUnderTest { child, base, dir: Some(dir) })
+    let redis = (store != "embedded").then(|| (store.to_string(), prefix.clone()));
+    Ok(ServerUnderTest { child, base, dir: Some(dir), redis })
 }
 
 fn setup(base: &str, plugins: &std::path::Path, pipeline: &str, spec: &Value) -> anyhow::Result<()> {

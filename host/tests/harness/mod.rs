@@ -197,6 +197,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        // Leave the shared Redis as it was found.
+        if let StoreKind::Redis { url, prefix } = &self.store {
+            crate::common::delete_keys_with_prefix(url, prefix);
+        }
     }
 }
 

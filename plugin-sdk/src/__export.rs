@@ -24,7 +24,18 @@ thread_local! {
     static STAGE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }
 
+// Each export call turns the allocator's arena off for the stage's own code
+// and back on when it returns, for the host lowering the next call's
+// arguments (see `alloc.rs`).
+
 pub fn init<S: Stage>(config: &str) -> Result<(), String> {
+    crate::lowering(false);
+    let result = init_stage::<S>(config);
+    crate::lowering(true);
+    result
+}
+
+fn init_stage<S: Stage>(config: &str) -> Result<(), String> {
     let config = crate::parse_config::<S::Config>(config)?;
     let stage = S::init(config)?;
     STAGE.with(|slot| *slot.borrow_mut() = Some(Box::new(stage)));
@@ -32,6 +43,13 @@ pub fn init<S: Stage>(config: &str) -> Result<(), String> {
 }
 
 pub fn process<S: Stage>(ctx: CallContext, events: Vec<bindings::Event>) -> Vec<Outcome> {
+    crate::lowering(false);
+    let outcomes = process_batch::<S>(ctx, events);
+    crate::lowering(true);
+    outcomes
+}
+
+fn process_batch<S: Stage>(ctx: CallContext, events: Vec<bindings::Event>) -> Vec<Outcome> {
     STAGE.with(|slot| {
         let slot = slot.borrow();
         let Some(stage) = slot.as_ref().and_then(|s| s.downcast_ref::<S>()) else {

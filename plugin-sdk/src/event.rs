@@ -1,16 +1,19 @@
 //! The event type a stage sees, with lazy access to `data`.
 //!
-//! `data` arrives from the host as JSON text. Reading a field scans the text
-//! for that one path without building the whole object; the object is parsed
-//! only when the stage changes it, and only a changed event is copied back.
+//! `data` arrives from the host as JSON text, and stays text while the stage
+//! reads fields and sets top-level ones: a read finds just that member (see
+//! `json.rs`), a top-level set splices the text. The object is parsed only
+//! for nested edits, `remove` and `data_mut`; only a changed event is copied
+//! back to the host.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::{Map, Value};
+
+use crate::json::{self, FieldValue};
 
 /// One event. Fields are read through accessors so the SDK knows whether the
 /// stage changed anything (an unchanged event is not sent back to the host).
@@ -26,9 +29,9 @@ pub struct Event {
 
 #[derive(Clone)]
 enum Data {
-    /// The JSON text as the host sent it, untouched.
+    /// The JSON text: as the host sent it, or with top-level fields spliced in.
     Raw(String),
-    /// Parsed because the stage changed it.
+    /// Parsed for an edit the text cannot take in place.
     Parsed(Map<String, Value>),
 }
 
@@ -58,21 +61,26 @@ impl Event {
     }
 
     /// Wraps an event as the host delivers it (`data` is JSON object text).
+    #[inline]
     pub fn from_parts(id: String, kind: String, source: String, timestamp: i64, data: String) -> Event {
         Event { id, kind, source, timestamp, data: Data::Raw(data), changed: false }
     }
 
+    #[inline]
     pub fn id(&self) -> &str {
         &self.id
     }
     /// The event type (`type` in the HTTP API).
+    #[inline]
     pub fn kind(&self) -> &str {
         &self.kind
     }
+    #[inline]
     pub fn source(&self) -> &str {
         &self.source
     }
     /// Event time in ms since the Unix epoch.
+    #[inline]
     pub fn timestamp(&self) -> i64 {
         self.timestamp
     }
@@ -94,6 +102,7 @@ impl Event {
     }
 
     /// Whether the stage changed anything since the host handed it over.
+    #[inline]
     pub fn is_changed(&self) -> bool {
         self.changed
     }
@@ -101,42 +110,43 @@ impl Event {
     /// Reads the value at `path` (`"data.url"`, or just `"url"`; nested with
     /// dots: `"data.user.id"`) as `T`. `None` when it is absent or not a `T`.
     ///
-    /// On an unchanged event this scans the JSON text for the path only.
+    /// On an unchanged event this scans the JSON text for the path only (up
+    /// to the key, not the whole object), and deserializes just that value.
     pub fn get<'a, T: Deserialize<'a>>(&'a self, path: &str) -> Option<T> {
-        let keys = data_keys(path);
         match &self.data {
-            Data::Raw(text) => {
-                let raw = raw_at(text, keys)?;
-                serde_json::from_str(raw.get()).ok()
-            }
-            Data::Parsed(map) => {
-                let value = value_at(map, keys)?;
-                T::deserialize(value).ok()
-            }
+            Data::Raw(text) => serde_json::from_str(raw_at(text, path)?.text).ok(),
+            Data::Parsed(map) => T::deserialize(value_at(map, data_keys(path))?).ok(),
         }
     }
 
-    /// Reads a string field without copying it when it has no escapes.
+    /// Reads a string field, borrowed from the event when it has no escapes
+    /// (the usual case: no copy and no allocation).
     pub fn get_str(&self, path: &str) -> Option<Cow<'_, str>> {
-        self.get::<BorrowedStr<'_>>(path).map(|s| s.0)
+        match &self.data {
+            Data::Raw(text) => raw_at(text, path)?.as_str(),
+            Data::Parsed(map) => value_at(map, data_keys(path))?.as_str().map(Cow::Borrowed),
+        }
     }
 
     /// Sets the value at `path`, creating intermediate objects.
     ///
     /// A top-level key of an unparsed event is set by editing the JSON text
     /// in place (its value replaced, or the key appended), so the common
-    /// "add or replace a field" costs two scans of the text, not a full parse
-    /// and re-serialization.
+    /// "add or replace a field" costs one scan of the text and one copy, not
+    /// a full parse and re-serialization.
     pub fn set(&mut self, path: &str, value: impl Into<Value>) {
-        let keys: Vec<&str> = data_keys(path).collect();
         let value = value.into();
-        if let ([key], Data::Raw(text)) = (keys.as_slice(), &mut self.data) {
-            if splice_top_level(text, &[(key, &value)]) {
+        let mut keys = data_keys(path);
+        let Some(first) = keys.next() else { return };
+        let nested = keys.next().is_some();
+        if let (false, Data::Raw(text)) = (nested, &mut self.data) {
+            if splice_top_level(text, &[(first, &value)]) {
                 self.changed = true;
                 return;
             }
         }
-        let Some((last, parents)) = keys.split_last() else { return };
+        let keys: Vec<&str> = data_keys(path).collect();
+        let (last, parents) = keys.split_last().expect("at least one key");
         let mut map = self.data_mut();
         for key in parents {
             let entry = map.entry(key.to_string()).or_insert_with(|| Value::Object(Map::new()));
@@ -150,18 +160,20 @@ impl Event {
 
     /// Sets several top-level fields of `data` at once (keys without the
     /// `data.` prefix): on an unparsed event, one scan of the text for all.
-    pub fn set_fields<'k>(&mut self, fields: impl IntoIterator<Item = (&'k str, Value)>) {
-        let fields: Vec<(&str, Value)> = fields.into_iter().collect();
+    ///
+    /// The values are [`Value`]s, or [`RawJson`](crate::RawJson) the stage
+    /// wrote itself (cheapest: spliced into the text as it is).
+    pub fn set_fields<'k, V: FieldValue>(&mut self, fields: impl IntoIterator<Item = (&'k str, V)>) {
+        let fields: Vec<(&str, V)> = fields.into_iter().collect();
         if let Data::Raw(text) = &mut self.data {
-            let borrowed: Vec<(&str, &Value)> = fields.iter().map(|(k, v)| (*k, v)).collect();
-            if splice_top_level(text, &borrowed) {
+            if splice_top_level(text, &fields) {
                 self.changed = true;
                 return;
             }
         }
         let map = self.data_mut();
         for (key, value) in fields {
-            map.insert(key.to_string(), value);
+            map.insert(key.to_string(), value.into_value());
         }
     }
 
@@ -218,91 +230,128 @@ impl Event {
 }
 
 /// Replaces (or appends) the top-level `fields` of the JSON object `text`,
-/// in one scan of the text. `false` when `text` is not a well-formed object
-/// (the caller then falls back to parsing).
-fn splice_top_level(text: &mut String, fields: &[(&str, &Value)]) -> bool {
-    let keys: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
-    let mut de = serde_json::Deserializer::from_str(text);
-    let Ok(found) = FindKeys { keys: &keys }.deserialize(&mut de) else { return false };
-    if de.end().is_err() {
-        return false;
+/// in one scan of the text: a field present is replaced where it stands (its
+/// first occurrence), the others are appended in order. The scan stops once
+/// every field is found (the host guarantees the text is well-formed, so the
+/// rest need not be read). `false` when `text` is not an object (the caller
+/// then falls back to parsing).
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+fn splice_top_level<V: FieldValue>(text: &mut String, fields: &[(&str, V)]) -> bool {
+    if let [(key, value)] = fields {
+        return splice_one(text, key, value);
     }
-    let Some(close) = text.rfind('}') else { return false };
-    let base = text.as_ptr() as usize;
-    // (start, end, replacement) for keys present; appended text for the rest.
-    let mut edits: Vec<(usize, usize, String)> = Vec::new();
-    let mut appended = String::new();
-    let mut empty = text[..close].trim_end().ends_with('{');
-    for ((key, value), span) in fields.iter().zip(found) {
-        let Ok(value_text) = serde_json::to_string(value) else { return false };
-        match span {
-            Some(raw) => {
-                let start = raw.get().as_ptr() as usize - base;
-                edits.push((start, start + raw.get().len(), value_text));
-            }
-            None => {
-                let Ok(key_text) = serde_json::to_string(key) else { return false };
+    // The keys, and where each field's current value is, if present. Stages
+    // set a handful of fields, so the usual case needs no allocation.
+    let (mut inline_keys, mut inline_found) = ([""; 8], [const { None }; 8]);
+    let (mut heap_keys, mut heap_found);
+    let (keys, found): (&mut [&str], &mut [json::Found]) = if fields.len() <= inline_keys.len() {
+        (&mut inline_keys[..fields.len()], &mut inline_found[..fields.len()])
+    } else {
+        heap_keys = vec![""; fields.len()];
+        heap_found = vec![None; fields.len()];
+        (&mut heap_keys, &mut heap_found)
+    };
+    for (key, (name, _)) in keys.iter_mut().zip(fields) {
+        *key = name;
+    }
+    // Where the appended fields go, if any are missing.
+    let append = match json::find_members(text, keys, found) {
+        None => return false,
+        Some(json::Members::AllFound) => None,
+        Some(json::Members::Ended { close, empty }) => Some((close, empty)),
+    };
+    let added: usize = fields.iter().map(|(key, value)| key.len() + 4 + value.json_len_hint()).sum();
+    let mut out = String::with_capacity(text.len() + added);
+    // The replacements, in the order they appear in the text.
+    let mut at = 0;
+    while let Some((i, range)) = found
+        .iter()
+        .enumerate()
+        .filter_map(|(i, value)| Some((i, value.as_ref()?.0.clone())))
+        .filter(|(_, range)| range.start >= at)
+        .min_by_key(|(_, range)| range.start)
+    {
+        out.push_str(&text[at..range.start]);
+        fields[i].1.write_json(&mut out);
+        at = range.end;
+    }
+    if let Some((close, mut empty)) = append {
+        out.push_str(&text[at..close]);
+        at = close;
+        for ((key, value), range) in fields.iter().zip(found.iter()) {
+            if range.is_none() {
                 if !empty {
-                    appended.push(',');
+                    out.push(',');
                 }
                 empty = false;
-                appended.push_str(&key_text);
-                appended.push(':');
-                appended.push_str(&value_text);
+                json::write_key(&mut out, key);
+                out.push(':');
+                value.write_json(&mut out);
             }
         }
     }
-    edits.sort_by_key(|(start, ..)| *start);
-    let mut out = String::with_capacity(text.len() + appended.len() + 64);
-    let mut at = 0;
-    for (start, end, replacement) in &edits {
-        out.push_str(&text[at..*start]);
-        out.push_str(replacement);
-        at = *end;
-    }
-    out.push_str(&text[at..close]);
-    out.push_str(&appended);
-    out.push_str(&text[close..]);
+    out.push_str(&text[at..]);
     *text = out;
     true
 }
 
-/// Scans one JSON object for several keys at once (first occurrence each),
-/// skipping every other value unparsed.
-struct FindKeys<'k> {
-    keys: &'k [&'k str],
+/// [`splice_top_level`] for one field (what [`Event::set`] does): the same
+/// result without the bookkeeping for several.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+fn splice_one<V: FieldValue>(text: &mut String, key: &str, value: &V) -> bool {
+    let mut found = [None];
+    let Some(members) = json::find_members(text, &[key], &mut found) else { return false };
+    let mut out = String::with_capacity(text.len() + key.len() + 4 + value.json_len_hint());
+    match (found[0].take(), members) {
+        (Some((range, _)), _) => {
+            out.push_str(&text[..range.start]);
+            value.write_json(&mut out);
+            out.push_str(&text[range.end..]);
+        }
+        (None, json::Members::Ended { close, empty }) => {
+            out.push_str(&text[..close]);
+            if !empty {
+                out.push(',');
+            }
+            json::write_key(&mut out, key);
+            out.push(':');
+            value.write_json(&mut out);
+            out.push_str(&text[close..]);
+        }
+        // (Not answered for one key: found means `found[0]` is set.)
+        (None, json::Members::AllFound) => return false,
+    }
+    *text = out;
+    true
 }
 
-impl<'de> DeserializeSeed<'de> for FindKeys<'_> {
-    type Value = Vec<Option<&'de RawValue>>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
+/// The keys of a path inside `data`: `"data.a.b"` and `"a.b"` both give `a`,
+/// `b` (empty keys are skipped).
+fn data_keys(path: &str) -> DataKeys<'_> {
+    DataKeys { rest: path.strip_prefix("data.").unwrap_or(path) }
 }
 
-impl<'de> Visitor<'de> for FindKeys<'_> {
-    type Value = Vec<Option<&'de RawValue>>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = vec![None; self.keys.len()];
-        while let Some(key) = map.next_key::<BorrowedStr<'de>>()? {
-            match self.keys.iter().position(|k| *k == key.0) {
-                Some(i) if found[i].is_none() => found[i] = Some(map.next_value::<&'de RawValue>()?),
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+/// The iterator [`data_keys`] answers: `str::split('.')` without its
+/// searcher machinery, which costs more than the scan for a short path.
+struct DataKeys<'p> {
+    rest: &'p str,
+}
+
+impl<'p> Iterator for DataKeys<'p> {
+    type Item = &'p str;
+    fn next(&mut self) -> Option<&'p str> {
+        while !self.rest.is_empty() {
+            let (key, rest) = match self.rest.bytes().position(|b| b == b'.') {
+                Some(dot) => (&self.rest[..dot], &self.rest[dot + 1..]),
+                None => (self.rest, ""),
+            };
+            self.rest = rest;
+            if !key.is_empty() {
+                return Some(key);
             }
         }
-        Ok(found)
+        None
     }
-}
-
-/// The keys of a path inside `data`: `"data.a.b"` and `"a.b"` both give `a`, `b`.
-fn data_keys(path: &str) -> impl Iterator<Item = &str> {
-    let inner = path.strip_prefix("data.").unwrap_or(path);
-    inner.split('.').filter(|k| !k.is_empty())
 }
 
 fn value_at<'a, 'k>(map: &'a Map<String, Value>, mut keys: impl Iterator<Item = &'k str>) -> Option<&'a Value> {
@@ -314,50 +363,16 @@ fn value_at<'a, 'k>(map: &'a Map<String, Value>, mut keys: impl Iterator<Item = 
     Some(value)
 }
 
-fn raw_at<'a, 'k>(text: &'a str, keys: impl Iterator<Item = &'k str>) -> Option<&'a RawValue> {
-    let mut current: &'a str = text;
-    let mut found = None;
+/// The value at `path` in the JSON object `text`: each key is looked up in
+/// the value the one before it found.
+fn raw_at<'a>(text: &'a str, path: &str) -> Option<json::Raw<'a>> {
+    let mut keys = data_keys(path);
+    let mut current = json::member(text, keys.next()?)?;
     for key in keys {
-        let mut de = serde_json::Deserializer::from_str(current);
-        let raw = FindKey { key }.deserialize(&mut de).ok()??;
-        current = raw.get();
-        found = Some(raw);
+        current = json::member(current.text, key)?;
     }
-    found
+    Some(current)
 }
-
-/// Scans one JSON object for one key, skipping every other value unparsed.
-struct FindKey<'k> {
-    key: &'k str,
-}
-
-impl<'de> DeserializeSeed<'de> for FindKey<'_> {
-    type Value = Option<&'de RawValue>;
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FindKey<'_> {
-    type Value = Option<&'de RawValue>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key::<BorrowedStr<'de>>()? {
-            if found.is_none() && key.0 == self.key {
-                found = Some(map.next_value::<&'de RawValue>()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-}
-
-#[derive(Deserialize)]
-struct BorrowedStr<'a>(#[serde(borrow)] Cow<'a, str>);
 
 #[cfg(test)]
 mod tests {

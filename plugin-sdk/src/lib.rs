@@ -49,15 +49,37 @@
 //! Build it with `cargo build --release --target wasm32-wasip2` and upload
 //! `target/wasm32-wasip2/release/<crate>.wasm` to Sluice.
 
+#[cfg(any(test, all(feature = "caching-allocator", target_arch = "wasm32", not(target_feature = "atomics"))))]
+mod alloc;
 mod event;
 pub mod host;
+mod json;
 pub mod native;
+pub mod scan;
+
+// Allocation is a large share of a stage's work in WebAssembly (see
+// `alloc.rs`); the `caching-allocator` feature (on by default) installs the
+// SDK's allocator in the guest. Turn default features off to bring your own.
+#[cfg(all(feature = "caching-allocator", target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static ALLOCATOR: alloc::CachingAllocator = alloc::CachingAllocator::new();
+
+/// Tells the SDK's allocator whether the host is lowering a call's arguments
+/// (true between export calls), so it serves them from its arena.
+#[cfg(target_arch = "wasm32")]
+fn lowering(active: bool) {
+    #[cfg(all(feature = "caching-allocator", not(target_feature = "atomics")))]
+    ALLOCATOR.lowering(active);
+    #[cfg(not(all(feature = "caching-allocator", not(target_feature = "atomics"))))]
+    let _ = active;
+}
 
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod __export;
 
 pub use event::Event;
+pub use json::{FieldValue, RawJson};
 pub use serde_json::{json, Map, Value};
 
 use serde::de::DeserializeOwned;

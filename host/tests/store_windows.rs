@@ -70,6 +70,7 @@ conformance!(
     alerts_older_than_retention_are_trimmed,
     hll_within_two_percent_at_a_million,
     delete_pipeline_removes_window_data,
+    tail_cursor_skips_what_is_stored,
 );
 
 // ---- helpers ----------------------------------------------------------------
@@ -616,6 +617,27 @@ async fn finish_close_emits_finalizes_drops_and_expires<S: Store>(s: &S) {
 }
 
 // ---- alerts -------------------------------------------------------------------
+
+/// A live feed starts at the tail: it sees only what is stored after.
+async fn tail_cursor_skips_what_is_stored<S: Store>(s: &S) {
+    let tail = s.tail_cursor(P, Some(W)).await.unwrap();
+    assert_eq!(s.read_window_results(P, W, &tail, 10).await.unwrap().items, vec![], "an empty stream");
+    let old = rec(W, T, "a", r#"{"n":1}"#);
+    assert!(s.begin_close(P, 1_000, 1_000).await.unwrap().is_some());
+    s.finish_close(P, &CloseCommit { watermark: T, emit: vec![old.clone()], ..Default::default() }).await.unwrap();
+    assert!(s.put_alert(P, &alert(W, T, "a", r#"{"a":1}"#), 1_000, 60_000).await.unwrap());
+    let results_tail = s.tail_cursor(P, Some(W)).await.unwrap();
+    let alerts_tail = s.tail_cursor(P, None).await.unwrap();
+    assert_eq!(s.read_window_results(P, W, &results_tail, 10).await.unwrap().items, vec![]);
+    assert_eq!(s.read_alerts(P, &alerts_tail, 10).await.unwrap().items, vec![]);
+    let new = rec(W, T + MIN, "a", r#"{"n":2}"#);
+    assert!(s.begin_close(P, 2_000, 1_000).await.unwrap().is_some());
+    s.finish_close(P, &CloseCommit { watermark: T + MIN, emit: vec![new.clone()], ..Default::default() }).await.unwrap();
+    let a2 = alert(W, T + MIN, "a", r#"{"a":2}"#);
+    assert!(s.put_alert(P, &a2, 2_000, 60_000).await.unwrap());
+    assert_eq!(s.read_window_results(P, W, &results_tail, 10).await.unwrap().items, vec![new]);
+    assert_eq!(s.read_alerts(P, &alerts_tail, 10).await.unwrap().items, vec![a2]);
+}
 
 async fn alerts_dedupe_per_window_start_group_and_page<S: Store>(s: &S) {
     const KEEP: i64 = 60_000;

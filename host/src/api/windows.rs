@@ -179,24 +179,8 @@ async fn live(
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let def = window_spec(&state, &id, &window).await?;
     let store = state.engine.store.as_ref();
-    let mut results_cursor = String::new();
-    loop {
-        let page = store.read_window_results(&id, &window, &results_cursor, 1000).await?;
-        let done = page.items.len() < 1000;
-        results_cursor = page.next_cursor;
-        if done {
-            break;
-        }
-    }
-    let mut alerts_cursor = String::new();
-    loop {
-        let page = store.read_alerts(&id, &alerts_cursor, 1000).await?;
-        let done = page.items.len() < 1000;
-        alerts_cursor = page.next_cursor;
-        if done {
-            break;
-        }
-    }
+    let results_cursor = store.tail_cursor(&id, Some(&window)).await?;
+    let alerts_cursor = store.tail_cursor(&id, None).await?;
     let start = LiveState { state, id, def, last_update: String::new(), results_cursor, alerts_cursor, first: true };
     let stream = stream::unfold(start, live_step).flat_map(stream::iter);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))

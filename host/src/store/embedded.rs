@@ -692,6 +692,12 @@ impl Store for EmbeddedStore {
         Ok(existed)
     }
 
+    async fn tail_cursor(&self, _pipeline: &str, _window: Option<&str>) -> StoreResult<String> {
+        // Sequence numbers come from one counter: everything stored so far
+        // is at or below its current value.
+        self.blocking(|db| read_u64(db, "seq")).await.map(|seq| seq.to_string())
+    }
+
     async fn pipelines_version(&self) -> StoreResult<u64> {
         self.blocking(|db| read_u64(db, "pipelines_version")).await
     }

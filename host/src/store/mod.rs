@@ -312,4 +312,7 @@ pub trait Store: Send + Sync + 'static {
     async fn put_alert(&self, pipeline: &str, alert: &AlertRecord, now_ms: i64, retention_ms: i64) -> StoreResult<bool>;
     /// Alerts, oldest first, after `cursor`.
     async fn read_alerts(&self, pipeline: &str, cursor: &str, limit: usize) -> StoreResult<Page<AlertRecord>>;
+    /// A cursor past everything stored so far in `window`'s results stream
+    /// (or, with `None`, the alerts): a live feed starts reading there.
+    async fn tail_cursor(&self, pipeline: &str, window: Option<&str>) -> StoreResult<String>;
 }

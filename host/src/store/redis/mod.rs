@@ -670,6 +670,10 @@ impl Store for RedisStore {
     async fn put_alert(&self, pipeline: &str, alert: &AlertRecord, now_ms: i64, retention_ms: i64) -> StoreResult<bool> {
         self.alert(pipeline, alert, now_ms, retention_ms).await
     }
+    async fn tail_cursor(&self, pipeline: &str, window: Option<&str>) -> StoreResult<String> {
+        self.stream_tail(pipeline, window).await
+    }
+
     async fn read_alerts(&self, pipeline: &str, cursor: &str, limit: usize) -> StoreResult<Page<AlertRecord>> {
         self.alerts_page(pipeline, cursor, limit).await
     }

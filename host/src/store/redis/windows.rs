@@ -309,6 +309,21 @@ impl RedisStore {
         Ok(Page { items, next_cursor })
     }
 
+    /// The newest id of the window's results stream (or the alerts), ""
+    /// when empty.
+    pub(super) async fn stream_tail(&self, pipeline: &str, window: Option<&str>) -> StoreResult<String> {
+        let k = self.keys(pipeline);
+        let key = match window {
+            Some(w) => format!("{}{w}:results", k.windows),
+            None => k.alerts,
+        };
+        let key = &key;
+        let reply: ::redis::streams::StreamRangeReply = self
+            .run(|mut c| async move { ::redis::cmd("XREVRANGE").arg(key).arg("+").arg("-").arg("COUNT").arg(1).query_async(&mut c).await })
+            .await?;
+        Ok(reply.ids.into_iter().next().map(|e| e.id).unwrap_or_default())
+    }
+
     /// Deletes every window key of a pipeline (they are named dynamically,
     /// so they are found with `SCAN`).
     pub(super) async fn delete_window_keys(&self, pipeline: &str) -> StoreResult<()> {

@@ -654,3 +654,59 @@ fn dashboard_and_live_feed_auth(store: StoreKind) {
     assert_eq!(post.status().as_u16(), 401);
 }
 on_both_stores!(dashboard_and_live_feed_auth);
+
+/// A closed window within its allowed lateness takes a late update and is
+/// emitted again; past the lateness the event goes to the DLQ as `late`,
+/// and a replay of it is late again (applied to that window only).
+fn late_updates_re_emit_then_go_to_the_dlq(store: StoreKind) {
+    let server = server(store);
+    let spec = spec_with(
+        json!([{"name": "w", "kind": "tumbling", "size_ms": 1000, "allowed_lateness_ms": 3000, "aggregates": [{"op": "count"}]}]),
+        86_400_000,
+    );
+    server.put_pipeline("late", &spec);
+    let send = |id: &str, ts: i64| {
+        let (status, body) = server.ingest_ndjson("late", &[json!({"id": id, "type": "t", "timestamp": ts, "data": {}})]);
+        assert_eq!(status, 202, "{body}");
+    };
+    let emitted = |server: &Server| -> Vec<(i64, u64)> {
+        let (_, body) = server.get("/v1/pipelines/late/windows/w/results");
+        body["entries"].as_array().unwrap().iter().map(|r| (r["start"].as_i64().unwrap(), r["count"].as_u64().unwrap())).collect()
+    };
+    send("a", 500);
+    send("b", 1500);
+    wait_for("[0, 1000) closed and emitted", Duration::from_secs(10), || (emitted(&server) == vec![(0, 1)]).then_some(()));
+    // Late, but within the lateness: counted, and the window is emitted again.
+    send("c", 600);
+    wait_for("[0, 1000) re-emitted", Duration::from_secs(10), || (emitted(&server) == vec![(0, 1), (0, 2)]).then_some(()));
+    // The watermark passes 1000 + 3000: [0, 1000) is final; an event for it is late.
+    send("d", 4500);
+    wait_for("watermark 4500", Duration::from_secs(10), || (results(&server, "late", "w", "?from=0&to=0").1 == json!(4500)).then_some(()));
+    send("e", 700);
+    let dlq = wait_for("the late event in the DLQ", Duration::from_secs(10), || {
+        let dlq = server.dlq("late");
+        (!dlq.is_empty()).then_some(dlq)
+    });
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["event"]["id"], "e");
+    assert_eq!(dlq[0]["error_kind"], "late");
+    assert_eq!(dlq[0]["stage"], "window:w");
+    let error = dlq[0]["error"].as_str().unwrap();
+    assert!(error.contains("[0, 1000)") && error.contains("`w`"), "{error}");
+    let (got, _) = results(&server, "late", "w", "?from=0&to=0");
+    assert_eq!(got[0]["count"], 2, "the final result did not change");
+    // It still went to the output: windows do not hold outputs back.
+    assert!(server.outputs("late").iter().any(|e| e["id"] == "e"));
+    // Replayed, it is applied to that window only: late again, once.
+    let first_id = dlq[0]["dlq_id"].clone();
+    let (status, body) = server.post_json("/v1/pipelines/late/dlq/replay", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["replayed"], 1, "{body}");
+    let dlq = wait_for("late again", Duration::from_secs(10), || {
+        let dlq = server.dlq("late");
+        (dlq.len() == 1 && dlq[0]["dlq_id"] != first_id).then_some(dlq)
+    });
+    assert_eq!(dlq[0]["event"]["id"], "e");
+    assert_eq!(server.outputs("late").iter().filter(|e| e["id"] == "e").count(), 1, "a replay does not emit the output again");
+}
+on_both_stores!(late_updates_re_emit_then_go_to_the_dlq);

@@ -2,41 +2,13 @@
 //! both stores, real wasm plugins, real HTTP.
 
 mod common;
+#[macro_use]
 mod harness;
 
 use std::time::Duration;
 
 use harness::{wait_for, Server, StoreKind};
 use serde_json::{json, Value};
-
-/// A fresh store of each kind.
-fn embedded() -> (StoreKind, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    (StoreKind::Embedded(dir.path().join("store")), dir)
-}
-
-fn redis(name: &str) -> (StoreKind, tempfile::TempDir) {
-    let url = common::redis_url_sync();
-    (StoreKind::Redis { url, prefix: common::unique_prefix(name) }, tempfile::tempdir().unwrap())
-}
-
-/// Runs a scenario once per store.
-macro_rules! on_both_stores {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[test]
-            fn embedded() {
-                let (store, _dir) = super::embedded();
-                super::$scenario(store);
-            }
-            #[test]
-            fn redis() {
-                let (store, _dir) = super::redis(stringify!($scenario));
-                super::$scenario(store);
-            }
-        }
-    };
-}
 
 fn page_view(i: usize) -> Value {
     let ua = if i % 5 == 0 { "Googlebot/2.1" } else { "Mozilla/5.0 (X11; Linux)" };
@@ -261,7 +233,7 @@ on_both_stores!(bad_inputs_get_clear_answers);
 
 #[test]
 fn auth_is_refused_where_it_must_be() {
-    let (store, _dir) = embedded();
+    let (store, _dir) = harness::embedded_store();
     let server = Server::start_with(store, Some("admin-secret"), &["--ingest-token", "ingest-1,ingest-2"]);
     let client = reqwest::blocking::Client::new();
     let status = |req: reqwest::blocking::RequestBuilder| req.send().unwrap().status().as_u16();

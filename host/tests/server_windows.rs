@@ -2,6 +2,7 @@
 //! real HTTP, compared with a small reference model written here.
 
 mod common;
+#[macro_use]
 mod harness;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -14,32 +15,6 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as PropConfig, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 
-fn embedded() -> (StoreKind, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    (StoreKind::Embedded(dir.path().join("store")), dir)
-}
-
-fn redis(name: &str) -> (StoreKind, tempfile::TempDir) {
-    let url = common::redis_url_sync();
-    (StoreKind::Redis { url, prefix: common::unique_prefix(name) }, tempfile::tempdir().unwrap())
-}
-
-macro_rules! on_both_stores {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[test]
-            fn embedded() {
-                let (store, _dir) = super::embedded();
-                super::$scenario(store);
-            }
-            #[test]
-            fn redis() {
-                let (store, _dir) = super::redis(stringify!($scenario));
-                super::$scenario(store);
-            }
-        }
-    };
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64

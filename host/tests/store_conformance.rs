@@ -3,6 +3,7 @@
 //! `redis_backend::<name>` and an `embedded_backend::<name>` test of it.
 //! Each test gets its own key prefix (Redis) or temp directory (embedded).
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -18,43 +19,6 @@ use sluice::store::{
 };
 
 // ---- fixtures ---------------------------------------------------------------
-
-async fn redis_store(name: &str) -> (RedisStore, String, String) {
-    let url = common::redis_url().await;
-    let prefix = common::unique_prefix(name);
-    let store = RedisStore::connect(&url, &prefix).await.expect("connect to Redis");
-    (store, url, prefix)
-}
-
-async fn cleanup_redis(url: String, prefix: String) {
-    tokio::task::spawn_blocking(move || common::delete_keys_with_prefix(&url, &prefix)).await.unwrap();
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod redis_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, url, prefix) = super::redis_store(stringify!($name)).await;
-                    super::$name(&store).await;
-                    drop(store);
-                    super::cleanup_redis(url, prefix).await;
-                }
-            )*
-        }
-        mod embedded_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let store = sluice::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
-                    super::$name(&store).await;
-                }
-            )*
-        }
-    };
-}
 
 conformance!(
     plugins_version_dedup_list_delete,
@@ -739,7 +703,7 @@ async fn embedded_open_creates_the_directory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_key_layout_output_stream() {
-    let (s, url, prefix) = redis_store("layout").await;
+    let (s, url, prefix) = common::redis_store("layout").await;
     assert_eq!(s.output_stream_key("p1"), format!("{prefix}:{{p1}}:output"));
     enqueue_ok(&s, "p1", &qes(&["a"])).await;
     let got = read_now(&s, "p1", "w").await;
@@ -763,7 +727,7 @@ async fn redis_key_layout_output_stream() {
     let depth: String = redis::cmd("GET").arg(format!("{prefix}:{{p1}}:depth")).query_async(&mut c).await.unwrap();
     assert_eq!(depth, "0");
     drop(s);
-    cleanup_redis(url, prefix).await;
+    common::cleanup_redis(url, prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,54 +10,17 @@
 //! commits; alert dedup and paging; and that deleting a pipeline deletes its
 //! window data.
 
+#[macro_use]
 mod common;
 
 use sluice::event::Event;
 use sluice::store::embedded::EmbeddedStore;
-use sluice::store::redis::RedisStore;
 use sluice::store::{
     AlertRecord, CloseCommit, CompleteReport, Counters, Delivery, DirtyMark, DistinctQuery, Enqueued, EntryResult, FieldAgg, PaneAgg,
     PaneDelta, PaneRef, PaneRow, QueuedEvent, Store, WindowClock, WindowRecord, NO_WATERMARK,
 };
 
 // ---- fixtures ---------------------------------------------------------------
-
-async fn redis_store(name: &str) -> (RedisStore, String, String) {
-    let url = common::redis_url().await;
-    let prefix = common::unique_prefix(name);
-    let store = RedisStore::connect(&url, &prefix).await.expect("connect to Redis");
-    (store, url, prefix)
-}
-
-async fn cleanup_redis(url: String, prefix: String) {
-    tokio::task::spawn_blocking(move || common::delete_keys_with_prefix(&url, &prefix)).await.unwrap();
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod redis_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, url, prefix) = super::redis_store(stringify!($name)).await;
-                    super::$name(&store).await;
-                    drop(store);
-                    super::cleanup_redis(url, prefix).await;
-                }
-            )*
-        }
-        mod embedded_backend {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let store = sluice::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
-                    super::$name(&store).await;
-                }
-            )*
-        }
-    };
-}
 
 conformance!(
     deltas_apply_with_the_ack_exactly_once,

@@ -175,3 +175,47 @@ kill "$r" 2>/dev/null"#;
     }
     format!("redis://{addr}")
 }
+
+/// A Redis store under a fresh key prefix: (store, url, prefix).
+pub async fn redis_store(name: &str) -> (sluice::store::redis::RedisStore, String, String) {
+    let url = redis_url().await;
+    let prefix = unique_prefix(name);
+    let store = sluice::store::redis::RedisStore::connect(&url, &prefix).await.expect("connect to Redis");
+    (store, url, prefix)
+}
+
+/// Deletes what a test left under its prefix.
+pub async fn cleanup_redis(url: String, prefix: String) {
+    tokio::task::spawn_blocking(move || delete_keys_with_prefix(&url, &prefix)).await.unwrap();
+}
+
+/// For each generic `async fn name<S: Store>(s: &S)` listed, a
+/// `redis_backend::name` test (real Redis, own prefix, cleaned up) and an
+/// `embedded_backend::name` test (own temp directory). Needs
+/// `#[macro_use] mod common;`.
+#[allow(unused_macros)]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod redis_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, url, prefix) = crate::common::redis_store(stringify!($name)).await;
+                    super::$name(&store).await;
+                    drop(store);
+                    crate::common::cleanup_redis(url, prefix).await;
+                }
+            )*
+        }
+        mod embedded_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = sluice::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
+                    super::$name(&store).await;
+                }
+            )*
+        }
+    };
+}

@@ -272,3 +272,36 @@ impl Drop for OwnRedis {
         self.stop();
     }
 }
+
+/// A fresh embedded store (its directory lives as long as the `TempDir`).
+pub fn embedded_store() -> (StoreKind, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (StoreKind::Embedded(dir.path().join("store")), dir)
+}
+
+/// The test Redis under a key prefix of its own (the `TempDir` is unused,
+/// so both kinds have the same shape).
+pub fn redis_store(name: &str) -> (StoreKind, tempfile::TempDir) {
+    let url = crate::common::redis_url_sync();
+    (StoreKind::Redis { url, prefix: crate::common::unique_prefix(name) }, tempfile::tempdir().unwrap())
+}
+
+/// Runs a scenario `fn(StoreKind)` once per store: `<scenario>::embedded`
+/// and `<scenario>::redis` (needs `#[macro_use] mod harness;`).
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[test]
+            fn embedded() {
+                let (store, _dir) = crate::harness::embedded_store();
+                super::$scenario(store);
+            }
+            #[test]
+            fn redis() {
+                let (store, _dir) = crate::harness::redis_store(stringify!($scenario));
+                super::$scenario(store);
+            }
+        }
+    };
+}

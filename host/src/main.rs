@@ -1,5 +1,9 @@
 use clap::Parser;
 
+/// See the `mimalloc` line in Cargo.toml for why.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -55,8 +55,11 @@ const DRAIN_AFTER_LIMIT: u64 = 64 * 1024 * 1024;
 /// Reads a body up to `limit` bytes; over it is a 413.
 pub async fn read_body(body: Body, limit: u64) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
+    use axum::body::HttpBody as _;
     let mut body = body;
-    let mut kept = bytes::BytesMut::new();
+    // The declared length, if any, sizes the buffer once (within the limit).
+    let declared = body.size_hint().lower().min(limit);
+    let mut kept = bytes::BytesMut::with_capacity(declared as usize);
     let mut seen: u64 = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ApiError::bad_request("invalid_body", format!("could not read the body: {e}")))?;

@@ -162,11 +162,124 @@ fn setup(base: &str, plugins: &std::path::Path, pipeline: &str, spec: &Value) ->
 
 /// A realistic ~300-byte page view; `sent_at` lets the reader time it.
 fn page_view(n: u64, sent_at: i64) -> String {
+    let mut line = String::with_capacity(320);
+    write_page_view(&mut line, n, sent_at);
+    line
+}
+
+/// Appends [`page_view`]'s text to `out` (the load clients build a body
+/// without an allocation per event).
+fn write_page_view(out: &mut String, n: u64, sent_at: i64) {
+    use std::fmt::Write as _;
     let ua = if n % 11 == 0 { "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)" } else { "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36" };
-    format!(
+    let _ = write!(
+        out,
         r#"{{"type":"page_view","source":"web","data":{{"url":"https://shop{}.example.com/products/{}?ref=newsletter&utm_campaign=w{}","ua":"{ua}","email":"user{}@example.com","user_id":"u{}","ms":{},"sent_at":{sent_at}}}}}"#,
         n % 50, n % 10_000, n % 7, n % 100_000, n % 100_000, n % 900
-    )
+    );
+}
+
+/// Where the reader tails the outputs from: on Redis the output stream
+/// itself, as a downstream consumer would (README: "Reading outputs"); on
+/// the embedded store `GET …/output`, the only way out of that process.
+#[derive(Clone)]
+enum OutputTail {
+    Http { base: String },
+    Redis { url: String, stream: String },
+}
+
+impl OutputTail {
+    fn of(server: &ServerUnderTest, pipeline: &str) -> OutputTail {
+        match &server.redis {
+            Some((url, prefix)) => OutputTail::Redis { url: url.clone(), stream: format!("{prefix}:{{{pipeline}}}:output") },
+            None => OutputTail::Http { base: server.base.clone() },
+        }
+    }
+}
+
+/// The `sent_at` member of an output event's JSON text (a scan, not a parse:
+/// the reader must keep up with the pipeline on the same cores).
+fn sent_at_of(event_json: &[u8]) -> Option<i64> {
+    let at = memchr::memmem::find(event_json, b"\"sent_at\":")? + 10;
+    let digits = event_json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&event_json[at..at + digits]).ok()?.parse().ok()
+}
+
+/// The events of one `GET …/output` page, only as far as the reader needs them.
+#[derive(serde::Deserialize)]
+struct OutputPage {
+    entries: Vec<OutputEntry>,
+    next_cursor: String,
+}
+
+#[derive(serde::Deserialize)]
+struct OutputEntry {
+    event: SentEvent,
+}
+
+#[derive(serde::Deserialize)]
+struct SentEvent {
+    data: SentData,
+}
+
+#[derive(serde::Deserialize)]
+struct SentData {
+    sent_at: Option<i64>,
+}
+
+/// Reads the next outputs after `cursor`: their `sent_at`s (or `None`) and
+/// the new cursor.
+async fn read_outputs(
+    tail: &OutputTail,
+    client: &reqwest::Client,
+    redis: &mut Option<::redis::aio::MultiplexedConnection>,
+    cursor: &mut String,
+) -> anyhow::Result<Vec<Option<i64>>> {
+    match tail {
+        OutputTail::Http { base } => {
+            let page: OutputPage = client.get(format!("{base}/v1/pipelines/bench/output?limit=1000&cursor={cursor}")).send().await?.json().await?;
+            *cursor = page.next_cursor;
+            Ok(page.entries.into_iter().map(|e| e.event.data.sent_at).collect())
+        }
+        OutputTail::Redis { url, stream } => {
+            if redis.is_none() {
+                *redis = Some(::redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?);
+            }
+            let conn = redis.as_mut().expect("connected above");
+            let from = if cursor.is_empty() { "0-0" } else { cursor.as_str() };
+            let reply: ::redis::Value = ::redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(5000)
+                .arg("BLOCK")
+                .arg(100)
+                .arg("STREAMS")
+                .arg(stream)
+                .arg(from)
+                .query_async(conn)
+                .await?;
+            // [[stream, [[id, [field, value, ...]], ...]]] or nil.
+            use ::redis::Value as V;
+            let mut sent = Vec::new();
+            let V::Array(streams) = reply else { return Ok(sent) };
+            for s in streams {
+                let V::Array(mut parts) = s else { continue };
+                let Some(V::Array(entries)) = parts.pop() else { continue };
+                for entry in entries {
+                    let V::Array(mut entry) = entry else { continue };
+                    let fields = entry.pop();
+                    if let Some(V::BulkString(id)) = entry.pop() {
+                        *cursor = String::from_utf8_lossy(&id).into_owned();
+                    }
+                    let value = match fields {
+                        Some(V::Array(mut f)) if f.len() >= 2 => f.swap_remove(1),
+                        _ => V::Nil,
+                    };
+                    sent.push(if let V::BulkString(json) = value { sent_at_of(&json) } else { None });
+                }
+            }
+            Ok(sent)
+        }
+    }
 }
 
 fn peak_rss_mb(pid: u32) -> f64 {
@@ -190,7 +303,7 @@ struct LoadResult {
     refused: u64,
 }
 
-async fn load(base: &str, args: &BenchArgs, rate: u64) -> anyhow::Result<LoadResult> {
+async fn load(base: &str, tail: OutputTail, args: &BenchArgs, rate: u64) -> anyhow::Result<LoadResult> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stop_reader = Arc::new(AtomicBool::new(false));
@@ -214,7 +327,7 @@ async fn load(base: &str, args: &BenchArgs, rate: u64) -> anyhow::Result<LoadRes
                 let now = crate::event::now_ms();
                 let mut body = String::with_capacity(batch as usize * 400);
                 for _ in 0..batch {
-                    body.push_str(&page_view(n, now));
+                    write_page_view(&mut body, n, now);
                     body.push('\n');
                     n += 1;
                 }
@@ -242,26 +355,29 @@ async fn load(base: &str, args: &BenchArgs, rate: u64) -> anyhow::Result<LoadRes
     let e2e_ms = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 600_000, 3)?));
     let outputs = Arc::new(AtomicU64::new(0));
     let reader = {
-        let (client, base, stop, hist, outputs) = (client.clone(), base.to_string(), stop_reader.clone(), e2e_ms.clone(), outputs.clone());
+        let (client, stop, hist, outputs) = (client.clone(), stop_reader.clone(), e2e_ms.clone(), outputs.clone());
         tokio::spawn(async move {
             let mut cursor = String::new();
+            let mut redis = None;
             while !stop.load(Ordering::Relaxed) {
-                let page: Value = match client.get(format!("{base}/v1/pipelines/bench/output?limit=1000&cursor={cursor}")).send().await {
-                    Ok(r) => r.json().await.unwrap_or(Value::Null),
-                    Err(_) => Value::Null,
+                let sent = match read_outputs(&tail, &client, &mut redis, &mut cursor).await {
+                    Ok(sent) => sent,
+                    Err(e) => {
+                        eprintln!("  reading the outputs: {e}");
+                        redis = None;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
                 };
-                let entries = page["entries"].as_array().cloned().unwrap_or_default();
                 let now = crate::event::now_ms();
-                for entry in &entries {
-                    if let Some(sent) = entry["event"]["data"]["sent_at"].as_i64() {
-                        hist.lock().saturating_record((now - sent).max(1) as u64);
+                {
+                    let mut hist = hist.lock();
+                    for sent_at in sent.iter().flatten() {
+                        hist.saturating_record((now - sent_at).max(1) as u64);
                     }
                 }
-                outputs.fetch_add(entries.len() as u64, Ordering::Relaxed);
-                if let Some(next) = page["next_cursor"].as_str() {
-                    cursor = next.to_string();
-                }
-                if entries.len() < 1000 {
+                outputs.fetch_add(sent.len() as u64, Ordering::Relaxed);
+                if sent.len() < 1000 && matches!(tail, OutputTail::Http { .. }) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
@@ -450,7 +566,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let server = start_server(&args.store)?;
     setup(&server.base, &args.plugins, "bench", &chain_spec(1_000_000))?;
     eprintln!("max throughput run ...");
-    let max = rt.block_on(load(&server.base, &args, args.rate))?;
+    let max = rt.block_on(load(&server.base, OutputTail::of(&server, "bench"), &args, args.rate))?;
     print("max throughput", &max);
     let half_rate = if args.rate > 0 { args.rate / 2 } else { (max.output_per_s.min(max.events_per_s) / 2.0) as u64 };
     drop(server);
@@ -459,7 +575,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         let server = start_server(&args.store)?;
         setup(&server.base, &args.plugins, "bench", &windowed_spec(1_000_000))?;
         eprintln!("max throughput run with windows ...");
-        let windowed = rt.block_on(load(&server.base, &args, args.rate))?;
+        let windowed = rt.block_on(load(&server.base, OutputTail::of(&server, "bench"), &args, args.rate))?;
         print("max throughput + windows", &windowed);
         let groups = reqwest::blocking::get(format!("{}/v1/pipelines/bench/windows/views_per_path", server.base))?
             .json::<Value>()?["results"]
@@ -478,7 +594,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let server = start_server(&args.store)?;
     setup(&server.base, &args.plugins, "bench", &chain_spec(1_000_000))?;
     eprintln!("half rate run ({half_rate} events/s) ...");
-    let half = rt.block_on(load(&server.base, &args, half_rate.max(1)))?;
+    let half = rt.block_on(load(&server.base, OutputTail::of(&server, "bench"), &args, half_rate.max(1)))?;
     print(&format!("at {half_rate} events/s"), &half);
     let pid = server.child.id();
     println!("server peak RSS during the runs: {:.0} MB", peak_rss_mb(pid));

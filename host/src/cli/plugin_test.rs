@@ -135,8 +135,10 @@ fn read_events(source: &str) -> anyhow::Result<Vec<(usize, Event)>> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("events line {number} is not valid JSON"))?;
-        let event = parse_ingest(value, now, || format!("line-{number}")).map_err(|e| anyhow::anyhow!("events line {number}: {e}"))?;
+        let event = parse_ingest(&line, now, || format!("line-{number}")).map_err(|e| match e.strip_prefix("not valid JSON: ") {
+            Some(why) => anyhow::anyhow!("events line {number} is not valid JSON: {why}"),
+            None => anyhow::anyhow!("events line {number}: {e}"),
+        })?;
         events.push((number, event));
     }
     Ok(events)

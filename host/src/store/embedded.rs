@@ -748,7 +748,7 @@ impl Store for EmbeddedStore {
 
     async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, max_depth: u64) -> StoreResult<Enqueued> {
         let n = events.len() as u64;
-        let json = if n > 0 { to_json(events)? } else { Vec::new() };
+        let json = if n > 0 { QueuedEvent::json_array(events) } else { Vec::new() };
         let p = pipeline.to_string();
         let answer = self
             .blocking(move |db| {
@@ -860,7 +860,15 @@ impl Store for EmbeddedStore {
             prepared.push(Prepared {
                 seq: r.delivery_id.parse().ok(),
                 finished: r.finished,
-                outputs: r.outputs.iter().map(to_json).collect::<StoreResult<_>>()?,
+                outputs: r
+                    .outputs
+                    .iter()
+                    .map(|event| {
+                        let mut json = Vec::with_capacity(event.byte_size() + 64);
+                        event.write_json(&mut json);
+                        json
+                    })
+                    .collect(),
                 dead: r.dead.iter().map(to_json).collect::<StoreResult<_>>()?,
                 retries: r.retries.iter().map(|t| Ok((t.due_at_ms, to_json(&t.event)?))).collect::<StoreResult<_>>()?,
                 window_deltas: r.window_deltas.clone(),

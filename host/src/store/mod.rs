@@ -67,6 +67,38 @@ impl QueuedEvent {
     pub fn new(event: Event) -> Self {
         QueuedEvent { event, start_stage: None, attempt: 1, first_failed_at: None }
     }
+
+    /// Appends the queued event's JSON (the same text as its `Serialize`;
+    /// see [`Event::write_json`]) to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"event\":");
+        self.event.write_json(out);
+        if let Some(stage) = &self.start_stage {
+            out.extend_from_slice(b",\"start_stage\":");
+            crate::event::write_json_str(out, stage);
+        }
+        out.extend_from_slice(b",\"attempt\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.attempt).as_bytes());
+        if let Some(at) = self.first_failed_at {
+            out.extend_from_slice(b",\"first_failed_at\":");
+            out.extend_from_slice(itoa::Buffer::new().format(at).as_bytes());
+        }
+        out.push(b'}');
+    }
+
+    /// A JSON array of queued events: what a queue entry holds.
+    pub fn json_array(events: &[QueuedEvent]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(events.iter().map(|q| q.event.byte_size() + 96).sum::<usize>() + 2);
+        out.push(b'[');
+        for (i, queued) in events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            queued.write_json(&mut out);
+        }
+        out.push(b']');
+        out
+    }
 }
 
 /// One queue entry handed to a worker.
@@ -315,4 +347,23 @@ pub trait Store: Send + Sync + 'static {
     /// A cursor past everything stored so far in `window`'s results stream
     /// (or, with `None`, the alerts): a live feed starts reading there.
     async fn tail_cursor(&self, pipeline: &str, window: Option<&str>) -> StoreResult<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queued_json_matches_serde() {
+        let event = |id: &str| Event { id: id.into(), kind: "v".into(), source: "s".into(), timestamp: 3, data: r#"{"a":"\u00e9"}"#.into() };
+        let events = vec![
+            QueuedEvent::new(event("a")),
+            QueuedEvent { event: event("b\"c"), start_stage: Some("st\\age".into()), attempt: 4, first_failed_at: Some(-7) },
+            QueuedEvent { event: event("d"), start_stage: None, attempt: 2, first_failed_at: Some(12) },
+        ];
+        let fast = QueuedEvent::json_array(&events);
+        assert_eq!(String::from_utf8(fast.clone()).unwrap(), serde_json::to_string(&events).unwrap());
+        assert_eq!(serde_json::from_slice::<Vec<QueuedEvent>>(&fast).unwrap(), events);
+        assert_eq!(QueuedEvent::json_array(&[]), b"[]");
+    }
 }

@@ -574,7 +574,7 @@ impl Store for RedisStore {
 
     async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, max_depth: u64) -> StoreResult<Enqueued> {
         let k = self.keys(pipeline);
-        let json = to_json(events)?;
+        let json = QueuedEvent::json_array(events);
         let n = events.len();
         let (accepted, depth): (i64, i64) = self
             .run(|mut c| async move {

@@ -62,7 +62,9 @@ impl RedisStore {
             args.push(result.retries.len().to_string().into_bytes());
             push_window_args(&mut args, result);
             for event in &result.outputs {
-                args.push(to_json(event)?.into_bytes());
+                let mut json = Vec::with_capacity(event.byte_size() + 64);
+                event.write_json(&mut json);
+                args.push(json);
             }
             for dead in &result.dead {
                 let meta = DlqMeta {

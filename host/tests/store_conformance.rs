@@ -709,17 +709,21 @@ async fn redis_key_layout_output_stream() {
     let got = read_now(&s, "p1", "w").await;
     s.complete("p1", &[done(&got[0], vec![ev("o1"), ev("o2")])]).await.unwrap();
 
-    // Downstream consumers read the output stream directly: one entry per event, field `e`.
+    // Downstream consumers read the output stream directly: one entry per
+    // completed queue entry, `n` the count and `e` a JSON array of events.
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let entries: Vec<(String, Vec<(String, String)>)> =
         redis::cmd("XRANGE").arg(s.output_stream_key("p1")).arg("-").arg("+").query_async(&mut c).await.unwrap();
-    assert_eq!(entries.len(), 2);
-    for (entry, id) in entries.iter().zip(["o1", "o2"]) {
-        assert_eq!(entry.1.len(), 1);
-        assert_eq!(entry.1[0].0, "e");
-        assert_eq!(serde_json::from_str::<Event>(&entry.1[0].1).unwrap(), ev(id));
-    }
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].1[0], ("n".to_string(), "2".to_string()));
+    assert_eq!(entries[0].1[1].0, "e");
+    assert_eq!(serde_json::from_str::<Vec<Event>>(&entries[0].1[1].1).unwrap(), vec![ev("o1"), ev("o2")]);
+    // Cursors inside an entry: after its first event, then after all of it.
+    let first = s.read_output("p1", "", 1).await.unwrap();
+    assert_eq!(first.next_cursor, format!("{}.1", entries[0].0));
+    let second = s.read_output("p1", &first.next_cursor, 5).await.unwrap();
+    assert_eq!((second.items, second.next_cursor), (vec![ev("o2")], entries[0].0.clone()));
     // Completed queue entries are deleted from the stream; the group exists.
     let queue = format!("{prefix}:{{p1}}:queue");
     let len: u64 = redis::cmd("XLEN").arg(&queue).query_async(&mut c).await.unwrap();

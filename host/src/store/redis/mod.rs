@@ -10,7 +10,7 @@
 //! | `P:{id}:queue` | stream, group `workers` | one entry per chunk: `e` = JSON array of queued events, `n` = count |
 //! | `P:{id}:depth` | string (int) | events accepted and not yet finished |
 //! | `P:{id}:counters` | hash | `accepted`, `rejected`, `processed`, `emitted` |
-//! | `P:{id}:output` | stream | one entry per output event: `e` = the event JSON (downstream consumers read this) |
+//! | `P:{id}:output` | stream | one entry per completed queue entry with outputs: `n` = count, `e` = JSON array of the output events (downstream consumers read this) |
 //! | `P:{id}:dlq` | stream | one entry per failed event: `e` = event JSON, `s` = stage (JSON string), `m` = the rest (JSON) |
 //! | `P:{id}:retry` | sorted set | score = due time (ms), member = `<random hex>|<queued event JSON>` |
 //! | `P:{_catalog}:plugin-meta` | hash | `name/version` → plugin version JSON |
@@ -296,6 +296,42 @@ impl RedisStore {
             .await?;
         let next = reply.ids.last().map(|entry| entry.id.clone()).unwrap_or(empty_cursor);
         Ok((reply.ids, next))
+    }
+}
+
+/// A position in the output stream, whose entries hold a batch of events
+/// each: after the first `taken` events of `entry` (`taken` 0: after all of
+/// it). Written `<entry>` or `<entry>.<taken>`.
+#[derive(Debug, PartialEq)]
+struct OutputCursor {
+    entry: String,
+    taken: usize,
+}
+
+impl OutputCursor {
+    /// `None` for the empty cursor (from the start).
+    fn parse(cursor: &str) -> StoreResult<Option<OutputCursor>> {
+        if cursor.is_empty() {
+            return Ok(None);
+        }
+        let invalid = || StoreError::Internal(format!("invalid cursor {cursor:?}"));
+        let (entry, taken) = match cursor.split_once('.') {
+            None => (cursor, 0),
+            Some((entry, taken)) => (entry, taken.parse::<usize>().ok().filter(|t| *t > 0 && taken.bytes().all(|b| b.is_ascii_digit())).ok_or_else(invalid)?),
+        };
+        if !is_stream_id(entry) {
+            return Err(invalid());
+        }
+        Ok(Some(OutputCursor { entry: entry.to_string(), taken }))
+    }
+}
+
+impl std::fmt::Display for OutputCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.taken {
+            0 => f.write_str(&self.entry),
+            taken => write!(f, "{}.{taken}", self.entry),
+        }
     }
 }
 
@@ -790,8 +826,43 @@ impl Store for RedisStore {
 
     async fn read_output(&self, pipeline: &str, cursor: &str, limit: usize) -> StoreResult<Page<Event>> {
         let k = self.keys(pipeline);
-        let (entries, next_cursor) = self.xrange_page(&k.output, cursor, limit).await?;
-        let items = entries.iter().map(|entry| json_field(entry, "e")).collect::<StoreResult<Vec<Event>>>()?;
+        let position = OutputCursor::parse(cursor)?;
+        let unchanged = if cursor.is_empty() { "0-0".to_string() } else { cursor.to_string() };
+        if limit == 0 {
+            return Ok(Page { items: Vec::new(), next_cursor: unchanged });
+        }
+        let start = match &position {
+            None => "-".to_string(),
+            Some(OutputCursor { entry, taken: 0 }) => format!("({entry}"),
+            Some(OutputCursor { entry, .. }) => entry.clone(),
+        };
+        let output = &k.output;
+        // Every entry holds at least one event: `limit` entries are enough.
+        let reply: StreamRangeReply = self
+            .run(|mut c| async move {
+                ::redis::cmd("XRANGE").arg(output).arg(&start).arg("+").arg("COUNT").arg(limit).query_async(&mut c).await
+            })
+            .await?;
+        let mut items = Vec::new();
+        let mut next_cursor = unchanged;
+        for entry in &reply.ids {
+            if items.len() == limit {
+                break;
+            }
+            let events: Vec<Event> = json_field(entry, "e")?;
+            let skip = match &position {
+                Some(p) if p.entry == entry.id => p.taken,
+                _ => 0,
+            };
+            for (index, event) in events.into_iter().enumerate().skip(skip) {
+                if items.len() == limit {
+                    next_cursor = OutputCursor { entry: entry.id.clone(), taken: index }.to_string();
+                    return Ok(Page { items, next_cursor });
+                }
+                items.push(event);
+            }
+            next_cursor = entry.id.clone();
+        }
         Ok(Page { items, next_cursor })
     }
 }
@@ -966,7 +1037,20 @@ return existed
 
 #[cfg(test)]
 mod tests {
-    use super::is_stream_id;
+    use super::{is_stream_id, OutputCursor};
+
+    #[test]
+    fn output_cursors() {
+        assert_eq!(OutputCursor::parse("").unwrap(), None);
+        let at = |entry: &str, taken| Some(OutputCursor { entry: entry.into(), taken });
+        assert_eq!(OutputCursor::parse("5-1").unwrap(), at("5-1", 0));
+        assert_eq!(OutputCursor::parse("5-1.250").unwrap(), at("5-1", 250));
+        assert_eq!(OutputCursor::parse("5-1.250").unwrap().unwrap().to_string(), "5-1.250");
+        assert_eq!(OutputCursor::parse("5-1").unwrap().unwrap().to_string(), "5-1");
+        for bad in ["x", "5-1.", "5-1.0", "5-1.-2", "5-1.+2", ".3", "5-1.2.3"] {
+            assert!(OutputCursor::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn stream_ids() {

@@ -61,9 +61,17 @@ impl RedisStore {
             args.push(result.dead.len().to_string().into_bytes());
             args.push(result.retries.len().to_string().into_bytes());
             push_window_args(&mut args, result);
-            for event in &result.outputs {
-                let mut json = Vec::with_capacity(event.byte_size() + 64);
-                event.write_json(&mut json);
+            if !result.outputs.is_empty() {
+                // One output stream entry per queue entry: a JSON array.
+                let mut json = Vec::with_capacity(result.outputs.iter().map(|e| e.byte_size() + 64).sum());
+                json.push(b'[');
+                for (i, event) in result.outputs.iter().enumerate() {
+                    if i > 0 {
+                        json.push(b',');
+                    }
+                    event.write_json(&mut json);
+                }
+                json.push(b']');
                 args.push(json);
             }
             for dead in &result.dead {
@@ -644,11 +652,13 @@ for _ = 1, count do
   local nretry = tonumber(ARGV[i + 4])
   local wstart, nw = i + 6, tonumber(ARGV[i + 5])
   i = i + 6 + nw
+  local nouts = 0
+  if nout > 0 then nouts = 1 end
   if redis.call('XACK', KEYS[1], group, id) == 1 then
-    for j = 0, nout - 1 do
-      redis.call('XADD', KEYS[2], '*', 'e', ARGV[i + j])
+    if nout > 0 then
+      redis.call('XADD', KEYS[2], '*', 'n', nout, 'e', ARGV[i])
     end
-    i = i + nout
+    i = i + nouts
     for j = 0, ndead - 1 do
       local b = i + 3 * j
       redis.call('XADD', KEYS[3], '*', 'e', ARGV[b], 's', ARGV[b + 1], 'm', ARGV[b + 2])
@@ -667,7 +677,7 @@ for _ = 1, count do
     emitted = emitted + nout
     applied = applied + 1
   else
-    i = i + nout + 3 * ndead + 2 * nretry
+    i = i + nouts + 3 * ndead + 2 * nretry
     skipped = skipped + 1
   end
 end

@@ -370,4 +370,49 @@ fn an_invalid_output_event_is_refused_and_attributed() {
     assert_eq!(kind, ErrorKind::Trap);
     assert!(message.contains("invalid event") && message.contains("not valid JSON"), "{message}");
     assert_eq!(report.results[2].outcome, Outcome::Keep);
+
+    // The same through `emit-data` (the input with new data).
+    let report = runner.process(1, &[event("ok-1", json!({})), event("d", json!({"bad": "data"})), event("ok-2", json!({}))]);
+    assert_eq!(report.results[0].outcome, Outcome::Keep);
+    let (kind, message) = failure(&report.results[1].outcome);
+    assert_eq!(kind, ErrorKind::Trap);
+    assert!(message.contains("invalid data for input 1") && message.contains("not valid JSON"), "{message}");
+    assert_eq!(report.results[2].outcome, Outcome::Keep);
+}
+
+/// The two ways a batch crosses into a stage (`process-packed`, and the
+/// `list<event>` of `process` that components built against earlier
+/// revisions of the WIT package export) give the same outcomes and outputs,
+/// with fan-out, transforms (`emit-data`), drops and errors in one batch.
+#[test]
+fn packed_and_list_batches_agree() {
+    let list_runtime = Runtime::new(RuntimeConfig { packed_batches: false, ..RuntimeConfig::default() }).unwrap();
+    let spec = |name: &str, config: Value| StageSpec {
+        pipeline: "test".into(),
+        stage: name.into(),
+        plugin_name: name.into(),
+        plugin_version: 1,
+        config: config.to_string(),
+        limits: StageLimits::default(),
+    };
+    let cases: [(&str, Value, Vec<Event>); 3] = [
+        ("url_parts", json!({}), vec![
+            event("a", json!({"url": "https://shop.example.com/p/1?q=x&page=2"})),
+            event("b", json!({"url": "not a url"})),
+            Event { id: "c\u{e9}".into(), kind: "k\"".into(), source: "".into(), timestamp: -5, data: r#"{"url":"http://h/é"}"#.into() },
+        ]),
+        ("split_items", json!({}), vec![event("s", json!({"items": [1, {"x": 2}, "three"]})), event("t", json!({}))]),
+        ("bot_filter", json!({}), vec![event("h", json!({"ua": "Mozilla"})), event("g", json!({"ua": "Googlebot/2.1"}))]),
+    ];
+    for (name, config, events) in cases {
+        let packed = StageRunner::new(plugin(name), spec(name, config.clone()), Arc::new(NoTables)).unwrap();
+        let list_plugin = list_runtime.load(&wasm_bytes(name)).unwrap();
+        assert!(plugin(name).calls_packed() && !list_plugin.calls_packed(), "{name}");
+        let list = StageRunner::new(list_plugin, spec(name, config), Arc::new(NoTables)).unwrap();
+        let (a, b) = (packed.process(1, &events), list.process(1, &events));
+        let outcomes = |r: &sluice::runtime::BatchReport| r.results.iter().map(|x| x.outcome.clone()).collect::<Vec<_>>();
+        assert_eq!(outcomes(&a), outcomes(&b), "{name}");
+        let fuel = |r: &sluice::runtime::BatchReport| r.results.iter().map(|x| x.fuel).collect::<Vec<_>>();
+        assert!(fuel(&a).iter().all(|f| *f > 0), "{name}: {:?}", fuel(&a));
+    }
 }

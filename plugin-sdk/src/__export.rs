@@ -44,25 +44,49 @@ fn init_stage<S: Stage>(config: &str) -> Result<(), String> {
 
 pub fn process<S: Stage>(ctx: CallContext, events: Vec<bindings::Event>) -> Vec<Outcome> {
     crate::lowering(false);
-    let outcomes = process_batch::<S>(ctx, events);
+    let count = events.len();
+    let events = events.into_iter().map(|raw| Event::from_parts(raw.id, raw.kind, raw.source, raw.timestamp, raw.data));
+    let outcomes = process_batch::<S>(ctx, count, events);
     crate::lowering(true);
     outcomes
 }
 
-fn process_batch<S: Stage>(ctx: CallContext, events: Vec<bindings::Event>) -> Vec<Outcome> {
+pub fn process_packed<S: Stage>(ctx: CallContext, text: String, lengths: Vec<u32>, timestamps: Vec<i64>) -> Vec<Outcome> {
+    crate::lowering(false);
+    let mut rest = text.as_str();
+    // The host makes the lengths; a bad one reads as empty rather than panicking.
+    let mut next = |len: u32| {
+        let len = (len as usize).min(rest.len());
+        let (part, tail) = rest.split_at_checked(len).unwrap_or(("", rest));
+        rest = tail;
+        part.to_owned()
+    };
+    let events = lengths
+        .chunks_exact(4)
+        .zip(&timestamps)
+        .map(|(l, &timestamp)| Event::from_parts(next(l[0]), next(l[1]), next(l[2]), timestamp, next(l[3])));
+    let outcomes = process_batch::<S>(ctx, timestamps.len(), events);
+    crate::lowering(true);
+    outcomes
+}
+
+fn process_batch<S: Stage>(ctx: CallContext, count: usize, events: impl Iterator<Item = Event>) -> Vec<Outcome> {
     STAGE.with(|slot| {
         let slot = slot.borrow();
         let Some(stage) = slot.as_ref().and_then(|s| s.downcast_ref::<S>()) else {
             let error = StageError { retryable: false, message: "stage used before init".into() };
-            return events.iter().map(|_| Outcome::Failed(error.clone())).collect();
+            return (0..count).map(|_| Outcome::Failed(error.clone())).collect();
         };
         let ctx = Context { pipeline: ctx.pipeline, stage: ctx.stage, attempt: ctx.attempt };
-        let mut outcomes = Vec::with_capacity(events.len());
-        for (index, raw) in events.into_iter().enumerate() {
+        let mut outcomes = Vec::with_capacity(count);
+        for (index, mut event) in events.enumerate() {
             host::begin(index as u32);
-            let mut event = Event::from_parts(raw.id, raw.kind, raw.source, raw.timestamp, raw.data);
             let outcome = match stage.process(&mut event, &ctx) {
                 Ok(Emit::Pass) if !event.is_changed() => Outcome::Keep,
+                Ok(Emit::Pass) if !event.is_head_changed() => {
+                    host::emit_data(&event.data_json());
+                    Outcome::Emitted
+                }
                 Ok(Emit::Pass) => {
                     emit(event);
                     Outcome::Emitted

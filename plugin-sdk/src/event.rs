@@ -25,6 +25,9 @@ pub struct Event {
     timestamp: i64,
     data: Data,
     changed: bool,
+    /// Whether the id, kind, source or timestamp changed (an event changed
+    /// only in `data` crosses back to the host as its data alone).
+    head_changed: bool,
 }
 
 #[derive(Clone)]
@@ -57,13 +60,14 @@ impl Event {
             timestamp,
             data: Data::Parsed(Map::new()),
             changed: true,
+            head_changed: true,
         }
     }
 
     /// Wraps an event as the host delivers it (`data` is JSON object text).
     #[inline]
     pub fn from_parts(id: String, kind: String, source: String, timestamp: i64, data: String) -> Event {
-        Event { id, kind, source, timestamp, data: Data::Raw(data), changed: false }
+        Event { id, kind, source, timestamp, data: Data::Raw(data), changed: false, head_changed: false }
     }
 
     #[inline]
@@ -87,24 +91,33 @@ impl Event {
     pub fn set_id(&mut self, id: impl Into<String>) {
         self.id = id.into();
         self.changed = true;
+        self.head_changed = true;
     }
     pub fn set_kind(&mut self, kind: impl Into<String>) {
         self.kind = kind.into();
         self.changed = true;
+        self.head_changed = true;
     }
     pub fn set_source(&mut self, source: impl Into<String>) {
         self.source = source.into();
         self.changed = true;
+        self.head_changed = true;
     }
     pub fn set_timestamp(&mut self, timestamp: i64) {
         self.timestamp = timestamp;
         self.changed = true;
+        self.head_changed = true;
     }
 
     /// Whether the stage changed anything since the host handed it over.
     #[inline]
     pub fn is_changed(&self) -> bool {
         self.changed
+    }
+
+    /// Whether the id, kind, source or timestamp changed.
+    pub fn is_head_changed(&self) -> bool {
+        self.head_changed
     }
 
     /// Reads the value at `path` (`"data.url"`, or just `"url"`; nested with

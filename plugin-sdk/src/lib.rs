@@ -173,7 +173,8 @@ pub fn parse_config<C: DeserializeOwned>(config: &str) -> Result<C, String> {
     serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))
 }
 
-/// Exports a [`Stage`] implementation as the component's `init`/`process`.
+/// Exports a [`Stage`] implementation as the component's `init`, `process`
+/// and `process-packed`.
 ///
 /// On targets other than wasm32 it expands to nothing, so plugin crates also
 /// build natively (for tests and benchmarks).
@@ -192,6 +193,14 @@ macro_rules! export_stage {
                     events: ::std::vec::Vec<$crate::__export::bindings::Event>,
                 ) -> ::std::vec::Vec<$crate::__export::bindings::Outcome> {
                     $crate::__export::process::<$stage>(ctx, events)
+                }
+                fn process_packed(
+                    ctx: $crate::__export::bindings::CallContext,
+                    text: ::std::string::String,
+                    lengths: ::std::vec::Vec<u32>,
+                    timestamps: ::std::vec::Vec<i64>,
+                ) -> ::std::vec::Vec<$crate::__export::bindings::Outcome> {
+                    $crate::__export::process_packed::<$stage>(ctx, text, lengths, timestamps)
                 }
             }
             $crate::__export::bindings::export!(SluiceStageExport with_types_in $crate::__export::bindings);

@@ -8,7 +8,7 @@
 use wasmtime::component::{ComponentType, Lift, Linker};
 use wasmtime::{Engine, StoreContextMut};
 
-use super::sandbox::{HostStop, StoreState, GUEST_LOG_LINES_PER_CALL};
+use super::sandbox::{Emitted, HostStop, StoreState, GUEST_LOG_LINES_PER_CALL};
 use crate::event::Event;
 
 /// The WIT interface name the host implements.
@@ -55,7 +55,12 @@ fn check_output(event: &Event) -> Result<(), String> {
     if event.kind.is_empty() {
         return Err("its type is empty".into());
     }
-    match serde_json::from_str::<&serde_json::value::RawValue>(&event.data) {
+    check_data(&event.data)
+}
+
+/// `data` must be a JSON object.
+fn check_data(data: &str) -> Result<(), String> {
+    match serde_json::from_str::<&serde_json::value::RawValue>(data) {
         Ok(raw) if raw.get().starts_with('{') => Ok(()),
         Ok(_) => Err("its data is not a JSON object".into()),
         Err(e) => Err(format!("its data is not valid JSON: {e}")),
@@ -124,25 +129,45 @@ pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreStat
         if let Err(problem) = check_output(&event) {
             return Err(wasmtime::Error::new(HostStop::Contract(format!("plugin emitted an invalid event (id {:?}): {problem}", event.id))));
         }
-        state.call.current_outputs += 1;
-        state.call.current_output_bytes += event.byte_size();
-        let limits = &state.limits;
-        if state.call.current_outputs > limits.max_outputs {
-            let stop = HostStop::OutputLimit(format!("input produced more than {} events (limits.max_outputs)", limits.max_outputs));
-            return Err(wasmtime::Error::new(stop));
+        count_output(state, event.byte_size())?;
+        state.call.emitted.push((index, Emitted::Event(event)));
+        Ok(())
+    })?;
+
+    host.func_wrap("emit-data", |mut cx: StoreContextMut<'_, StoreState>, (data,): (String,)| {
+        let state = cx.data_mut();
+        let Some(index) = state.call.current else {
+            return Err(wasmtime::Error::new(HostStop::Contract("plugin emitted an event outside of any input".into())));
+        };
+        if let Err(problem) = check_data(&data) {
+            return Err(wasmtime::Error::new(HostStop::Contract(format!("plugin emitted invalid data for input {index}: {problem}"))));
         }
-        if state.call.current_output_bytes > limits.max_output_bytes as usize {
-            let stop = HostStop::OutputLimit(format!(
-                "input produced more than {} bytes of events (limits.max_output_bytes)",
-                limits.max_output_bytes
-            ));
-            return Err(wasmtime::Error::new(stop));
-        }
-        state.call.emitted.push((index, event));
+        let head = state.call.head_bytes.get(index as usize).copied().unwrap_or(0) as usize;
+        count_output(state, head + data.len())?;
+        state.call.emitted.push((index, Emitted::Data(data)));
         Ok(())
     })?;
 
     Ok(linker)
+}
+
+/// Counts one more output of the current input against its caps.
+fn count_output(state: &mut StoreState, bytes: usize) -> wasmtime::Result<()> {
+    state.call.current_outputs += 1;
+    state.call.current_output_bytes += bytes;
+    let limits = &state.limits;
+    if state.call.current_outputs > limits.max_outputs {
+        let stop = HostStop::OutputLimit(format!("input produced more than {} events (limits.max_outputs)", limits.max_outputs));
+        return Err(wasmtime::Error::new(stop));
+    }
+    if state.call.current_output_bytes > limits.max_output_bytes as usize {
+        let stop = HostStop::OutputLimit(format!(
+            "input produced more than {} bytes of events (limits.max_output_bytes)",
+            limits.max_output_bytes
+        ));
+        return Err(wasmtime::Error::new(stop));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::imports::EPOCH_TICK_MS;
 use super::limits::StageLimits;
 use super::outcome::{ErrorKind, EventResult, Outcome};
 use super::plugin::Plugin;
-use super::sandbox::{Attribution, HostStop, StoreState};
+use super::sandbox::{Attribution, Emitted, HostStop, StoreState};
 use super::tables::LookupTables;
 use crate::event::Event;
 
@@ -47,6 +47,25 @@ enum GuestOutcome {
     Failed(GuestStageError),
 }
 
+/// A batch packed for `process-packed`: every string in one text, their
+/// lengths (four per event) and the timestamps. `None` if a length would
+/// not fit a u32.
+fn pack(events: &[Event]) -> Option<(String, Vec<u32>, Vec<i64>)> {
+    let size: usize = events.iter().map(|e| e.id.len() + e.kind.len() + e.source.len() + e.data.len()).sum();
+    if u32::try_from(size).is_err() {
+        return None;
+    }
+    let mut text = String::with_capacity(size);
+    let mut lengths = Vec::with_capacity(events.len() * 4);
+    for event in events {
+        for part in [&event.id, &event.kind, &event.source, &event.data] {
+            text.push_str(part);
+            lengths.push(part.len() as u32);
+        }
+    }
+    Some((text, lengths, events.iter().map(|e| e.timestamp).collect()))
+}
+
 /// A call that ended in a trap: the instance must be thrown away.
 #[derive(Debug)]
 pub(crate) struct Trapped {
@@ -62,9 +81,14 @@ pub(crate) struct Trapped {
 /// it is called with borrows of any lifetime.)
 type ProcessFunc = TypedFunc<(&'static CallContext, &'static [Event]), (Vec<GuestOutcome>,)>;
 
+/// The guest's `process-packed` (the same batch, lowered as one text).
+type PackedFunc = TypedFunc<(&'static CallContext, &'static str, &'static [u32], &'static [i64]), (Vec<GuestOutcome>,)>;
+
 pub(crate) struct StageInstance {
     store: Store<StoreState>,
     process: ProcessFunc,
+    /// Present when the component exports it (the SDK's do); preferred.
+    packed: Option<PackedFunc>,
 }
 
 /// Fuel and time for `init`: generous, but still bounded.
@@ -100,10 +124,17 @@ impl StageInstance {
             .context("the plugin exports no `process`")?
             .typed(&store)
             .context("the plugin's `process` does not have the signature of the sluice:stage@0.1.0 world")?;
+        let packed: Option<PackedFunc> = match instance.get_func(&mut store, "process-packed").filter(|_| plugin.packed) {
+            None => None,
+            Some(func) => Some(
+                func.typed(&store)
+                    .context("the plugin's `process-packed` does not have the signature of the sluice:stage@0.1.0 world")?,
+            ),
+        };
         let answer = init.call(&mut store, (config,));
         drain_guest_output(&mut store);
         match answer {
-            Ok((Ok(()),)) => Ok(Ok(StageInstance { store, process })),
+            Ok((Ok(()),)) => Ok(Ok(StageInstance { store, process, packed })),
             Ok((Err(message),)) => Ok(Err(message)),
             Err(e) => {
                 let (kind, message) = classify(&e, &mut store, limits);
@@ -121,13 +152,18 @@ impl StageInstance {
             state.call = Default::default();
             state.call.batch_len = events.len() as u32;
             state.call.fuel_used = vec![0; events.len()];
+            state.call.head_bytes = events.iter().map(|e| (e.id.len() + e.kind.len() + e.source.len() + 8) as u32).collect();
             state.memory.denied = false;
         }
         let setup = self.store.set_fuel(limits.fuel);
         self.store.set_epoch_deadline(u64::from(limits.timeout_ms).div_ceil(EPOCH_TICK_MS) + 1);
-        let answer = match setup {
-            Ok(()) => self.process.call(&mut self.store, (ctx, events)),
-            Err(e) => Err(e),
+        let answer = match (setup, &self.packed) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(packed)) => match pack(events) {
+                Some((text, lengths, timestamps)) => packed.call(&mut self.store, (ctx, text.as_str(), lengths.as_slice(), timestamps.as_slice())),
+                None => self.process.call(&mut self.store, (ctx, events)),
+            },
+            (Ok(()), None) => self.process.call(&mut self.store, (ctx, events)),
         };
         drain_guest_output(&mut self.store);
         let remaining = self.store.get_fuel().unwrap_or(0);
@@ -148,7 +184,18 @@ impl StageInstance {
                     });
                 }
                 let mut emitted: Vec<Vec<Event>> = vec![Vec::new(); events.len()];
-                for (index, event) in state.call.emitted.drain(..) {
+                for (index, output) in state.call.emitted.drain(..) {
+                    let input = &events[index as usize];
+                    let event = match output {
+                        Emitted::Event(event) => event,
+                        Emitted::Data(data) => Event {
+                            id: input.id.clone(),
+                            kind: input.kind.clone(),
+                            source: input.source.clone(),
+                            timestamp: input.timestamp,
+                            data,
+                        },
+                    };
                     emitted[index as usize].push(event);
                 }
                 let results = outcomes

@@ -46,11 +46,16 @@ pub struct RuntimeConfig {
     pub max_wasm_stack: usize,
     /// Live stage instances the pooling allocator has room for.
     pub max_instances: u32,
+    /// Hand batches to `process-packed` where a component exports it (true,
+    /// the fast way); false always calls `process`, the way components built
+    /// against earlier revisions of the WIT package are called (tests and
+    /// the chain bench use it to check and measure that path).
+    pub packed_batches: bool,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { cache_dir: None, max_wasm_stack: 512 * 1024, max_instances: 256 }
+        RuntimeConfig { cache_dir: None, max_wasm_stack: 512 * 1024, max_instances: 256, packed_batches: true }
     }
 }
 
@@ -110,7 +115,7 @@ impl Runtime {
             return Ok(plugin.clone());
         }
         let component = plugin::compile(&self.engine, self.config.cache_dir.as_deref(), bytes, &sha256)?;
-        let plugin = Arc::new(plugin::prepare(&self.engine, &self.linker, &component, sha256.clone(), bytes.len())?);
+        let plugin = Arc::new(plugin::prepare(&self.engine, &self.linker, &component, sha256.clone(), bytes.len(), self.config.packed_batches)?);
         self.plugins.lock().insert(sha256, plugin.clone());
         Ok(plugin)
     }

@@ -19,6 +19,16 @@ pub struct Plugin {
     /// Size of the component bytes.
     pub size: usize,
     pub(crate) pre: InstancePre<StoreState>,
+    /// Whether calls go to its `process-packed` (exported, and the runtime
+    /// prefers it; see [`super::RuntimeConfig::packed_batches`]).
+    pub(crate) packed: bool,
+}
+
+impl Plugin {
+    /// Whether batches go to the component's `process-packed`.
+    pub fn calls_packed(&self) -> bool {
+        self.packed
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -95,7 +105,14 @@ fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
 }
 
 /// Checks imports and exports, then pre-instantiates.
-pub(crate) fn prepare(engine: &Engine, linker: &Linker<StoreState>, component: &Component, sha256: String, size: usize) -> Result<Plugin, PluginError> {
+pub(crate) fn prepare(
+    engine: &Engine,
+    linker: &Linker<StoreState>,
+    component: &Component,
+    sha256: String,
+    size: usize,
+    prefer_packed: bool,
+) -> Result<Plugin, PluginError> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
         if !import_allowed(name) {
@@ -116,5 +133,6 @@ pub(crate) fn prepare(engine: &Engine, linker: &Linker<StoreState>, component: &
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| PluginError::WrongWorld(format!("its imports cannot be satisfied: {e:#}")))?;
-    Ok(Plugin { sha256, size, pre })
+    let packed = prefer_packed && matches!(exports.get("process-packed").map(|export| &export.ty), Some(ComponentItem::ComponentFunc(_)));
+    Ok(Plugin { sha256, size, pre, packed })
 }

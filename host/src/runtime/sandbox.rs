@@ -173,6 +173,14 @@ impl std::fmt::Display for HostStop {
 
 impl std::error::Error for HostStop {}
 
+/// One output of a call, as the guest handed it over.
+pub(crate) enum Emitted {
+    /// A whole event (`emit`).
+    Event(Event),
+    /// The input with this data (`emit-data`); made whole after the call.
+    Data(String),
+}
+
 /// Bookkeeping of the `process` call in progress.
 #[derive(Default)]
 pub(crate) struct CallState {
@@ -182,8 +190,11 @@ pub(crate) struct CallState {
     pub(crate) current: Option<u32>,
     /// Fuel burned per event of the batch.
     pub(crate) fuel_used: Vec<u64>,
-    /// Events handed to `emit`, with the index of their input.
-    pub(crate) emitted: Vec<(u32, Event)>,
+    /// Outputs handed to `emit` or `emit-data`, with the index of their input.
+    pub(crate) emitted: Vec<(u32, Emitted)>,
+    /// Per input: the bytes of its id, kind and source plus 8 (what an
+    /// `emit-data` output adds to its data in [`Event::byte_size`]).
+    pub(crate) head_bytes: Vec<u32>,
     pub(crate) current_outputs: u32,
     pub(crate) current_output_bytes: usize,
     pub(crate) log_lines: u32,

@@ -1,6 +1,9 @@
 //! `bad-output` (hostile, for tests): when `data.bad` is true it emits an
-//! event whose `data` is not JSON; other events pass unchanged. The host
-//! must refuse the output (a `trap` naming the problem), not store it.
+//! event whose `data` is not JSON; when it is `"data"` it hands the host
+//! text that is not JSON as the input's new data (`emit-data`, bypassing the
+//! SDK, which only ever sends well-formed JSON); other events pass
+//! unchanged. The host must refuse the output (a `trap` naming the
+//! problem), not store it.
 
 use serde::de::IgnoredAny;
 use sluice_sdk::{Context, Emit, Event, Stage, StageError};
@@ -18,6 +21,11 @@ impl Stage for BadOutput {
         if event.get::<bool>("data.bad") == Some(true) {
             let broken = Event::from_parts(event.id().into(), event.kind().into(), String::new(), event.timestamp(), "not {json".into());
             return Ok(Emit::Many(vec![broken]));
+        }
+        if event.get::<String>("data.bad").as_deref() == Some("data") {
+            #[cfg(target_arch = "wasm32")]
+            sluice_sdk::__export::bindings::sluice::stage::host::emit_data("{\"half\": ");
+            return Ok(Emit::Drop);
         }
         Ok(Emit::Pass)
     }

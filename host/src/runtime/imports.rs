@@ -123,9 +123,7 @@ pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreStat
 
     host.func_wrap("emit", |mut cx: StoreContextMut<'_, StoreState>, (event,): (Event,)| {
         let state = cx.data_mut();
-        let Some(index) = state.call.current else {
-            return Err(wasmtime::Error::new(HostStop::Contract("plugin emitted an event outside of any input".into())));
-        };
+        let index = current_input(state)?;
         if let Err(problem) = check_output(&event) {
             return Err(wasmtime::Error::new(HostStop::Contract(format!("plugin emitted an invalid event (id {:?}): {problem}", event.id))));
         }
@@ -136,9 +134,7 @@ pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreStat
 
     host.func_wrap("emit-data", |mut cx: StoreContextMut<'_, StoreState>, (data,): (String,)| {
         let state = cx.data_mut();
-        let Some(index) = state.call.current else {
-            return Err(wasmtime::Error::new(HostStop::Contract("plugin emitted an event outside of any input".into())));
-        };
+        let index = current_input(state)?;
         if let Err(problem) = check_data(&data) {
             return Err(wasmtime::Error::new(HostStop::Contract(format!("plugin emitted invalid data for input {index}: {problem}"))));
         }
@@ -149,6 +145,11 @@ pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreStat
     })?;
 
     Ok(linker)
+}
+
+/// The input the guest is processing (`begin`); emitting outside one breaks the contract.
+fn current_input(state: &StoreState) -> wasmtime::Result<u32> {
+    state.call.current.ok_or_else(|| wasmtime::Error::new(HostStop::Contract("plugin emitted an event outside of any input".into())))
 }
 
 /// Counts one more output of the current input against its caps.

@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use crate::{Context, Emit, Event, Stage};
 
@@ -53,18 +54,22 @@ pub fn process<S: Stage>(ctx: CallContext, events: Vec<bindings::Event>) -> Vec<
 
 pub fn process_packed<S: Stage>(ctx: CallContext, text: String, lengths: Vec<u32>, timestamps: Vec<i64>) -> Vec<Outcome> {
     crate::lowering(false);
-    let mut rest = text.as_str();
-    // The host makes the lengths; a bad one reads as empty rather than panicking.
+    // The batch's events share the text (no copy per event).
+    let batch = Arc::new(text);
+    let mut at = 0;
+    // The host makes the lengths; one running past the text or off a char
+    // boundary reads as empty rather than panicking.
     let mut next = |len: u32| {
-        let len = (len as usize).min(rest.len());
-        let (part, tail) = rest.split_at_checked(len).unwrap_or(("", rest));
-        rest = tail;
-        part.to_owned()
+        let end = at + len as usize;
+        let range = if end <= batch.len() && batch.is_char_boundary(end) { at..end } else { at..at };
+        at = range.end;
+        range
     };
-    let events = lengths
-        .chunks_exact(4)
-        .zip(&timestamps)
-        .map(|(l, &timestamp)| Event::from_parts(next(l[0]), next(l[1]), next(l[2]), timestamp, next(l[3])));
+    let mut heads = Vec::with_capacity(timestamps.len());
+    for l in lengths.chunks_exact(4) {
+        heads.push([next(l[0]), next(l[1]), next(l[2]), next(l[3])]);
+    }
+    let events = heads.into_iter().zip(&timestamps).map(|(ranges, &timestamp)| Event::from_batch(&batch, ranges, timestamp));
     let outcomes = process_batch::<S>(ctx, timestamps.len(), events);
     crate::lowering(true);
     outcomes

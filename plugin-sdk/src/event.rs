@@ -8,6 +8,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -19,9 +21,9 @@ use crate::json::{self, FieldValue};
 /// stage changed anything (an unchanged event is not sent back to the host).
 #[derive(Clone)]
 pub struct Event {
-    id: String,
-    kind: String,
-    source: String,
+    id: Text,
+    kind: Text,
+    source: Text,
     timestamp: i64,
     data: Data,
     changed: bool,
@@ -30,8 +32,38 @@ pub struct Event {
     head_changed: bool,
 }
 
+/// One string of an event: its own, or a stretch of the batch text the host
+/// handed over, shared by the batch's events (reading an event then costs
+/// no allocation or copy; the text is copied on the first change).
 #[derive(Clone)]
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // shared only by packed batches
+enum Text {
+    Own(String),
+    Shared(Arc<String>, Range<usize>),
+}
+
+impl Text {
+    #[inline]
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Own(text) => text,
+            Text::Shared(batch, range) => &batch[range.clone()],
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            Text::Own(text) => text,
+            Text::Shared(batch, range) => batch[range].to_owned(),
+        }
+    }
+}
+
+#[derive(Clone)]
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // shared only by packed batches
 enum Data {
+    /// As the host sent it, not yet changed (see [`Text::Shared`]).
+    Shared(Arc<String>, Range<usize>),
     /// The JSON text: as the host sent it, or with top-level fields spliced in.
     Raw(String),
     /// Parsed for an edit the text cannot take in place.
@@ -41,9 +73,9 @@ enum Data {
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event")
-            .field("id", &self.id)
-            .field("type", &self.kind)
-            .field("source", &self.source)
+            .field("id", &self.id())
+            .field("type", &self.kind())
+            .field("source", &self.source())
             .field("timestamp", &self.timestamp)
             .field("data", &self.data_json())
             .finish()
@@ -54,9 +86,9 @@ impl Event {
     /// A new event, for stages that fan one input out into several.
     pub fn new(id: impl Into<String>, kind: impl Into<String>, timestamp: i64) -> Event {
         Event {
-            id: id.into(),
-            kind: kind.into(),
-            source: String::new(),
+            id: Text::Own(id.into()),
+            kind: Text::Own(kind.into()),
+            source: Text::Own(String::new()),
             timestamp,
             data: Data::Parsed(Map::new()),
             changed: true,
@@ -67,21 +99,44 @@ impl Event {
     /// Wraps an event as the host delivers it (`data` is JSON object text).
     #[inline]
     pub fn from_parts(id: String, kind: String, source: String, timestamp: i64, data: String) -> Event {
-        Event { id, kind, source, timestamp, data: Data::Raw(data), changed: false, head_changed: false }
+        Event {
+            id: Text::Own(id),
+            kind: Text::Own(kind),
+            source: Text::Own(source),
+            timestamp,
+            data: Data::Raw(data),
+            changed: false,
+            head_changed: false,
+        }
+    }
+
+    /// An event whose strings are the given stretches of a packed batch's
+    /// text (the ranges are on char boundaries).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn from_batch(batch: &Arc<String>, [id, kind, source, data]: [Range<usize>; 4], timestamp: i64) -> Event {
+        Event {
+            id: Text::Shared(batch.clone(), id),
+            kind: Text::Shared(batch.clone(), kind),
+            source: Text::Shared(batch.clone(), source),
+            timestamp,
+            data: Data::Shared(batch.clone(), data),
+            changed: false,
+            head_changed: false,
+        }
     }
 
     #[inline]
     pub fn id(&self) -> &str {
-        &self.id
+        self.id.as_str()
     }
     /// The event type (`type` in the HTTP API).
     #[inline]
     pub fn kind(&self) -> &str {
-        &self.kind
+        self.kind.as_str()
     }
     #[inline]
     pub fn source(&self) -> &str {
-        &self.source
+        self.source.as_str()
     }
     /// Event time in ms since the Unix epoch.
     #[inline]
@@ -89,17 +144,17 @@ impl Event {
         self.timestamp
     }
     pub fn set_id(&mut self, id: impl Into<String>) {
-        self.id = id.into();
+        self.id = Text::Own(id.into());
         self.changed = true;
         self.head_changed = true;
     }
     pub fn set_kind(&mut self, kind: impl Into<String>) {
-        self.kind = kind.into();
+        self.kind = Text::Own(kind.into());
         self.changed = true;
         self.head_changed = true;
     }
     pub fn set_source(&mut self, source: impl Into<String>) {
-        self.source = source.into();
+        self.source = Text::Own(source.into());
         self.changed = true;
         self.head_changed = true;
     }
@@ -126,18 +181,18 @@ impl Event {
     /// On an unchanged event this scans the JSON text for the path only (up
     /// to the key, not the whole object), and deserializes just that value.
     pub fn get<'a, T: Deserialize<'a>>(&'a self, path: &str) -> Option<T> {
-        match &self.data {
-            Data::Raw(text) => serde_json::from_str(raw_at(text, path)?.text).ok(),
-            Data::Parsed(map) => T::deserialize(value_at(map, data_keys(path))?).ok(),
+        match self.text() {
+            Some(text) => serde_json::from_str(raw_at(text, path)?.text).ok(),
+            None => T::deserialize(value_at(self.parsed()?, data_keys(path))?).ok(),
         }
     }
 
     /// Reads a string field, borrowed from the event when it has no escapes
     /// (the usual case: no copy and no allocation).
     pub fn get_str(&self, path: &str) -> Option<Cow<'_, str>> {
-        match &self.data {
-            Data::Raw(text) => raw_at(text, path)?.as_str(),
-            Data::Parsed(map) => value_at(map, data_keys(path))?.as_str().map(Cow::Borrowed),
+        match self.text() {
+            Some(text) => raw_at(text, path)?.as_str(),
+            None => value_at(self.parsed()?, data_keys(path))?.as_str().map(Cow::Borrowed),
         }
     }
 
@@ -152,6 +207,7 @@ impl Event {
         let mut keys = data_keys(path);
         let Some(first) = keys.next() else { return };
         let nested = keys.next().is_some();
+        self.own_text();
         if let (false, Data::Raw(text)) = (nested, &mut self.data) {
             if splice_top_level(text, &[(first, &value)]) {
                 self.changed = true;
@@ -178,6 +234,7 @@ impl Event {
     /// wrote itself (cheapest: spliced into the text as it is).
     pub fn set_fields<'k, V: FieldValue>(&mut self, fields: impl IntoIterator<Item = (&'k str, V)>) {
         let fields: Vec<(&str, V)> = fields.into_iter().collect();
+        self.own_text();
         if let Data::Raw(text) = &mut self.data {
             if splice_top_level(text, &fields) {
                 self.changed = true;
@@ -205,30 +262,32 @@ impl Event {
     /// The whole `data` object, parsed, without marking the event changed.
     /// (Reading single fields with [`Event::get`] is cheaper.)
     pub fn data(&self) -> Map<String, Value> {
-        match &self.data {
-            Data::Raw(text) => serde_json::from_str(text).unwrap_or_default(),
-            Data::Parsed(map) => map.clone(),
+        match (self.text(), &self.data) {
+            (Some(text), _) => serde_json::from_str(text).unwrap_or_default(),
+            (None, Data::Parsed(map)) => map.clone(),
+            (None, _) => Map::new(),
         }
     }
 
     /// The whole `data` object, parsed (and from now on sent back as changed).
     pub fn data_mut(&mut self) -> &mut Map<String, Value> {
         self.changed = true;
-        if let Data::Raw(text) = &self.data {
+        if let Some(text) = self.text() {
             let map = serde_json::from_str::<Map<String, Value>>(text).unwrap_or_default();
             self.data = Data::Parsed(map);
         }
         match &mut self.data {
             Data::Parsed(map) => map,
-            Data::Raw(_) => unreachable!("parsed above"),
+            Data::Raw(_) | Data::Shared(..) => unreachable!("parsed above"),
         }
     }
 
     /// `data` as JSON text.
     pub fn data_json(&self) -> Cow<'_, str> {
-        match &self.data {
-            Data::Raw(text) => Cow::Borrowed(text),
-            Data::Parsed(map) => Cow::Owned(serde_json::to_string(map).expect("a JSON map serializes")),
+        match (self.text(), &self.data) {
+            (Some(text), _) => Cow::Borrowed(text),
+            (None, Data::Parsed(map)) => Cow::Owned(serde_json::to_string(map).expect("a JSON map serializes")),
+            (None, _) => Cow::Borrowed("{}"),
         }
     }
 
@@ -236,9 +295,34 @@ impl Event {
     pub fn into_parts(self) -> (String, String, String, i64, String) {
         let data = match self.data {
             Data::Raw(text) => text,
+            Data::Shared(batch, range) => batch[range].to_owned(),
             Data::Parsed(map) => serde_json::to_string(&map).expect("a JSON map serializes"),
         };
-        (self.id, self.kind, self.source, self.timestamp, data)
+        (self.id.into_string(), self.kind.into_string(), self.source.into_string(), self.timestamp, data)
+    }
+
+    /// `data` as text, unless it is parsed.
+    #[inline]
+    fn text(&self) -> Option<&str> {
+        match &self.data {
+            Data::Raw(text) => Some(text),
+            Data::Shared(batch, range) => Some(&batch[range.clone()]),
+            Data::Parsed(_) => None,
+        }
+    }
+
+    fn parsed(&self) -> Option<&Map<String, Value>> {
+        match &self.data {
+            Data::Parsed(map) => Some(map),
+            _ => None,
+        }
+    }
+
+    /// Copies shared `data` text into the event's own, to change it.
+    fn own_text(&mut self) {
+        if let Data::Shared(batch, range) = &self.data {
+            self.data = Data::Raw(batch[range.clone()].to_owned());
+        }
     }
 }
 
@@ -442,5 +526,26 @@ mod tests {
         assert_eq!(e.get_str("data.b.d").as_deref(), Some("x"));
         let (.., data) = e.into_parts();
         assert_eq!(data, r#"{"b":{"c":2,"d":"x"}}"#);
+    }
+
+    #[test]
+    fn shared_batch_text_reads_in_place_and_copies_on_change() {
+        let batch = Arc::new(String::from(r#"e1view{"a":1,"u":"x"}e2click{"b":2}"#));
+        let mut first = Event::from_batch(&batch, [0..2, 2..6, 6..6, 6..21], 5);
+        let second = Event::from_batch(&batch, [21..23, 23..28, 28..28, 28..35], 6);
+        assert_eq!((first.id(), first.kind(), first.source(), first.timestamp()), ("e1", "view", "", 5));
+        assert_eq!(first.get::<i64>("data.a"), Some(1));
+        assert_eq!(second.get_str("data.b"), None);
+        assert_eq!(second.get::<i64>("data.b"), Some(2));
+        assert!(!first.is_changed());
+        first.set("data.c", 3);
+        assert!(first.is_changed() && !first.is_head_changed());
+        assert_eq!(first.data_json(), r#"{"a":1,"u":"x","c":3}"#);
+        // The batch text is untouched; the other event still reads it.
+        assert_eq!(second.data_json(), r#"{"b":2}"#);
+        assert_eq!(second.clone().into_parts(), ("e2".into(), "click".into(), "".into(), 6, r#"{"b":2}"#.into()));
+        first.set_kind("other");
+        assert!(first.is_head_changed());
+        assert_eq!(first.into_parts().1, "other");
     }
 }

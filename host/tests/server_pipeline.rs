@@ -66,6 +66,24 @@ fn events_through_the_chain(store: StoreKind) {
 }
 on_both_stores!(events_through_the_chain);
 
+/// `output_retention_ms`: the server deletes outputs older than that (it
+/// looks every 5 s); the counters keep the history.
+fn outputs_past_their_retention_are_deleted(store: StoreKind) {
+    let server = Server::start(store);
+    server.upload("bot-filter", "bot_filter");
+    server.put_pipeline("short", &json!({"stages": [{"name": "pass", "plugin": "bot-filter"}], "output_retention_ms": 1000}));
+    let (status, stored) = server.get("/v1/pipelines/short");
+    assert_eq!((status, &stored["spec"]["output_retention_ms"]), (200, &json!(1000)));
+    let events: Vec<Value> = (1..=20).map(page_view).filter(|e| e["data"]["ua"] != json!("Googlebot/2.1")).collect();
+    assert_eq!(server.ingest_ndjson("short", &events).0, 202);
+    wait_for("16 outputs", Duration::from_secs(30), || (server.outputs("short").len() == 16).then_some(()));
+    let started = std::time::Instant::now();
+    wait_for("the outputs trimmed", Duration::from_secs(15), || server.outputs("short").is_empty().then_some(()));
+    assert!(started.elapsed() >= Duration::from_millis(200), "trimmed before they were a second old");
+    assert_eq!(server.metrics("short")["emitted"], json!(16));
+}
+on_both_stores!(outputs_past_their_retention_are_deleted);
+
 fn flaky_is_retried_then_emitted(store: StoreKind) {
     let server = Server::start(store);
     server.upload("flaky", "flaky");

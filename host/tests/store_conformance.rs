@@ -36,6 +36,7 @@ conformance!(
     dlq_delete_by_ids_oldest_all,
     counters_exact_after_scenario,
     pipelines_are_isolated,
+    trim_output_deletes_only_what_is_older,
 );
 
 // ---- helpers ----------------------------------------------------------------
@@ -302,6 +303,35 @@ async fn enqueue_read_complete_output_paging<S: Store>(s: &S) {
     assert_eq!(empty.items, vec![]);
     assert_eq!(s.read_output("other", &empty.next_cursor, 10).await.unwrap().items, vec![]);
     assert_eq!(s.counters(P).await.unwrap(), counters(6, 0, 6, 7, 0, 0));
+}
+
+async fn trim_output_deletes_only_what_is_older<S: Store>(s: &S) {
+    enqueue_ok(s, P, &qes(&["a", "b"])).await;
+    enqueue_ok(s, "other", &qes(&["x"])).await;
+    let got = read_now(s, P, "w").await;
+    s.complete(P, &[done(&got[0], vec![ev("o1"), ev("o2")])]).await.unwrap();
+    let other = read_now(s, "other", "w").await;
+    s.complete("other", &[done(&other[0], vec![ev("ox")])]).await.unwrap();
+    let first = s.read_output(P, "", 1).await.unwrap();
+    let now = sluice::event::now_ms();
+
+    // Nothing was appended an hour ago.
+    assert_eq!(s.trim_output(P, now - 3_600_000).await.unwrap(), 0);
+    assert_eq!(all_outputs(s, P, 10).await, vec!["o1", "o2"]);
+
+    // Everything was appended before an hour from now; the other pipeline keeps its own.
+    assert!(s.trim_output(P, now + 3_600_000).await.unwrap() >= 1);
+    assert_eq!(all_outputs(s, P, 10).await, Vec::<String>::new());
+    assert_eq!(all_outputs(s, "other", 10).await, vec!["ox"]);
+    // The counters are history, not what is stored.
+    assert_eq!(s.counters(P).await.unwrap().emitted, 2);
+
+    // Outputs appended after the trim read on, also from a cursor of before it.
+    enqueue_ok(s, P, &qes(&["c"])).await;
+    let got = read_now(s, P, "w").await;
+    s.complete(P, &[done(&got[0], vec![ev("o3")])]).await.unwrap();
+    assert_eq!(s.read_output(P, &first.next_cursor, 10).await.unwrap().items, vec![ev("o3")]);
+    assert_eq!(all_outputs(s, P, 10).await, vec!["o3"]);
 }
 
 async fn queued_event_fields_round_trip<S: Store>(s: &S) {

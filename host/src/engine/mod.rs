@@ -387,6 +387,16 @@ async fn maintenance(shared: Shared, mut stop: watch::Receiver<bool>) {
         if let Err(e) = engine.store.promote_retries(id, crate::event::now_ms(), 10_000).await {
             crate::metrics::store_error("promote_retries", id, &e);
         }
+        // Output retention, every 5 s (one `XTRIM` or one transaction).
+        if tick % 50 == 0 {
+            let retention = shared.current.read().spec.output_retention_ms;
+            if retention > 0 {
+                let before = crate::event::now_ms().saturating_sub(retention as i64);
+                if let Err(e) = engine.store.trim_output(id, before).await {
+                    crate::metrics::store_error("trim_output", id, &e);
+                }
+            }
+        }
         let every = (engine.config.reclaim_idle_ms / 400).clamp(1, 50);
         if tick % every == 0 {
             match engine.store.reclaim(id, &consumer, engine.config.reclaim_idle_ms, engine.config.read_entries).await {

@@ -23,6 +23,24 @@ pub struct PipelineSpec {
     /// processing time, so a quiet pipeline still closes its windows.
     #[serde(default = "default_idle", skip_serializing_if = "is_default_idle")]
     pub watermark_idle_ms: u64,
+    /// Outputs older than this are deleted from the output stream (0: kept
+    /// until someone trims them). Downstream consumers read them long before.
+    #[serde(default = "default_output_retention", skip_serializing_if = "is_default_output_retention")]
+    pub output_retention_ms: u64,
+}
+
+/// Default for `output_retention_ms`: one day.
+pub const DEFAULT_OUTPUT_RETENTION_MS: u64 = 86_400_000;
+
+/// Longest `output_retention_ms` (a year).
+const MAX_OUTPUT_RETENTION_MS: u64 = 365 * 86_400_000;
+
+fn default_output_retention() -> u64 {
+    DEFAULT_OUTPUT_RETENTION_MS
+}
+
+fn is_default_output_retention(v: &u64) -> bool {
+    *v == DEFAULT_OUTPUT_RETENTION_MS
 }
 
 /// Default for `watermark_idle_ms`.
@@ -153,6 +171,11 @@ impl PipelineSpec {
         if self.watermark_idle_ms == 0 || self.watermark_idle_ms > 86_400_000 {
             return Err("invalid pipeline spec at `watermark_idle_ms`: must be 1 to 86400000".into());
         }
+        if self.output_retention_ms != 0 && !(1_000..=MAX_OUTPUT_RETENTION_MS).contains(&self.output_retention_ms) {
+            return Err(format!(
+                "invalid pipeline spec at `output_retention_ms`: must be 1000 to {MAX_OUTPUT_RETENTION_MS} (ms), or 0 to keep outputs until they are trimmed by hand"
+            ));
+        }
         Ok(())
     }
 }
@@ -177,6 +200,21 @@ mod tests {
         assert!(err.contains("at least one stage"), "{err}");
         let err = PipelineSpec::parse(br#"{"stages":[{"name":"a","plugin":"p"}],"colour":1}"#).unwrap_err();
         assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+
+    #[test]
+    fn output_retention_defaults_to_a_day_and_is_bounded() {
+        let spec = PipelineSpec::parse(br#"{"stages":[{"name":"a","plugin":"p"}]}"#).unwrap();
+        assert_eq!(spec.output_retention_ms, DEFAULT_OUTPUT_RETENTION_MS);
+        for ok in [0u64, 1000, 365 * 86_400_000] {
+            let text = format!(r#"{{"stages":[{{"name":"a","plugin":"p"}}],"output_retention_ms":{ok}}}"#);
+            assert_eq!(PipelineSpec::parse(text.as_bytes()).unwrap().output_retention_ms, ok);
+        }
+        for bad in [999u64, 365 * 86_400_000 + 1] {
+            let text = format!(r#"{{"stages":[{{"name":"a","plugin":"p"}}],"output_retention_ms":{bad}}}"#);
+            let err = PipelineSpec::parse(text.as_bytes()).unwrap_err();
+            assert!(err.contains("`output_retention_ms`: must be 1000 to"), "{err}");
+        }
     }
 
     #[test]

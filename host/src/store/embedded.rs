@@ -65,6 +65,9 @@ const COUNTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("count
 const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
 /// (pipeline, seq) → event JSON.
 const OUTPUT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("output");
+/// (pipeline, second as ms) → the newest output seq appended in that second
+/// (what `trim_output` deletes by).
+const OUTPUT_MARKS: TableDefinition<(&str, i64), u64> = TableDefinition::new("output_marks");
 /// (pipeline, seq) → DLQ entry JSON (its `dlq_id` is the seq).
 const DLQ: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("dlq");
 /// (pipeline, due ms, seq) → queued event JSON.
@@ -166,6 +169,7 @@ impl EmbeddedStore {
             txn.open_table(COUNTERS).map_err(db_err)?;
             txn.open_table(QUEUE).map_err(db_err)?;
             txn.open_table(OUTPUT).map_err(db_err)?;
+            txn.open_table(OUTPUT_MARKS).map_err(db_err)?;
             txn.open_table(DLQ).map_err(db_err)?;
             txn.open_table(RETRY).map_err(db_err)?;
             txn.open_table(WINDOW_CLOCK).map_err(db_err)?;
@@ -671,6 +675,7 @@ impl Store for EmbeddedStore {
                 for table in [QUEUE, OUTPUT, DLQ] {
                     txn.open_table(table).map_err(db_err)?.retain_in((p, 0)..=(p, u64::MAX), |_, _| false).map_err(db_err)?;
                 }
+                txn.open_table(OUTPUT_MARKS).map_err(db_err)?.retain_in((p, i64::MIN)..=(p, i64::MAX), |_, _| false).map_err(db_err)?;
                 txn.open_table(RETRY)
                     .map_err(db_err)?
                     .retain_in((p, i64::MIN, 0)..=(p, i64::MAX, u64::MAX), |_, _| false)
@@ -901,6 +906,7 @@ impl Store for EmbeddedStore {
                     let mut meta = txn.open_table(META).map_err(db_err)?;
                     let mut seq = Seq::load(&meta)?;
                     let (mut finished, mut emitted, mut dead) = (0u64, 0u64, 0u64);
+                    let mut last_output = None;
                     // Window updates of the applied entries, summed per key
                     // so each stored row and sketch is rewritten once.
                     let mut pane_sums: BTreeMap<(String, i64, String), PaneAgg> = BTreeMap::new();
@@ -917,7 +923,9 @@ impl Store for EmbeddedStore {
                             continue;
                         }
                         for event in &entry.outputs {
-                            output.insert((p, seq.take()), event.as_slice()).map_err(db_err)?;
+                            let at = seq.take();
+                            output.insert((p, at), event.as_slice()).map_err(db_err)?;
+                            last_output = Some(at);
                         }
                         for entry in &entry.dead {
                             dlq.insert((p, seq.take()), entry.as_slice()).map_err(db_err)?;
@@ -952,6 +960,11 @@ impl Store for EmbeddedStore {
                         return Ok(report);
                     }
                     seq.save(&mut meta)?;
+                    if let Some(last) = last_output {
+                        // When these outputs were appended (this process's clock, like Redis's stream ids).
+                        let second = crate::event::now_ms().div_euclid(1000) * 1000;
+                        txn.open_table(OUTPUT_MARKS).map_err(db_err)?.insert((p, second), last).map_err(db_err)?;
+                    }
                     let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
                     add(&mut counters, p, DEPTH, -(finished as i64))?;
                     add(&mut counters, p, PROCESSED, finished as i64)?;
@@ -1138,6 +1151,38 @@ impl Store for EmbeddedStore {
     }
 
     // ---- outputs ----------------------------------------------------------
+
+    async fn trim_output(&self, pipeline: &str, before_ms: i64) -> StoreResult<u64> {
+        let p = pipeline.to_string();
+        self.blocking(move |db| {
+            let p = p.as_str();
+            let txn = db.begin_write().map_err(db_err)?;
+            let deleted = {
+                let mut marks = txn.open_table(OUTPUT_MARKS).map_err(db_err)?;
+                // Seconds that ended by `before_ms`: every output in them is older.
+                let done = (p, i64::MIN)..=(p, before_ms.saturating_sub(1000));
+                let mut newest = None;
+                for item in marks.range(done.clone()).map_err(db_err)? {
+                    let (_, seq) = item.map_err(db_err)?;
+                    newest = newest.max(Some(seq.value()));
+                }
+                let Some(newest) = newest else { return Ok(0) };
+                marks.retain_in(done, |_, _| false).map_err(db_err)?;
+                let mut output = txn.open_table(OUTPUT).map_err(db_err)?;
+                let mut deleted = 0u64;
+                output
+                    .retain_in((p, 0)..=(p, newest), |_, _| {
+                        deleted += 1;
+                        false
+                    })
+                    .map_err(db_err)?;
+                deleted
+            };
+            txn.commit().map_err(db_err)?;
+            Ok(deleted)
+        })
+        .await
+    }
 
     async fn read_output(&self, pipeline: &str, cursor: &str, limit: usize) -> StoreResult<Page<Event>> {
         let (items, next_cursor) = self.page(OUTPUT, pipeline, cursor, limit).await?;

@@ -10,7 +10,7 @@
 //! | `P:{id}:queue` | stream, group `workers` | one entry per chunk: `e` = JSON array of queued events, `n` = count |
 //! | `P:{id}:depth` | string (int) | events accepted and not yet finished |
 //! | `P:{id}:counters` | hash | `accepted`, `rejected`, `processed`, `emitted` |
-//! | `P:{id}:output` | stream | one entry per completed queue entry with outputs: `n` = count, `e` = JSON array of the output events (downstream consumers read this) |
+//! | `P:{id}:output` | stream | one entry per completed queue entry with outputs: `n` = count, `e` = JSON array of the output events (downstream consumers read this); trimmed by age (`XTRIM MINID`, the output retention) |
 //! | `P:{id}:dlq` | stream | one entry per failed event: `e` = event JSON, `s` = stage (JSON string), `m` = the rest (JSON) |
 //! | `P:{id}:retry` | sorted set | score = due time (ms), member = `<random hex>|<queued event JSON>` |
 //! | `P:{_catalog}:plugin-meta` | hash | `name/version` → plugin version JSON |
@@ -823,6 +823,15 @@ impl Store for RedisStore {
     }
 
     // ---- outputs ----------------------------------------------------------
+
+    async fn trim_output(&self, pipeline: &str, before_ms: i64) -> StoreResult<u64> {
+        let k = self.keys(pipeline);
+        let output = &k.output;
+        // Stream ids start with the append time (the Redis server's clock).
+        let min_id = before_ms.max(0);
+        self.run(|mut c| async move { ::redis::cmd("XTRIM").arg(output).arg("MINID").arg(min_id).query_async(&mut c).await })
+            .await
+    }
 
     async fn read_output(&self, pipeline: &str, cursor: &str, limit: usize) -> StoreResult<Page<Event>> {
         let k = self.keys(pipeline);

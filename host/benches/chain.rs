@@ -190,8 +190,8 @@ impl WasmChain {
     }
 
     /// One stage: its survivors, ready for the next.
-    fn stage(&self, index: usize, batch: Vec<Event>) -> Vec<Event> {
-        let report = self.stages[index].process(1, &batch);
+    fn stage(&self, index: usize, mut batch: Vec<Event>) -> Vec<Event> {
+        let report = self.stages[index].process_lent(1, &mut batch);
         survivors(batch, report.results)
     }
 

@@ -380,6 +380,22 @@ fn an_invalid_output_event_is_refused_and_attributed() {
     assert_eq!(report.results[2].outcome, Outcome::Keep);
 }
 
+/// A lent batch gives the same results; an input that became outputs lends
+/// them its strings, the others are left as they were.
+#[test]
+fn a_lent_batch_moves_only_what_became_outputs() {
+    let runner = stage("url_parts", json!({}));
+    let events = vec![event("a", json!({"url": "https://h.example/p?x=1"})), event("b", json!({"url": "::"})), event("c", json!({"url": "https://h.example/"}))];
+    let borrowed = runner.process(1, &events);
+    let mut lent = events.clone();
+    let report = runner.process_lent(1, &mut lent);
+    assert_eq!(report.results.iter().map(|r| &r.outcome).collect::<Vec<_>>(), borrowed.results.iter().map(|r| &r.outcome).collect::<Vec<_>>());
+    let Outcome::Emitted(outputs) = &report.results[0].outcome else { panic!("{:?}", report.results[0].outcome) };
+    assert_eq!((outputs[0].id.as_str(), outputs[0].kind.as_str(), outputs[0].source.as_str()), ("a", "page_view", "web"));
+    assert!(matches!(report.results[1].outcome, Outcome::Failed { .. }));
+    assert_eq!(lent[1], events[1], "a failed input stays whole (it goes to the DLQ)");
+}
+
 /// The two ways a batch crosses into a stage (`process-packed`, and the
 /// `list<event>` of `process` that components built against earlier
 /// revisions of the WIT package export) give the same outcomes and outputs,

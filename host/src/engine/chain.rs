@@ -118,8 +118,9 @@ pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>
                 continue;
             }
             // Move the events into the call's batch; kept ones are moved back out.
-            let (metas, events): (Vec<Meta>, Vec<Event>) = group.into_iter().map(Item::split).unzip();
-            let report = stage.runner.process(attempt, &events);
+            let (metas, mut events): (Vec<Meta>, Vec<Event>) = group.into_iter().map(Item::split).unzip();
+            // Lent: an input that became outputs is not needed any more.
+            let report = stage.runner.process_lent(attempt, &mut events);
             let tally = &mut tallies[s];
             tally.calls += report.calls as u64;
             tally.events += events.len() as u64;

@@ -66,6 +66,52 @@ fn pack(events: &[Event]) -> Option<(String, Vec<u32>, Vec<i64>)> {
     Some((text, lengths, events.iter().map(|e| e.timestamp).collect()))
 }
 
+/// The events of one call: borrowed, or lent by a caller that drops every
+/// input whose outcome is `Emitted` (as a chain does), whose strings an
+/// `emit-data` output may then take instead of copying.
+pub(crate) enum Batch<'a> {
+    Borrowed(&'a [Event]),
+    Lent(&'a mut [Event]),
+}
+
+impl Batch<'_> {
+    /// The same batch, for one call.
+    pub(crate) fn reborrow(&mut self) -> Batch<'_> {
+        match self {
+            Batch::Borrowed(events) => Batch::Borrowed(events),
+            Batch::Lent(events) => Batch::Lent(events),
+        }
+    }
+
+    pub(crate) fn events(&self) -> &[Event] {
+        match self {
+            Batch::Borrowed(events) => events,
+            Batch::Lent(events) => events,
+        }
+    }
+
+    /// Input `index` with `data` in place of its own: taking its other
+    /// strings when `consumed` and the batch is lent, else copying them.
+    fn with_data(&mut self, index: usize, data: String, consumed: bool) -> Event {
+        match self {
+            Batch::Lent(events) if consumed => {
+                let input = &mut events[index];
+                Event {
+                    id: std::mem::take(&mut input.id),
+                    kind: std::mem::take(&mut input.kind),
+                    source: std::mem::take(&mut input.source),
+                    timestamp: input.timestamp,
+                    data,
+                }
+            }
+            _ => {
+                let input = &self.events()[index];
+                Event { id: input.id.clone(), kind: input.kind.clone(), source: input.source.clone(), timestamp: input.timestamp, data }
+            }
+        }
+    }
+}
+
 /// A call that ended in a trap: the instance must be thrown away.
 #[derive(Debug)]
 pub(crate) struct Trapped {
@@ -145,7 +191,8 @@ impl StageInstance {
 
     /// Runs one `process` call over `events`. On a trap the instance is
     /// unusable and the caller must drop it.
-    pub(crate) fn process(&mut self, ctx: &CallContext, events: &[Event]) -> Result<Vec<EventResult>, Trapped> {
+    pub(crate) fn process(&mut self, ctx: &CallContext, mut batch: Batch<'_>) -> Result<Vec<EventResult>, Trapped> {
+        let events = batch.events();
         let limits = self.store.data().limits.clone();
         {
             let state = self.store.data_mut();
@@ -183,21 +230,30 @@ impl StageInstance {
                         fuel: 0,
                     });
                 }
-                let mut emitted: Vec<Vec<Event>> = vec![Vec::new(); events.len()];
-                for (index, output) in state.call.emitted.drain(..) {
-                    let input = &events[index as usize];
+                let count = events.len();
+                let outputs = std::mem::take(&mut state.call.emitted);
+                // How many `emit-data` outputs each input has left: the last
+                // one of an input that is `Emitted` may take its strings.
+                let mut data_left = vec![0u32; count];
+                for (index, output) in &outputs {
+                    if matches!(output, Emitted::Data(_)) {
+                        data_left[*index as usize] += 1;
+                    }
+                }
+                let mut emitted: Vec<Vec<Event>> = vec![Vec::new(); count];
+                for (index, output) in outputs {
+                    let i = index as usize;
                     let event = match output {
                         Emitted::Event(event) => event,
-                        Emitted::Data(data) => Event {
-                            id: input.id.clone(),
-                            kind: input.kind.clone(),
-                            source: input.source.clone(),
-                            timestamp: input.timestamp,
-                            data,
-                        },
+                        Emitted::Data(data) => {
+                            data_left[i] -= 1;
+                            let consumed = data_left[i] == 0 && matches!(outcomes[i], GuestOutcome::Emitted);
+                            batch.with_data(i, data, consumed)
+                        }
                     };
-                    emitted[index as usize].push(event);
+                    emitted[i].push(event);
                 }
+                let state = self.store.data_mut();
                 let results = outcomes
                     .into_iter()
                     .zip(emitted)

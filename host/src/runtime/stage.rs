@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::instance::{CallContext, StageInstance, Trapped};
+use super::instance::{Batch, CallContext, StageInstance, Trapped};
 use super::limits::StageLimits;
 use super::outcome::{ErrorKind, EventResult};
 use super::plugin::Plugin;
@@ -103,13 +103,25 @@ impl StageRunner {
     /// traps, the event it trapped on fails with the trap's kind and the
     /// others run again on a fresh instance.
     pub fn process(&self, attempt: u32, events: &[Event]) -> BatchReport {
+        self.run(attempt, Batch::Borrowed(events))
+    }
+
+    /// [`StageRunner::process`] for a caller that drops every input whose
+    /// outcome is `Emitted` (as a chain does): such an input may be left
+    /// with empty strings, moved into its output instead of copied.
+    pub fn process_lent(&self, attempt: u32, events: &mut [Event]) -> BatchReport {
+        self.run(attempt, Batch::Lent(events))
+    }
+
+    fn run(&self, attempt: u32, mut batch: Batch<'_>) -> BatchReport {
         let started = Instant::now();
+        let len = batch.events().len();
         let ctx = CallContext { pipeline: self.spec.pipeline.clone(), stage: self.spec.stage.clone(), attempt };
-        let mut results: Vec<Option<EventResult>> = vec![None; events.len()];
+        let mut results: Vec<Option<EventResult>> = vec![None; len];
         let mut calls = 0;
         let mut traps = 0;
         // Indices (into `events`) still waiting for a result.
-        let mut pending: Vec<usize> = (0..events.len()).collect();
+        let mut pending: Vec<usize> = (0..len).collect();
         let mut owned: Option<Vec<Event>> = None;
         // After an unattributable trap, run what is left one event per call.
         let mut one_by_one = false;
@@ -127,13 +139,14 @@ impl StageRunner {
                 },
             };
             let take = if one_by_one { 1 } else { pending.len() };
-            let batch: &[Event] = if take == events.len() {
-                events
+            let call = if take == len {
+                batch.reborrow()
             } else {
-                owned.insert(pending[..take].iter().map(|&i| events[i].clone()).collect())
+                let events = batch.events();
+                Batch::Borrowed(owned.insert(pending[..take].iter().map(|&i| events[i].clone()).collect()))
             };
             calls += 1;
-            match instance.process(&ctx, batch) {
+            match instance.process(&ctx, call) {
                 Ok(batch_results) => {
                     for (k, result) in batch_results.into_iter().enumerate() {
                         results[pending[k]] = Some(result);
@@ -152,7 +165,7 @@ impl StageRunner {
                             continue;
                         }
                     };
-                    crate::metrics::stage_trap(&self.who, &events[pending[k]].id, kind, &message);
+                    crate::metrics::stage_trap(&self.who, &batch.events()[pending[k]].id, kind, &message);
                     results[pending[k]] = Some(EventResult::failed(kind, message, fuel));
                     pending.remove(k);
                 }

@@ -550,8 +550,10 @@ fn glob_escape(text: &str) -> String {
 /// KEYS: queue, output, dlq, retry, depth, counters, clock.
 /// ARGV: group, entry count, valid-below watermark ("" = no check), now,
 /// window key prefix, pane TTL, then per entry: id, finished, #outputs,
-/// #dead, #retries, the window operations (see `push_window_args`), the outputs (event JSON),
-/// the dead (event JSON, stage JSON, meta JSON), the retries (due, member).
+/// #dead, #retries, the window operations (see `push_window_args`), the
+/// outputs (when #outputs > 0: one JSON array of the events, appended as one
+/// output stream entry), the dead (event JSON, stage JSON, meta JSON), the
+/// retries (due, member).
 /// Answers {applied, skipped}, or {-1, -1} when the stored watermark has
 /// reached the valid-below one or the gate is held (then nothing was done).
 pub(super) const COMPLETE_LUA: &str = r#"

@@ -37,6 +37,7 @@ conformance!(
     counters_exact_after_scenario,
     pipelines_are_isolated,
     trim_output_deletes_only_what_is_older,
+    output_pages_span_many_entries,
 );
 
 // ---- helpers ----------------------------------------------------------------
@@ -332,6 +333,27 @@ async fn trim_output_deletes_only_what_is_older<S: Store>(s: &S) {
     s.complete(P, &[done(&got[0], vec![ev("o3")])]).await.unwrap();
     assert_eq!(s.read_output(P, &first.next_cursor, 10).await.unwrap().items, vec![ev("o3")]);
     assert_eq!(all_outputs(s, P, 10).await, vec!["o3"]);
+}
+
+/// Pages that take many small entries (one request's outputs each) and
+/// pages that end inside a bigger one.
+async fn output_pages_span_many_entries<S: Store>(s: &S) {
+    let mut expected = Vec::new();
+    for i in 0..12 {
+        enqueue_ok(s, P, &qes(&[&format!("in{i}")])).await;
+        let got = read_now(s, P, "w").await;
+        let outputs: Vec<Event> = (0..1 + i % 3).map(|k| ev(&format!("o{i}-{k}"))).collect();
+        expected.extend(outputs.iter().map(|e| e.id.clone()));
+        s.complete(P, &[done(&got[0], outputs)]).await.unwrap();
+    }
+    assert_eq!(expected.len(), 24);
+    for limit in [1, 2, 5, 7, 23, 1000] {
+        assert_eq!(all_outputs(s, P, limit).await, expected, "limit {limit}");
+    }
+    let page = s.read_output(P, "", 17).await.unwrap();
+    assert_eq!(page.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), expected[..17].to_vec());
+    let rest = s.read_output(P, &page.next_cursor, 1000).await.unwrap();
+    assert_eq!(rest.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), expected[17..].to_vec());
 }
 
 async fn queued_event_fields_round_trip<S: Store>(s: &S) {

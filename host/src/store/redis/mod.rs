@@ -840,37 +840,49 @@ impl Store for RedisStore {
         if limit == 0 {
             return Ok(Page { items: Vec::new(), next_cursor: unchanged });
         }
-        let start = match &position {
+        let mut start = match &position {
             None => "-".to_string(),
             Some(OutputCursor { entry, taken: 0 }) => format!("({entry}"),
             Some(OutputCursor { entry, .. }) => entry.clone(),
         };
         let output = &k.output;
-        // Every entry holds at least one event: `limit` entries are enough.
-        let reply: StreamRangeReply = self
-            .run(|mut c| async move {
-                ::redis::cmd("XRANGE").arg(output).arg(&start).arg("+").arg("COUNT").arg(limit).query_async(&mut c).await
-            })
-            .await?;
         let mut items = Vec::new();
         let mut next_cursor = unchanged;
-        for entry in &reply.ids {
-            if items.len() == limit {
+        // An entry holds anything from one event to a whole request's: read
+        // a few entries, then twice as many each time, until the page is full.
+        let mut count = 4usize;
+        loop {
+            let want = count.min(limit - items.len());
+            let range_start = start.clone();
+            let reply: StreamRangeReply = self
+                .run(|mut c| async move {
+                    ::redis::cmd("XRANGE").arg(output).arg(&range_start).arg("+").arg("COUNT").arg(want).query_async(&mut c).await
+                })
+                .await?;
+            for entry in &reply.ids {
+                if items.len() == limit {
+                    // Full at an entry's end: the cursor is that entry's id.
+                    break;
+                }
+                let events: Vec<Event> = json_field(entry, "e")?;
+                let skip = match &position {
+                    Some(p) if p.entry == entry.id => p.taken,
+                    _ => 0,
+                };
+                for (index, event) in events.into_iter().enumerate().skip(skip) {
+                    if items.len() == limit {
+                        next_cursor = OutputCursor { entry: entry.id.clone(), taken: index }.to_string();
+                        return Ok(Page { items, next_cursor });
+                    }
+                    items.push(event);
+                }
+                next_cursor = entry.id.clone();
+            }
+            if reply.ids.len() < want || items.len() == limit {
                 break;
             }
-            let events: Vec<Event> = json_field(entry, "e")?;
-            let skip = match &position {
-                Some(p) if p.entry == entry.id => p.taken,
-                _ => 0,
-            };
-            for (index, event) in events.into_iter().enumerate().skip(skip) {
-                if items.len() == limit {
-                    next_cursor = OutputCursor { entry: entry.id.clone(), taken: index }.to_string();
-                    return Ok(Page { items, next_cursor });
-                }
-                items.push(event);
-            }
-            next_cursor = entry.id.clone();
+            start = format!("({next_cursor}");
+            count *= 2;
         }
         Ok(Page { items, next_cursor })
     }

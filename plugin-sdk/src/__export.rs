@@ -56,12 +56,12 @@ pub fn process_packed<S: Stage>(ctx: CallContext, text: String, lengths: Vec<u32
     crate::lowering(false);
     // The batch's events share the text (no copy per event).
     let batch = Arc::new(text);
-    let mut at = 0;
+    let mut at = 0usize;
     // The host makes the lengths; one running past the text or off a char
     // boundary reads as empty rather than panicking.
     let mut next = |len: u32| {
-        let end = at + len as usize;
-        let range = if end <= batch.len() && batch.is_char_boundary(end) { at..end } else { at..at };
+        let end = at.checked_add(len as usize).filter(|&end| end <= batch.len() && batch.is_char_boundary(end));
+        let range = at..end.unwrap_or(at);
         at = range.end;
         range
     };

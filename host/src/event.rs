@@ -138,7 +138,7 @@ impl<'de> Deserialize<'de> for IngestMembers<'de> {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut members = IngestMembers::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                while let Some(MemberName(key)) = map.next_key::<MemberName<'de>>()? {
                     let value: &'de RawValue = map.next_value()?;
                     let slot = match key.as_ref() {
                         "type" => &mut members.kind,
@@ -157,6 +157,29 @@ impl<'de> Deserialize<'de> for IngestMembers<'de> {
             }
         }
         deserializer.deserialize_map(Members)
+    }
+}
+
+/// A member's name, borrowed from the body unless it has escapes (serde's
+/// own `Cow<str>` always copies).
+struct MemberName<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> serde::de::Visitor<'de> for Name {
+            type Value = MemberName<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, name: &'de str) -> Result<Self::Value, E> {
+                Ok(MemberName(std::borrow::Cow::Borrowed(name)))
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+                Ok(MemberName(std::borrow::Cow::Owned(name.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Name)
     }
 }
 

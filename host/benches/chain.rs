@@ -18,11 +18,13 @@
 //!   0 skips it);
 //! - `SLUICE_BENCH_SIZES`: its batch sizes, e.g. `512` (default `1,64,512`).
 //!
-//! Both paths chain the way an engine does: a stage's survivors are the
-//! inputs it kept (moved on, not copied), plus the events it emitted in
-//! place of changed ones; dropped inputs go nowhere. The input batch is
-//! owned by the chain, as an engine owns a batch it read; making that fresh
-//! copy of the fixture each iteration is outside the measured time.
+//! The WASM path is the engine's own chain (`engine::chain::run_chain`, the
+//! code workers run) over `StageRunner`s; the native path chains the same
+//! way by hand: a stage's survivors are the inputs it kept (moved on, not
+//! copied), plus the events it emitted in place of changed ones; dropped
+//! inputs go nowhere. The input batch is owned by the chain, as an engine
+//! owns a batch it read; making that fresh copy of the fixture each
+//! iteration is outside the measured time.
 //!
 //! `native::run` consumes its inputs and answers `Kept` without the event,
 //! so the native path copies each stage's input batch before the call to
@@ -36,8 +38,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
-use sluice::event::Event;
-use sluice::runtime::{EventResult, NoTables, Outcome, Runtime, RuntimeConfig, StageLimits, StageRunner, StageSpec};
+use sluice::domain::{Event, QueuedEvent};
+use sluice::engine::chain::{run_chain, ChainRun, ChainStage};
+use sluice::engine::spec::RetryPolicy;
+use sluice::runtime::{NoTables, Runtime, RuntimeConfig, StageLimits, StageRunner, StageSpec};
 use sluice_sdk::native;
 use sluice_sdk::{Context, Stage};
 
@@ -159,8 +163,9 @@ fn batch_of<T: Clone>(pool: &[T], size: usize, offset: usize) -> Vec<T> {
 
 // ---------------------------------------------------------------- WASM chain
 
+/// The engine's own chain ([`run_chain`]) over the WASM stages.
 struct WasmChain {
-    stages: Vec<StageRunner>,
+    stages: Vec<ChainStage>,
     _runtime: Runtime,
 }
 
@@ -183,51 +188,42 @@ impl WasmChain {
                     config: config.into(),
                     limits: StageLimits::default(),
                 };
-                StageRunner::new(plugin, spec, Arc::new(NoTables)).unwrap_or_else(|e| panic!("{name}: {e}"))
+                let runner = StageRunner::new(plugin, spec, Arc::new(NoTables)).unwrap_or_else(|e| panic!("{name}: {e}"));
+                ChainStage { name: name.into(), plugin: name.into(), plugin_version: 1, retry: RetryPolicy::default(), runner: Arc::new(runner) }
             })
             .collect();
         WasmChain { stages, _runtime: runtime }
     }
 
+    /// Runs `batch` (one queue entry) through `stages` as the engine does.
+    fn chain(stages: &[ChainStage], batch: Vec<Event>) -> ChainRun {
+        let entry = ("bench".to_string(), batch.into_iter().map(QueuedEvent::new).collect());
+        let run = run_chain(stages, vec![entry], 0, || 0.5);
+        if let Some(dead) = run.results[0].dead.first() {
+            panic!("event {} failed ({}): {}", dead.event.id, dead.error_kind, dead.error);
+        }
+        run
+    }
+
     /// One stage: its survivors, ready for the next.
-    fn stage(&self, index: usize, mut batch: Vec<Event>) -> Vec<Event> {
-        let report = self.stages[index].process_lent(1, &mut batch);
-        survivors(batch, report.results)
+    fn stage(&self, index: usize, batch: Vec<Event>) -> Vec<Event> {
+        Self::chain(&self.stages[index..=index], batch).results.swap_remove(0).outputs
     }
 
     /// Fuel (about one unit per wasm instruction) each stage burns per event
     /// it is given: deterministic, unlike time.
     fn fuel_per_event(&self, batch: Vec<Event>) -> [f64; 3] {
+        let run = Self::chain(&self.stages, batch);
         let mut fuel = [0.0; 3];
-        let mut batch = batch;
-        for (index, stage) in self.stages.iter().enumerate() {
-            let report = stage.process(1, &batch);
-            fuel[index] = report.results.iter().map(|r| r.fuel as f64).sum::<f64>() / batch.len() as f64;
-            batch = survivors(batch, report.results);
+        for (slot, tally) in fuel.iter_mut().zip(&run.tallies) {
+            *slot = tally.fuel as f64 / tally.events.max(1) as f64;
         }
         fuel
     }
 
     fn run(&self, batch: Vec<Event>) -> Vec<Event> {
-        let batch = self.stage(0, batch);
-        let batch = self.stage(1, batch);
-        self.stage(2, batch)
+        Self::chain(&self.stages, batch).results.swap_remove(0).outputs
     }
-}
-
-/// Kept inputs move on as they are, emitted events replace theirs, dropped
-/// ones go nowhere.
-fn survivors(inputs: Vec<Event>, results: Vec<EventResult>) -> Vec<Event> {
-    let mut out = Vec::with_capacity(inputs.len());
-    for (event, result) in inputs.into_iter().zip(results) {
-        match result.outcome {
-            Outcome::Keep => out.push(event),
-            Outcome::Emitted(events) => out.extend(events),
-            Outcome::Drop => {}
-            Outcome::Failed { kind, message } => panic!("event {} failed ({kind}): {message}", event.id),
-        }
-    }
-    out
 }
 
 // -------------------------------------------------------------- native chain

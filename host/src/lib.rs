@@ -1,16 +1,22 @@
 //! Sluice: a streaming event pipeline whose stages are sandboxed
 //! WebAssembly components.
 //!
+//! The layers, bottom up (a module uses only those below it):
+//! - [`domain`]: the types every layer passes around (events, queued
+//!   events, DLQ entries, entry results, window state); imports nothing.
+//! - [`internal_events`]: every log line and metric, as typed events.
 //! - [`runtime`]: the sandbox that runs stage plugins.
-//! - [`event`]: the event type shared by every layer.
-//! - [`metrics`]: every log line and metric, from one place.
+//! - [`store`]: durable state, by capability, on Redis or embedded (redb).
 //! - [`window`]: windowed aggregations over event time.
+//! - [`engine`]: pipelines, workers, the closer; the API's one door.
+//! - [`api`]: the HTTP API of API.md.
 //! - [`cli`]: the `sluice` command.
 
 pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod event;
+pub mod internal_events;
 pub mod metrics;
 pub mod runtime;
 pub mod store;

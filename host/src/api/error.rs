@@ -5,15 +5,21 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::engine::SpecError;
+use crate::engine::EngineError;
+use crate::internal_events::{emit, ApiInternalError};
 use crate::store::StoreError;
 
+/// Every way a request fails, by status code.
 #[derive(Debug)]
 pub enum ApiError {
     /// 400 with a machine code (`invalid_json`, `invalid_spec`, `invalid_plugin`, ...).
     BadRequest { code: &'static str, message: String },
     Unauthorized(String),
     Forbidden(String),
+    /// 403 in open mode: the `Host` is not a loopback name.
+    ForbiddenHost(String),
+    /// 403 in open mode: a change from another site's page.
+    CrossOrigin(String),
     NotFound(String),
     Conflict(String),
     PayloadTooLarge(u64),
@@ -35,16 +41,23 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::InvalidCursor(m) => {
+                ApiError::bad_request("invalid_cursor", format!("{m}; pass back a `next_cursor` exactly as it was answered"))
+            }
             StoreError::Internal(m) => ApiError::Internal(m),
         }
     }
 }
 
-impl From<SpecError> for ApiError {
-    fn from(e: SpecError) -> Self {
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
         match e {
-            SpecError::Invalid(m) => ApiError::bad_request("invalid_spec", m),
-            SpecError::Store(e) => e.into(),
+            EngineError::NotFound(m) => ApiError::NotFound(m),
+            EngineError::InvalidSpec(m) => ApiError::bad_request("invalid_spec", m),
+            EngineError::InvalidPlugin(m) => ApiError::bad_request("invalid_plugin", m),
+            EngineError::InUse(m) => ApiError::Conflict(m),
+            EngineError::Unreadable(m) => ApiError::Internal(m),
+            EngineError::Store(e) => e.into(),
         }
     }
 }
@@ -58,6 +71,8 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, json!({"error": code, "message": message}), None),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({"error": "unauthorized", "message": m}), None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({"error": "forbidden", "message": m}), None),
+            ApiError::ForbiddenHost(m) => (StatusCode::FORBIDDEN, json!({"error": "forbidden_host", "message": m}), None),
+            ApiError::CrossOrigin(m) => (StatusCode::FORBIDDEN, json!({"error": "cross_origin", "message": m}), None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": "not_found", "message": m}), None),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": "conflict", "message": m}), None),
             ApiError::PayloadTooLarge(limit) => (
@@ -80,7 +95,7 @@ impl IntoResponse for ApiError {
                 Some(UNAVAILABLE_RETRY_AFTER_S),
             ),
             ApiError::Internal(m) => {
-                crate::metrics::api_internal_error(&m);
+                emit(ApiInternalError { message: &m });
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal", "message": m}), None)
             }
         };
@@ -92,4 +107,5 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A handler's answer.
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,4 +1,6 @@
-//! The HTTP API of API.md: one router per resource, one error type.
+//! The HTTP API of API.md: one router per resource, one error type, and
+//! auth by router (the admin routes, the ingest route and the public ones
+//! each sit behind their own layer).
 //!
 //! - [`ingest`]: `POST /v1/pipelines/{id}/events`
 //! - [`plugins`]: `/v1/plugins...`
@@ -7,8 +9,14 @@
 //! - [`windows`]: `/v1/pipelines/{id}/windows/...` and `/alerts`
 //! - [`dashboard`]: `GET /`, the live dashboard page
 //! - [`monitoring`]: `/healthz`, `/readyz`, `/metrics`
+//!
+//! Handlers reach everything through [`Engine`]'s methods. May use:
+//! `domain`, `internal_events`, `engine`, `window` (query types), `runtime`
+//! (names only).
 
 pub mod auth;
+mod body;
+pub mod dashboard;
 pub mod error;
 pub mod ingest;
 pub mod monitoring;
@@ -16,15 +24,15 @@ pub mod pipelines;
 pub mod plugins;
 pub mod tables;
 pub mod windows;
-pub mod dashboard;
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::engine::Engine;
+use auth::{Access, Role, Tokens};
+pub use body::Body;
 use error::ApiError;
 
 /// What every handler can reach.
@@ -34,46 +42,25 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
 }
 
-/// The whole API, behind the auth layer.
-pub fn router(state: Arc<AppState>, tokens: auth::Tokens) -> Router {
-    Router::new()
+/// The whole API: public routes, the ingest route behind ingest (or admin)
+/// tokens, everything else behind the admin token (the live feed also
+/// taking it as `?access_token=`).
+pub fn router(state: Arc<AppState>, tokens: Tokens) -> Router {
+    let tokens = Arc::new(tokens);
+    let layer = |role: Role| axum::middleware::from_fn_with_state(Access::new(tokens.clone(), role), auth::require);
+    let admin = Router::new()
         .merge(plugins::router())
         .merge(pipelines::router())
         .merge(tables::router())
         .merge(windows::router())
+        .merge(monitoring::admin_router())
+        .route_layer(layer(Role::Admin));
+    Router::new()
+        .merge(monitoring::public_router())
         .merge(dashboard::router())
-        .merge(monitoring::router())
+        .merge(ingest::router().route_layer(layer(Role::Ingest)))
+        .merge(windows::live_router().route_layer(layer(Role::AdminOrQueryToken)))
+        .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such endpoint (see API.md)".into()) })
         .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(Arc::new(tokens), auth::require))
-}
-
-/// Bytes of an over-limit body still read (and thrown away) so the client
-/// gets its 413 on a healthy connection rather than a reset mid-upload.
-const DRAIN_AFTER_LIMIT: u64 = 64 * 1024 * 1024;
-
-/// Reads a body up to `limit` bytes; over it is a 413.
-pub async fn read_body(body: Body, limit: u64) -> Result<Bytes, ApiError> {
-    use http_body_util::BodyExt;
-    use axum::body::HttpBody as _;
-    let mut body = body;
-    // The declared length, if any, sizes the buffer once (within the limit).
-    let declared = body.size_hint().lower().min(limit);
-    let mut kept = bytes::BytesMut::with_capacity(declared as usize);
-    let mut seen: u64 = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request("invalid_body", format!("could not read the body: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            seen += data.len() as u64;
-            if seen <= limit {
-                kept.extend_from_slice(&data);
-            } else if seen > limit + DRAIN_AFTER_LIMIT {
-                break;
-            }
-        }
-    }
-    if seen > limit {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    Ok(kept.freeze())
 }

@@ -10,11 +10,17 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{json, Value};
 
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::AppState;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(prometheus))
+/// `/healthz` and `/readyz` (no token).
+pub fn public_router() -> Router<Arc<AppState>> {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+}
+
+/// `/metrics` (the admin token when tokens are set).
+pub fn admin_router() -> Router<Arc<AppState>> {
+    Router::new().route("/metrics", get(prometheus))
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -30,7 +36,7 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    state.engine.store.ping().await.map_err(ApiError::from)?;
+    state.engine.ping().await?;
     Ok(Json(json!({"status": "ready"})))
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -12,11 +12,11 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::{read_body, AppState};
+use super::{AppState, Body};
+use crate::domain::PluginVersion;
 use crate::engine::spec::valid_name;
-use crate::runtime::sha256_hex;
-use crate::store::PluginVersion;
 
+/// The plugin routes (behind the admin layer).
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/plugins", get(list))
@@ -32,22 +32,15 @@ fn check_name(name: &str) -> ApiResult<()> {
     }
 }
 
-async fn upload(State(state): State<Arc<AppState>>, Path(name): Path<String>, request: Request) -> ApiResult<Response> {
-    // Read the body first: answering before reading it would break the client's keep-alive connection.
-    let bytes = read_body(request.into_body(), state.max_body_bytes).await?;
+async fn upload(State(state): State<Arc<AppState>>, Path(name): Path<String>, Body(bytes): Body) -> ApiResult<Response> {
     check_name(&name)?;
-    let runtime = state.engine.runtime.clone();
-    let checked = bytes.clone();
-    tokio::task::spawn_blocking(move || runtime.load(&checked))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::bad_request("invalid_plugin", e.to_string()))?;
-    let put = state.engine.store.put_plugin(&name, &sha256_hex(&bytes), &bytes, crate::event::now_ms()).await?;
+    let put = state.engine.upload_plugin(&name, bytes.to_vec()).await?;
     let status = if put.created { StatusCode::CREATED } else { StatusCode::OK };
     let v = put.version;
     Ok((status, Json(json!({"name": v.name, "version": v.version, "sha256": v.sha256, "size": v.size, "uploaded_at": v.uploaded_at}))).into_response())
 }
 
+/// The API's entries: one per name, with its versions.
 fn entries(versions: Vec<PluginVersion>) -> Vec<Value> {
     let mut by_name: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for v in versions {
@@ -57,22 +50,16 @@ fn entries(versions: Vec<PluginVersion>) -> Vec<Value> {
 }
 
 async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({"plugins": entries(state.engine.store.list_plugins().await?)})))
+    Ok(Json(json!({"plugins": entries(state.engine.plugins().await?)})))
 }
 
 async fn show(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let versions: Vec<PluginVersion> = state.engine.store.list_plugins().await?.into_iter().filter(|v| v.name == name).collect();
+    let versions = state.engine.plugin_versions(&name).await?;
     entries(versions).pop().map(Json).ok_or_else(|| ApiError::NotFound(format!("no plugin `{name}`")))
 }
 
 async fn remove(State(state): State<Arc<AppState>>, Path((name, version)): Path<(String, String)>) -> ApiResult<StatusCode> {
     let version: u32 = version.parse().map_err(|_| ApiError::bad_request("invalid_version", format!("version {version:?} must be a positive integer")))?;
-    if let Some(pipeline) = state.engine.plugin_in_use(&name, version).await? {
-        return Err(ApiError::Conflict(format!("plugin `{name}` version {version} is used by pipeline `{pipeline}`")));
-    }
-    if state.engine.store.delete_plugin_version(&name, version).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!("no plugin `{name}` version {version}")))
-    }
+    state.engine.delete_plugin_version(&name, version).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

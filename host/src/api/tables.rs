@@ -3,21 +3,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::{read_body, AppState};
+use super::{AppState, Body};
 use crate::engine::spec::valid_name;
 
+/// The table routes (behind the admin layer).
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/v1/tables/{name}", get(show).put(put))
 }
 
-async fn put(State(state): State<Arc<AppState>>, Path(name): Path<String>, request: Request) -> ApiResult<Json<Value>> {
-    let body = read_body(request.into_body(), state.max_body_bytes).await?;
+async fn put(State(state): State<Arc<AppState>>, Path(name): Path<String>, Body(body): Body) -> ApiResult<Json<Value>> {
     if !valid_name(&name) {
         return Err(ApiError::bad_request("invalid_name", format!("table name {name:?} must match [a-z0-9-]{{1,64}}")));
     }
@@ -29,5 +29,5 @@ async fn put(State(state): State<Arc<AppState>>, Path(name): Path<String>, reque
 }
 
 async fn show(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Json<BTreeMap<String, String>>> {
-    state.engine.store.get_table(&name).await?.map(Json).ok_or_else(|| ApiError::NotFound(format!("no table `{name}`")))
+    Ok(Json(state.engine.table(&name).await?))
 }

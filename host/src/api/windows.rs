@@ -14,22 +14,26 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::pipelines::{cursor_error, stored_spec, PageQuery};
+use super::pipelines::PageQuery;
 use super::AppState;
-use crate::engine::spec::PipelineSpec;
-use crate::store::NO_WATERMARK;
-use crate::window::query::{window_results, WindowQuery};
-use crate::window::{Shape, WindowSpec};
+use crate::engine::{watermark_value, LiveCursor};
+use crate::window::query::WindowQuery;
+use crate::window::WindowSpec;
 
 /// How often the live feed looks for changes.
 const LIVE_POLL: Duration = Duration::from_millis(500);
 
+/// The window routes (behind the admin layer).
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/pipelines/{id}/windows/{window}", get(results))
         .route("/v1/pipelines/{id}/windows/{window}/results", get(results_stream))
-        .route("/v1/pipelines/{id}/windows/{window}/live", get(live))
         .route("/v1/pipelines/{id}/alerts", get(alerts))
+}
+
+/// The live feed (behind the admin layer that also takes `?access_token=`).
+pub fn live_router() -> Router<Arc<AppState>> {
+    Router::new().route("/v1/pipelines/{id}/windows/{window}/live", get(live))
 }
 
 /// `group`, `from`, `to` (ms, on `start`).
@@ -50,33 +54,25 @@ fn parse_ms(name: &str, value: &Option<String>) -> ApiResult<Option<i64>> {
     }
 }
 
-/// The window definition `window` of pipeline `id` (404 if either is unknown).
-async fn window_spec(state: &AppState, id: &str, window: &str) -> ApiResult<WindowSpec> {
-    let spec = stored_spec(state, id).await?;
-    let spec = PipelineSpec::parse(spec.as_bytes()).map_err(ApiError::Internal)?;
-    spec.windows.into_iter().find(|w| w.name == window).ok_or_else(|| ApiError::NotFound(format!("pipeline `{id}` has no window `{window}`")))
-}
-
-fn watermark_value(wm: i64) -> Value {
-    if wm == NO_WATERMARK { Value::Null } else { wm.into() }
-}
-
 async fn results(
     State(state): State<Arc<AppState>>,
     Path((id, window)): Path<(String, String)>,
     Query(params): Query<ResultsParams>,
 ) -> ApiResult<Json<Value>> {
-    let def = window_spec(&state, &id, &window).await?;
+    let def = state.engine.window_def(&id, &window).await?;
     let query = WindowQuery { group: params.group, from: parse_ms("from", &params.from)?, to: parse_ms("to", &params.to)? };
     if let (Some(from), Some(to)) = (query.from, query.to) {
         if from > to {
             return Err(ApiError::bad_request("invalid_query", format!("`from` ({from}) is after `to` ({to})")));
         }
     }
-    let store = state.engine.store.as_ref();
-    let clock = store.window_clock(&id).await?;
-    let results = window_results(store, &id, &def, &query).await?;
-    Ok(Json(json!({"results": results, "watermark": watermark_value(clock.watermark)})))
+    let answer = state.engine.window_answer(&id, &def, &query).await?;
+    Ok(Json(json!({"results": answer.results, "watermark": watermark_value(answer.watermark)})))
+}
+
+/// Stored JSON text as a value (`null` if it does not parse).
+fn stored_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// The window-results stream: one record per closed window (and per
@@ -86,87 +82,47 @@ async fn results_stream(
     Path((id, window)): Path<(String, String)>,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Value>> {
-    window_spec(&state, &id, &window).await?;
-    let page = state.engine.store.read_window_results(&id, &window, page.cursor(), page.limit()?).await.map_err(cursor_error)?;
-    let entries: Vec<Value> = page.items.iter().map(|r| serde_json::from_str(&r.json).unwrap_or(Value::Null)).collect();
+    let page = state.engine.window_records(&id, &window, page.cursor(), page.limit()?).await?;
+    let entries: Vec<Value> = page.items.iter().map(|r| stored_json(&r.json)).collect();
     Ok(Json(json!({"entries": entries, "next_cursor": page.next_cursor})))
 }
 
 async fn alerts(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Json<Value>> {
-    stored_spec(&state, &id).await?;
-    let page = state.engine.store.read_alerts(&id, page.cursor(), page.limit()?).await.map_err(cursor_error)?;
-    let entries: Vec<Value> = page.items.iter().map(|a| serde_json::from_str(&a.json).unwrap_or(Value::Null)).collect();
+    let page = state.engine.alerts_page(&id, page.cursor(), page.limit()?).await?;
+    let entries: Vec<Value> = page.items.iter().map(|a| stored_json(&a.json)).collect();
     Ok(Json(json!({"entries": entries, "next_cursor": page.next_cursor})))
 }
 
-/// The windows a live view shows: the newest window (sliding: the one
-/// covering the last `size_ms` up to the newest event), or the open sessions.
-fn current_query(def: &WindowSpec, newest: i64) -> WindowQuery {
-    match def.shape() {
-        Shape::Panes { size, slide } => {
-            let start = newest.div_euclid(slide) * slide - size + slide;
-            WindowQuery { group: None, from: Some(start), to: Some(start) }
-        }
-        Shape::Session { .. } => WindowQuery::default(),
-    }
-}
-
-struct LiveState {
+/// A live feed between two polls.
+struct Feed {
     state: Arc<AppState>,
     id: String,
     def: WindowSpec,
-    last_update: String,
-    results_cursor: String,
-    alerts_cursor: String,
+    cursor: LiveCursor,
     first: bool,
 }
 
-/// One look: new result records, new alerts of this window, and the current
-/// windows if they changed.
-async fn live_step(mut s: LiveState) -> Option<(Vec<Result<SseEvent, Infallible>>, LiveState)> {
-    if !s.first {
+/// One poll, as SSE events.
+async fn poll(mut feed: Feed) -> Option<(Vec<Result<SseEvent, Infallible>>, Feed)> {
+    if !feed.first {
         tokio::time::sleep(LIVE_POLL).await;
     }
-    s.first = false;
-    let store = s.state.engine.store.as_ref();
+    feed.first = false;
+    let news = feed.state.engine.live_poll(&feed.id, &feed.def, &mut feed.cursor).await;
     let mut events = Vec::new();
-    let error = |e: crate::store::StoreError| Ok(SseEvent::default().event("error").data(json!({"message": e.to_string()}).to_string()));
-    match store.read_window_results(&s.id, &s.def.name, &s.results_cursor, 1000).await {
-        Ok(page) => {
-            for record in &page.items {
-                events.push(Ok(SseEvent::default().event("result").data(record.json.clone())));
-            }
-            s.results_cursor = page.next_cursor;
-        }
-        Err(e) => events.push(error(e)),
+    for record in news.results {
+        events.push(Ok(SseEvent::default().event("result").data(record)));
     }
-    match store.read_alerts(&s.id, &s.alerts_cursor, 1000).await {
-        Ok(page) => {
-            for alert in page.items.iter().filter(|a| a.window == s.def.name) {
-                events.push(Ok(SseEvent::default().event("alert").data(alert.json.clone())));
-            }
-            s.alerts_cursor = page.next_cursor;
-        }
-        Err(e) => events.push(error(e)),
+    for alert in news.alerts {
+        events.push(Ok(SseEvent::default().event("alert").data(alert)));
     }
-    match store.window_clock(&s.id).await {
-        Ok(clock) if clock.max_event_ts != NO_WATERMARK => {
-            let newest = clock.max_event_ts.max(clock.watermark);
-            match window_results(store, &s.id, &s.def, &current_query(&s.def, newest)).await {
-                Ok(results) => {
-                    let update = json!({"window": s.def.name, "watermark": watermark_value(clock.watermark), "results": results}).to_string();
-                    if update != s.last_update {
-                        events.push(Ok(SseEvent::default().event("update").data(update.clone())));
-                        s.last_update = update;
-                    }
-                }
-                Err(e) => events.push(error(e)),
-            }
-        }
-        Ok(_) => {}
-        Err(e) => events.push(error(e)),
+    if let Some(update) = news.update {
+        events.push(Ok(SseEvent::default().event("update").data(update)));
     }
-    Some((events, s))
+    for message in news.errors {
+        events.push(Ok(SseEvent::default().event("error").data(json!({"message": message}).to_string())));
+    }
+    Some((events, feed))
 }
 
 /// `GET .../windows/{window}/live`: `update` events (the current windows,
@@ -177,11 +133,9 @@ async fn live(
     State(state): State<Arc<AppState>>,
     Path((id, window)): Path<(String, String)>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
-    let def = window_spec(&state, &id, &window).await?;
-    let store = state.engine.store.as_ref();
-    let results_cursor = store.tail_cursor(&id, Some(&window)).await?;
-    let alerts_cursor = store.tail_cursor(&id, None).await?;
-    let start = LiveState { state, id, def, last_update: String::new(), results_cursor, alerts_cursor, first: true };
-    let stream = stream::unfold(start, live_step).flat_map(stream::iter);
+    let def = state.engine.window_def(&id, &window).await?;
+    let cursor = state.engine.live_start(&id, &window).await?;
+    let feed = Feed { state, id, def, cursor, first: true };
+    let stream = stream::unfold(feed, poll).flat_map(stream::iter);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
 }

@@ -1,4 +1,8 @@
-//! The `sluice` command line.
+//! The `sluice` command line: `serve` (wires the store, the runtime, the
+//! engine and the API together), `plugin test` (the sandbox on local
+//! events) and `bench` (the load benchmark, driving a real server).
+//!
+//! May use every module; nothing uses it.
 
 mod bench;
 mod plugin_test;

@@ -135,7 +135,7 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
             match RedisStore::connect(&settings.store, &settings.redis_prefix).await {
                 Ok(store) => return Ok(Arc::new(store)),
                 Err(e) if attempt < 15 => {
-                    crate::metrics::store_not_ready(&settings.store, &e.to_string());
+                    crate::internal_events::emit(crate::internal_events::StoreNotReady { store: &settings.store, error: &e.to_string() });
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(2));
                 }

@@ -111,6 +111,11 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl PipelineSpec {
+    /// The stages' names, in order.
+    pub fn stage_names(&self) -> Vec<String> {
+        self.stages.iter().map(|s| s.name.clone()).collect()
+    }
+
     /// Parses spec JSON, naming the field at fault.
     pub fn parse(text: &[u8]) -> Result<PipelineSpec, String> {
         let de = &mut serde_json::Deserializer::from_slice(text);

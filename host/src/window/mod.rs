@@ -22,6 +22,10 @@
 //!   batch is applied. An event with no such window (for some window
 //!   definition) goes to the DLQ as `late`, naming the window it missed.
 //!   An update to a closed, not yet final window re-emits it.
+//!
+//! May use: `domain`, `store` (reading and committing window state through
+//! its `WindowState` capability). The engine runs the closer and applies
+//! the deltas; the API queries through the engine.
 
 pub mod assign;
 pub mod closer;

@@ -215,11 +215,6 @@ impl WindowSpec {
         }
         Ok(())
     }
-
-    /// The fields that aggregates read, by aggregate index.
-    pub fn field_of(&self, agg: usize) -> Option<&str> {
-        self.aggregates.get(agg).and_then(|a| a.field.as_deref())
-    }
 }
 
 /// The name an aggregate's value has in a result: `count`, `avg_data.ms`, ...

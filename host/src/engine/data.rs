@@ -1,0 +1,93 @@
+//! What flows through a pipeline, as the API asks for it: ingest into the
+//! queue (bounded), the dead letter queue, the outputs and the pipeline's
+//! figures.
+
+use std::sync::Arc;
+
+use super::stats::StageStats;
+use super::{Engine, EngineError};
+use crate::domain::{Counters, DlqEntry, DlqSelector, Enqueued, Page, QueuedEvent, ReplayReport};
+use crate::event::Event;
+use crate::internal_events::{emit, IngestAnswered, PipelineMetrics};
+
+/// What ingest into one pipeline needs: its queue bound and metric handles.
+pub struct IngestTarget {
+    max_depth: u64,
+    metrics: Arc<PipelineMetrics>,
+}
+
+/// A pipeline's figures (API.md's `GET /v1/pipelines/{id}/metrics`).
+#[derive(Debug, Clone)]
+pub struct PipelineReport {
+    /// Global counts, from the store.
+    pub counters: Counters,
+    /// Events finished per second here over the last few seconds.
+    pub throughput_per_s: f64,
+    /// Per stage, in spec order; latency and fuel as seen by this process.
+    pub stages: Vec<StageStats>,
+}
+
+impl Engine {
+    /// Whether the store answers (`/readyz`).
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// What ingest into pipeline `id` needs to know (404 if there is no
+    /// such pipeline): from memory when it runs here, else from the store.
+    pub async fn ingest_target(&self, id: &str) -> Result<IngestTarget, EngineError> {
+        Ok(match self.running(id) {
+            Some(p) => IngestTarget { max_depth: p.spec.max_queue_depth, metrics: p.metrics.clone() },
+            None => {
+                let spec = self.pipeline_spec(id).await?;
+                IngestTarget { max_depth: spec.max_queue_depth, metrics: Arc::new(PipelineMetrics::register(id, &spec.stage_names())) }
+            }
+        })
+    }
+
+    /// Appends `events` to pipeline `id`'s queue as one entry, durably, if
+    /// the queue stays within the spec's `max_queue_depth` (else nothing),
+    /// counting `rejected` more refused ones.
+    pub async fn enqueue(&self, id: &str, target: &IngestTarget, events: &[QueuedEvent], rejected: u64) -> Result<Enqueued, EngineError> {
+        let answer = self.store.enqueue(id, events, rejected, target.max_depth).await?;
+        let accepted = matches!(answer, Enqueued::Accepted { .. });
+        let (a, r) = if accepted { (events.len() as u64, rejected) } else { (0, 0) };
+        emit(IngestAnswered { metrics: &target.metrics, accepted: a, rejected: r, refused: !accepted });
+        Ok(answer)
+    }
+
+    /// A page of pipeline `id`'s DLQ, oldest first.
+    pub async fn dlq_page(&self, id: &str, cursor: &str, limit: usize) -> Result<Page<DlqEntry>, EngineError> {
+        self.pipeline_spec(id).await?;
+        Ok(self.store.dlq_list(id, cursor, limit).await?)
+    }
+
+    /// Puts the selected DLQ entries back on the queue.
+    pub async fn dlq_replay(&self, id: &str, selector: &DlqSelector) -> Result<ReplayReport, EngineError> {
+        self.pipeline_spec(id).await?;
+        Ok(self.store.dlq_replay(id, selector).await?)
+    }
+
+    /// Deletes the selected DLQ entries; answers how many.
+    pub async fn dlq_delete(&self, id: &str, selector: &DlqSelector) -> Result<u64, EngineError> {
+        self.pipeline_spec(id).await?;
+        Ok(self.store.dlq_delete(id, selector).await?)
+    }
+
+    /// A page of the events that left pipeline `id`'s last stage.
+    pub async fn output_page(&self, id: &str, cursor: &str, limit: usize) -> Result<Page<Event>, EngineError> {
+        self.pipeline_spec(id).await?;
+        Ok(self.store.read_output(id, cursor, limit).await?)
+    }
+
+    /// Pipeline `id`'s counters and this process's stage figures.
+    pub async fn pipeline_report(&self, id: &str) -> Result<PipelineReport, EngineError> {
+        let spec = self.pipeline_spec(id).await?;
+        let counters = self.store.counters(id).await?;
+        Ok(PipelineReport {
+            counters,
+            throughput_per_s: self.stats.throughput(id),
+            stages: self.stats.stages(id, &spec.stage_names()),
+        })
+    }
+}

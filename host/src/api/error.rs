@@ -36,6 +36,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::Internal(m) => ApiError::Internal(m),
+            // Where a bad cursor is the client's mistake, `api::pipelines::cursor_error` says so first.
+            e @ StoreError::InvalidCursor(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -95,8 +95,8 @@ async fn dlq_list(State(state): State<Arc<AppState>>, Path(id): Path<String>, Qu
 /// A cursor the store cannot read is the client's mistake (400), not ours.
 pub fn cursor_error(e: crate::store::StoreError) -> ApiError {
     match e {
-        crate::store::StoreError::Internal(m) if m.starts_with("invalid cursor") => {
-            ApiError::bad_request("invalid_cursor", format!("{m}; pass back a `next_cursor` exactly as it was answered"))
+        e @ crate::store::StoreError::InvalidCursor(_) => {
+            ApiError::bad_request("invalid_cursor", format!("{e}; pass back a `next_cursor` exactly as it was answered"))
         }
         other => other.into(),
     }

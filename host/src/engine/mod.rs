@@ -24,7 +24,7 @@ use crate::store::{Delivery, DlqEntry, EntryResult, Store, StoreError, NO_WATERM
 use crate::window::closer::{close_pass, CloserConfig};
 use crate::window::spike::SpikeWatch;
 use crate::window::WindowSet;
-use chain::{run_chain, ChainRun, ChainStage, WINDOW_STAGE_PREFIX};
+use chain::{run_chain, ChainRun, ChainStage};
 use spec::PipelineSpec;
 use stats::Stats;
 
@@ -476,10 +476,8 @@ fn assign_windows(
                     late.event.timestamp, late.start, late.end, late.window, watermark, lateness
                 ),
                 event: late.event,
-                error_kind: crate::runtime::ErrorKind::Late,
-                stage: format!("{WINDOW_STAGE_PREFIX}{}", late.window),
-                plugin: String::new(),
-                plugin_version: 0,
+                error_kind: crate::domain::ErrorKind::Late,
+                failed_at: crate::domain::FailedAt::Window { window: late.window.clone() },
                 attempts: 1,
                 first_failed_at: now_ms,
                 last_failed_at: now_ms,

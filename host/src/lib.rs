@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod domain;
 pub mod engine;
 pub mod event;
 pub mod internal_events;

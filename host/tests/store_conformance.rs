@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use sluice::event::Event;
-use sluice::runtime::ErrorKind;
+use sluice::domain::{ErrorKind, FailedAt};
 use sluice::store::embedded::EmbeddedStore;
 use sluice::store::redis::RedisStore;
 use sluice::store::{
@@ -68,9 +68,7 @@ fn dead(id: &str, stage: &str) -> DlqEntry {
         event: ev(id),
         error: format!("stage {stage} failed on {id}"),
         error_kind: ErrorKind::Rejected,
-        stage: stage.to_string(),
-        plugin: "bot-filter".to_string(),
-        plugin_version: 7,
+        failed_at: FailedAt::Stage { stage: stage.to_string(), plugin: "bot-filter".to_string(), plugin_version: 7 },
         attempts: 3,
         first_failed_at: 100,
         last_failed_at: 200,
@@ -569,7 +567,7 @@ async fn dlq_list_and_paging<S: Store>(s: &S) {
     fill_dlq(s, &["f"], "other").await;
     let p5 = s.dlq_list(P, &p4.next_cursor, 2).await.unwrap();
     assert_eq!(p5.items.len(), 1);
-    assert_eq!((p5.items[0].event.id.as_str(), p5.items[0].stage.as_str()), ("f", "other"));
+    assert_eq!((p5.items[0].event.id.as_str(), p5.items[0].failed_at.stage_field().as_str()), ("f", "other"));
     assert_eq!(p5.next_cursor, p5.items[0].dlq_id);
 }
 

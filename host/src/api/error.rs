@@ -41,8 +41,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
-            StoreError::InvalidCursor(m) => {
-                ApiError::bad_request("invalid_cursor", format!("{m}; pass back a `next_cursor` exactly as it was answered"))
+            e @ StoreError::InvalidCursor(_) => {
+                ApiError::bad_request("invalid_cursor", format!("{e}; pass back a `next_cursor` exactly as it was answered"))
             }
             StoreError::Internal(m) => ApiError::Internal(m),
         }

@@ -32,17 +32,17 @@ async fn put(State(state): State<Arc<AppState>>, Path(id): Path<String>, Body(bo
     }
     let (created, spec) = state.engine.put_pipeline(&id, &body).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({"id": id, "spec": spec}))).into_response())
+    Ok((status, Json(json!({"id": id, "spec": spec.as_ref()}))).into_response())
 }
 
 async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    let pipelines: Vec<Value> = state.engine.pipeline_specs().await?.into_iter().map(|(id, spec)| json!({"id": id, "spec": spec})).collect();
+    let pipelines: Vec<Value> = state.engine.pipeline_specs().await?.into_iter().map(|(id, spec)| json!({"id": id, "spec": spec.as_deref()})).collect();
     Ok(Json(json!({"pipelines": pipelines})))
 }
 
 async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let spec = state.engine.pipeline_spec(&id).await?;
-    Ok(Json(json!({"id": id, "spec": spec})))
+    Ok(Json(json!({"id": id, "spec": spec.as_ref()})))
 }
 
 async fn remove(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<StatusCode> {

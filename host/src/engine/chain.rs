@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use crate::event::Event;
+use crate::domain::{DlqEntry, EntryResult, FailedAt, QueuedEvent, ReplayStart, Retry};
 use crate::runtime::{BatchReport, ErrorKind, Outcome, StageRunner};
-use crate::store::{DlqEntry, EntryResult, QueuedEvent, Retry};
 
 use super::spec::RetryPolicy;
 
@@ -75,10 +75,6 @@ impl Meta {
     }
 }
 
-/// The `start_stage` of a DLQ'd late event: replaying it re-applies it to
-/// that window only (it already went through the stages and to the output).
-pub const WINDOW_STAGE_PREFIX: &str = "window:";
-
 /// What a chain run made of some queue entries.
 pub struct ChainRun {
     /// One per entry, same order.
@@ -100,17 +96,19 @@ pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>
     for (entry, (_, queued)) in entries.into_iter().enumerate() {
         inputs[entry] = queued.len() as u64;
         for q in queued {
-            if let Some(window) = q.start_stage.as_deref().and_then(|s| s.strip_prefix(WINDOW_STAGE_PREFIX)) {
-                window_replays[entry].push((window.to_string(), q.event));
+            // A replayed late event re-applies to that window only (it already
+            // went through the stages and to the output).
+            if let Some(ReplayStart::Window(window)) = q.start_stage {
+                window_replays[entry].push((window, q.event));
                 continue;
             }
             // A stage that is gone from the current spec restarts the event at the first stage.
             let (stage, attempt) = match &q.start_stage {
-                Some(name) => match stages.iter().position(|s| &s.name == name) {
+                Some(ReplayStart::Stage(name)) => match stages.iter().position(|s| &s.name == name) {
                     Some(i) => (i, q.attempt.max(1)),
                     None => (0, 1),
                 },
-                None => (0, q.attempt.max(1)),
+                _ => (0, q.attempt.max(1)),
             };
             items.push(Item { entry, event: q.event, stage, attempt, first_failed_at: q.first_failed_at });
         }
@@ -161,7 +159,7 @@ pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>
                             result.retries.push(Retry {
                                 event: QueuedEvent {
                                     event: item.event,
-                                    start_stage: Some(stage.name.clone()),
+                                    start_stage: Some(ReplayStart::Stage(stage.name.clone())),
                                     attempt: item.attempt + 1,
                                     first_failed_at: Some(first),
                                 },
@@ -172,10 +170,12 @@ pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>
                                 dlq_id: String::new(),
                                 event: item.event,
                                 error: message,
-                                error_kind: kind,
-                                stage: stage.name.clone(),
-                                plugin: stage.plugin.clone(),
-                                plugin_version: stage.plugin_version,
+                                error_kind: kind.into(),
+                                failed_at: FailedAt::Stage {
+                                    stage: stage.name.clone(),
+                                    plugin: stage.plugin.clone(),
+                                    plugin_version: stage.plugin_version,
+                                },
                                 attempts: item.attempt,
                                 first_failed_at: first,
                                 last_failed_at: now_ms,

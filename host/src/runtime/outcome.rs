@@ -52,6 +52,25 @@ impl ErrorKind {
     }
 }
 
+/// What a stage's failure is called in a DLQ entry (the names are the same).
+impl From<ErrorKind> for crate::domain::ErrorKind {
+    fn from(kind: ErrorKind) -> Self {
+        use crate::domain::ErrorKind as Dlq;
+        match kind {
+            ErrorKind::Retryable => Dlq::Retryable,
+            ErrorKind::Rejected => Dlq::Rejected,
+            ErrorKind::Fuel => Dlq::Fuel,
+            ErrorKind::Memory => Dlq::Memory,
+            ErrorKind::Timeout => Dlq::Timeout,
+            ErrorKind::Stack => Dlq::Stack,
+            ErrorKind::Panic => Dlq::Panic,
+            ErrorKind::Trap => Dlq::Trap,
+            ErrorKind::OutputLimit => Dlq::OutputLimit,
+            ErrorKind::Late => Dlq::Late,
+        }
+    }
+}
+
 impl std::fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -10,8 +10,8 @@ pub const DEFAULT_RETENTION_MS: u64 = 86_400_000;
 pub const MAX_PANES_PER_WINDOW: u64 = 10_000;
 /// Windows per pipeline.
 pub const MAX_WINDOWS: usize = 16;
-/// Aggregates per window.
-pub const MAX_AGGREGATES: usize = 16;
+/// Aggregates per window (the stores check stored rows against the same limit).
+pub use crate::domain::MAX_AGGREGATES;
 
 /// One window of a pipeline spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,5 @@
-//! What the stores keep for windowed aggregations, backend-neutral.
+//! Window state as every layer passes it: what the stores keep for
+//! windowed aggregations, backend-neutral.
 //!
 //! Workers turn a batch's outputs into [`PaneDelta`]s (one per window, pane
 //! and group, however many events it sums) that `complete_windowed` applies
@@ -11,6 +12,11 @@ use serde::{Deserialize, Serialize};
 
 /// No watermark yet (no event seen).
 pub const NO_WATERMARK: i64 = i64::MIN;
+
+/// Aggregates per window: the spec refuses more, and the stores treat a
+/// stored row claiming more as corrupt (so a bad row cannot make them
+/// allocate without bound).
+pub const MAX_AGGREGATES: usize = 16;
 
 /// The mergeable partial aggregate of one (window, pane, group).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,6 +42,7 @@ pub struct FieldAgg {
 }
 
 impl FieldAgg {
+    /// Folds `other` (the same aggregate of another batch or pane) into this one.
     pub fn merge(&mut self, other: &FieldAgg) {
         self.n += other.n;
         self.sum += other.sum;
@@ -52,10 +59,12 @@ impl FieldAgg {
 }
 
 impl PaneAgg {
+    /// An empty aggregate with one [`FieldAgg`] per aggregate of the window.
     pub fn new(aggregates: usize) -> Self {
         PaneAgg { count: 0, fields: vec![FieldAgg::default(); aggregates] }
     }
 
+    /// Folds `other` into this one (counts add, fields merge by index).
     pub fn merge(&mut self, other: &PaneAgg) {
         self.count += other.count;
         if self.fields.len() < other.fields.len() {

@@ -1,0 +1,31 @@
+//! The types every layer passes around: events (as ingested, queued and
+//! output), DLQ entries and error kinds, entry results, catalog records,
+//! counters, pages and window state.
+//!
+//! Owns no behaviour beyond (de)serializing these types. May use external
+//! crates only: nothing else in the crate (`store`, `runtime`, `engine`,
+//! `window`, `api` all build on it, never the other way round).
+
+pub mod catalog;
+pub mod dlq;
+pub mod event;
+pub mod queue;
+pub mod window;
+
+pub use catalog::{PluginVersion, PutPlugin};
+pub use dlq::{DlqEntry, DlqSelector, ErrorKind, FailedAt, ReplayReport};
+pub use event::Event;
+pub use queue::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueuedEvent, ReplayStart, Retry};
+pub use window::{
+    AlertRecord, CloseCommit, DirtyMark, DistinctQuery, FieldAgg, PaneAgg, PaneDelta, PaneRef, PaneRow, WindowClock, WindowRecord,
+    MAX_AGGREGATES, NO_WATERMARK,
+};
+
+/// One page of a cursor-paged list. `next_cursor` is always a string to pass
+/// next time (API.md); an empty page means nothing newer yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// Oldest first.
+    pub items: Vec<T>,
+    pub next_cursor: String,
+}

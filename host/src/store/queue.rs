@@ -1,0 +1,44 @@
+//! The queue capability: enqueue, read, reclaim, complete, retries, counters.
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::domain::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueuedEvent};
+
+/// A pipeline's queue of chunks, its retries and its counters.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Appends `events` as one entry, durably, if the queue depth stays within
+    /// `max_depth` (else appends nothing); counts them `accepted` and counts
+    /// `rejected` more rejected ones, in the same step.
+    async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, max_depth: u64) -> StoreResult<Enqueued>;
+    /// Up to `max_entries` entries not yet delivered to anyone, waiting up to
+    /// `block_ms` for one to arrive. They stay pending for `consumer` until
+    /// completed or reclaimed.
+    async fn read(&self, pipeline: &str, consumer: &str, max_entries: usize, block_ms: u64) -> StoreResult<Vec<Delivery>>;
+    /// Takes over entries pending for longer than `min_idle_ms` with any
+    /// consumer (a crashed worker's), for `consumer`.
+    async fn reclaim(&self, pipeline: &str, consumer: &str, min_idle_ms: u64, max_entries: usize) -> StoreResult<Vec<Delivery>>;
+    /// Applies each entry's results atomically with its acknowledgement,
+    /// skipping entries no longer pending. One round trip for all of them.
+    async fn complete(&self, pipeline: &str, results: &[EntryResult]) -> StoreResult<CompleteReport> {
+        self.complete_windowed(pipeline, results, None, 0).await
+    }
+    /// [`complete`](Self::complete), also applying each entry's window deltas
+    /// and dirty marks with its acknowledgement. With `valid_below: Some(v)`
+    /// nothing at all is applied (the answer is `stale`) if the stored
+    /// watermark has reached `v` (some update the caller counted would now be
+    /// late) or a closer holds the gate at `now_ms`.
+    async fn complete_windowed(
+        &self,
+        pipeline: &str,
+        results: &[EntryResult],
+        valid_below: Option<i64>,
+        now_ms: i64,
+    ) -> StoreResult<CompleteReport>;
+    /// Moves retries due at `now_ms` back into the queue (as one entry);
+    /// answers how many events moved.
+    async fn promote_retries(&self, pipeline: &str, now_ms: i64, max_events: usize) -> StoreResult<u64>;
+    /// The pipeline's counters (API.md's pipeline metrics).
+    async fn counters(&self, pipeline: &str) -> StoreResult<Counters>;
+}

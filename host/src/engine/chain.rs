@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::event::Event;
-use crate::runtime::{ErrorKind, Outcome, StageRunner};
+use crate::runtime::{FailureKind, Outcome, StageRunner};
 use crate::store::{DlqEntry, EntryResult, QueuedEvent, Retry};
 
 use super::spec::RetryPolicy;
@@ -140,7 +140,7 @@ pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>
                         tally.errors += 1;
                         let first = item.first_failed_at.unwrap_or(now_ms);
                         let result = &mut results[item.entry];
-                        if kind == ErrorKind::Retryable && item.attempt < stage.retry.max_attempts {
+                        if kind == FailureKind::Retryable && item.attempt < stage.retry.max_attempts {
                             tally.retries += 1;
                             let due = now_ms + stage.retry.backoff_ms(item.attempt, jitter()) as i64;
                             result.retries.push(Retry {
@@ -157,7 +157,7 @@ pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>
                                 dlq_id: String::new(),
                                 event: item.event,
                                 error: message,
-                                error_kind: kind,
+                                error_kind: kind.into(),
                                 stage: stage.name.clone(),
                                 plugin: stage.plugin.clone(),
                                 plugin_version: stage.plugin_version,

@@ -18,7 +18,6 @@ pub mod domain;
 pub mod engine;
 pub mod event;
 pub mod internal_events;
-pub mod metrics;
 pub mod runtime;
 pub mod store;
 pub mod window;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sluice::event::Event;
 use sluice::runtime::{
-    ErrorKind, LookupTables, MemoryTables, NoTables, Outcome, Plugin, PluginError, Runtime, RuntimeConfig, StageLimits,
+    FailureKind, LookupTables, MemoryTables, NoTables, Outcome, Plugin, PluginError, Runtime, RuntimeConfig, StageLimits,
     StageRunner, StageSetupError, StageSpec,
 };
 
@@ -66,7 +66,7 @@ fn emitted_one(runner: &StageRunner, e: Event) -> Event {
     }
 }
 
-fn failure(outcome: &Outcome) -> (ErrorKind, &str) {
+fn failure(outcome: &Outcome) -> (FailureKind, &str) {
     match outcome {
         Outcome::Failed { kind, message } => (*kind, message.as_str()),
         other => panic!("expected a failure, got {other:?}"),
@@ -130,7 +130,7 @@ fn url_parts_adds_host_path_and_query_and_names_bad_urls() {
     );
     let report = runner.process(1, &[event("b", json!({"url": "::not a url::"}))]);
     let (kind, message) = failure(&report.results[0].outcome);
-    assert_eq!(kind, ErrorKind::Rejected);
+    assert_eq!(kind, FailureKind::Rejected);
     assert!(message.contains("::not a url::"), "{message}");
 }
 
@@ -177,7 +177,7 @@ fn split_items_fans_out_one_event_per_item() {
     assert!(events.iter().all(|e| e.kind == "page_view" && e.timestamp == 1_700_000_000_000));
     let report = runner.process(1, &[event("x", json!({"items": 5}))]);
     let (kind, message) = failure(&report.results[0].outcome);
-    assert_eq!(kind, ErrorKind::Rejected);
+    assert_eq!(kind, FailureKind::Rejected);
     assert!(message.contains("array"), "{message}");
 }
 
@@ -187,7 +187,7 @@ fn schema_check_names_every_missing_field() {
     let report = runner.process(1, &[event("a", json!({"url": "u", "user_id": "x", "ms": 3})), event("b", json!({"url": "u"}))]);
     assert_eq!(report.results[0].outcome, Outcome::Keep);
     let (kind, message) = failure(&report.results[1].outcome);
-    assert_eq!(kind, ErrorKind::Rejected);
+    assert_eq!(kind, FailureKind::Rejected);
     assert_eq!(message, "missing required fields: data.user_id, data.ms");
 }
 
@@ -197,7 +197,7 @@ fn flaky_is_retryable_until_the_attempt_reaches_fail_attempts() {
     let e = event("a", json!({"fail_attempts": 3}));
     for attempt in 1..3 {
         let (kind, _) = failure(&runner.process(attempt, std::slice::from_ref(&e)).results[0].outcome);
-        assert_eq!(kind, ErrorKind::Retryable, "attempt {attempt}");
+        assert_eq!(kind, FailureKind::Retryable, "attempt {attempt}");
     }
     assert_eq!(runner.process(3, &[e]).results[0].outcome, Outcome::Keep);
 }
@@ -206,7 +206,7 @@ fn flaky_is_retryable_until_the_attempt_reaches_fail_attempts() {
 
 /// Runs one hostile event, checks its classification and that the runner
 /// then processes a normal event through a fresh instance.
-fn assert_stopped(runner: &StageRunner, poison: Event, kind: ErrorKind, within: Duration) -> String {
+fn assert_stopped(runner: &StageRunner, poison: Event, kind: FailureKind, within: Duration) -> String {
     let started = Instant::now();
     let report = runner.process(1, &[poison]);
     let elapsed = started.elapsed();
@@ -220,29 +220,67 @@ fn assert_stopped(runner: &StageRunner, poison: Event, kind: ErrorKind, within: 
 #[test]
 fn spin_is_stopped_by_fuel_and_by_the_deadline() {
     let fuel = stage_with("spin", json!({}), StageLimits { fuel: 5_000_000, ..Default::default() }, Arc::new(NoTables));
-    let message = assert_stopped(&fuel, event("s", json!({})), ErrorKind::Fuel, Duration::from_secs(2));
+    let message = assert_stopped(&fuel, event("s", json!({})), FailureKind::Fuel, Duration::from_secs(2));
     assert!(message.contains("5000000"), "{message}");
     let report = fuel.process(1, &[event("s2", json!({}))]);
     assert_eq!(report.results[0].fuel, 5_000_000, "the budget is per event and fully used");
 
     let limits = StageLimits { fuel: 10_000_000_000, timeout_ms: 100, ..Default::default() };
     let deadline = stage_with("spin", json!({}), limits, Arc::new(NoTables));
-    let message = assert_stopped(&deadline, event("s", json!({})), ErrorKind::Timeout, Duration::from_millis(1500));
+    let message = assert_stopped(&deadline, event("s", json!({})), FailureKind::Timeout, Duration::from_millis(1500));
     assert!(message.contains("100 ms"), "{message}");
+}
+
+/// A stage parked in a blocking WASI wait (where epoch interruption cannot
+/// reach it) is cut at its deadline like one that spins, and the stage goes
+/// on with the next events on fresh instances.
+#[test]
+fn sleeper_is_cut_at_the_deadline_whether_it_sleeps_or_polls() {
+    let limits = StageLimits { fuel: 10_000_000_000, timeout_ms: 200, ..Default::default() };
+    for mode in ["sleep", "poll"] {
+        let runner = stage_with("sleeper", json!({"mode": mode, "ms": 3_600_000}), limits.clone(), Arc::new(NoTables));
+        let started = Instant::now();
+        let message = assert_stopped(&runner, event("z", json!({})), FailureKind::Timeout, Duration::from_secs(1));
+        eprintln!("sleeper {mode}: one event failed with timeout in {:?}", started.elapsed());
+        assert!(message.contains("200 ms"), "{mode}: {message}");
+
+        let started = Instant::now();
+        let report = runner.process(1, &[event("a", json!({})), event("b", json!({})), event("c", json!({}))]);
+        eprintln!("sleeper {mode}: three events failed with timeout in {:?}", started.elapsed());
+        for (i, result) in report.results.iter().enumerate() {
+            assert_eq!(failure(&result.outcome).0, FailureKind::Timeout, "{mode}: event {i}");
+        }
+        assert_eq!(report.traps, 3, "{mode}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{mode}: took {:?}", started.elapsed());
+    }
+}
+
+/// Waits that end before the deadline end as asked: a short sleep, and a
+/// read of stdin (closed, so it answers at once).
+#[test]
+fn sleeper_waits_that_fit_the_deadline_pass() {
+    let limits = StageLimits { timeout_ms: 200, ..Default::default() };
+    for config in [json!({"mode": "sleep", "ms": 5}), json!({"mode": "read"})] {
+        let runner = stage_with("sleeper", config.clone(), limits.clone(), Arc::new(NoTables));
+        let started = Instant::now();
+        let report = runner.process(1, &[event("a", json!({})), event("b", json!({}))]);
+        assert_eq!(report.results.iter().map(|r| &r.outcome).collect::<Vec<_>>(), vec![&Outcome::Keep, &Outcome::Keep], "{config}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{config}: took {:?}", started.elapsed());
+    }
 }
 
 #[test]
 fn hog_is_stopped_by_the_memory_cap() {
     let limits = StageLimits { fuel: 10_000_000_000, memory_mb: 32, timeout_ms: 10_000, ..Default::default() };
     let runner = stage_with("hog", json!({}), limits, Arc::new(NoTables));
-    let message = assert_stopped(&runner, event("h", json!({})), ErrorKind::Memory, Duration::from_secs(5));
+    let message = assert_stopped(&runner, event("h", json!({})), FailureKind::Memory, Duration::from_secs(5));
     assert!(message.contains("32 MiB"), "{message}");
 }
 
 #[test]
 fn deep_is_stopped_by_the_stack_limit() {
     let runner = stage("deep", json!({}));
-    assert_stopped(&runner, event("d", json!({})), ErrorKind::Stack, Duration::from_secs(2));
+    assert_stopped(&runner, event("d", json!({})), FailureKind::Stack, Duration::from_secs(2));
     // Bounded recursion in the same plugin works on a fresh instance.
     let out = emitted_one(&runner, event("ok", json!({"depth": 10})));
     assert!(data_of(&out)["dive"].is_u64());
@@ -251,7 +289,7 @@ fn deep_is_stopped_by_the_stack_limit() {
 #[test]
 fn panic_is_classified_with_the_guest_message_and_the_next_event_passes() {
     let runner = stage("panic", json!({}));
-    let message = assert_stopped(&runner, event("p", json!({"panic": true})), ErrorKind::Panic, Duration::from_secs(2));
+    let message = assert_stopped(&runner, event("p", json!({"panic": true})), FailureKind::Panic, Duration::from_secs(2));
     assert!(message.contains("data.panic was true"), "{message}");
     assert_eq!(runner.process(1, &[event("ok", json!({"panic": false}))]).results[0].outcome, Outcome::Keep);
 }
@@ -259,7 +297,7 @@ fn panic_is_classified_with_the_guest_message_and_the_next_event_passes() {
 #[test]
 fn bomb_is_stopped_by_the_output_cap() {
     let runner = stage_with("bomb", json!({}), StageLimits { max_outputs: 500, ..Default::default() }, Arc::new(NoTables));
-    let message = assert_stopped(&runner, event("b", json!({})), ErrorKind::OutputLimit, Duration::from_secs(2));
+    let message = assert_stopped(&runner, event("b", json!({})), FailureKind::OutputLimit, Duration::from_secs(2));
     assert!(message.contains("500"), "{message}");
 }
 
@@ -288,13 +326,41 @@ fn a_poison_event_in_the_middle_of_a_batch_fails_alone() {
     assert_eq!(report.results.len(), 9);
     for (i, result) in report.results.iter().enumerate() {
         if i == 4 || i == 7 {
-            assert_eq!(failure(&result.outcome).0, ErrorKind::Panic, "event {i}");
+            assert_eq!(failure(&result.outcome).0, FailureKind::Panic, "event {i}");
         } else {
             assert_eq!(result.outcome, Outcome::Keep, "event {i}");
         }
     }
     assert_eq!(report.traps, 2);
-    assert_eq!(report.calls, 3);
+    // The trapped call, then each side of each poison event on its own.
+    assert_eq!(report.calls, 5);
+}
+
+/// Isolating poison events costs calls (and work) linear in the batch, on a
+/// lent batch as on a borrowed one, however many events trap.
+#[test]
+fn trap_isolation_is_linear_in_the_batch() {
+    let runner = stage("panic", json!({}));
+    let events: Vec<Event> = (0..512).map(|i| event(&format!("e{i}"), json!({"panic": i % 2 == 1, "i": i}))).collect();
+    let poison = 256;
+    let borrowed = runner.process(1, &events);
+    let mut lent = events.clone();
+    let started = Instant::now();
+    let report = runner.process_lent(1, &mut lent);
+    eprintln!("512 events, 256 traps: {} calls in {:?}", report.calls, started.elapsed());
+    for report in [&borrowed, &report] {
+        assert_eq!(report.results.len(), 512);
+        for (i, result) in report.results.iter().enumerate() {
+            if i % 2 == 1 {
+                assert_eq!(failure(&result.outcome).0, FailureKind::Panic, "event {i}");
+            } else {
+                assert_eq!(result.outcome, Outcome::Keep, "event {i}");
+            }
+        }
+        assert_eq!(report.traps, poison);
+        assert!(report.calls <= 2 * poison + 1, "{} calls", report.calls);
+    }
+    assert_eq!(lent, events, "kept and failed inputs are left whole");
 }
 
 #[test]
@@ -367,7 +433,7 @@ fn an_invalid_output_event_is_refused_and_attributed() {
     let report = runner.process(1, &[event("ok-1", json!({})), event("b", json!({"bad": true})), event("ok-2", json!({}))]);
     assert_eq!(report.results[0].outcome, Outcome::Keep);
     let (kind, message) = failure(&report.results[1].outcome);
-    assert_eq!(kind, ErrorKind::Trap);
+    assert_eq!(kind, FailureKind::Trap);
     assert!(message.contains("invalid event") && message.contains("not valid JSON"), "{message}");
     assert_eq!(report.results[2].outcome, Outcome::Keep);
 
@@ -375,7 +441,7 @@ fn an_invalid_output_event_is_refused_and_attributed() {
     let report = runner.process(1, &[event("ok-1", json!({})), event("d", json!({"bad": "data"})), event("ok-2", json!({}))]);
     assert_eq!(report.results[0].outcome, Outcome::Keep);
     let (kind, message) = failure(&report.results[1].outcome);
-    assert_eq!(kind, ErrorKind::Trap);
+    assert_eq!(kind, FailureKind::Trap);
     assert!(message.contains("invalid data for input 1") && message.contains("not valid JSON"), "{message}");
     assert_eq!(report.results[2].outcome, Outcome::Keep);
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::event::Event;
 use crate::domain::{DlqEntry, EntryResult, FailedAt, QueuedEvent, ReplayStart, Retry};
-use crate::runtime::{BatchReport, ErrorKind, Outcome, StageRunner};
+use crate::runtime::{BatchReport, FailureKind, Outcome, StageRunner};
 
 use super::spec::RetryPolicy;
 
@@ -153,7 +153,7 @@ pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>
                         tally.errors += 1;
                         let first = item.first_failed_at.unwrap_or(now_ms);
                         let result = &mut results[item.entry];
-                        if kind == ErrorKind::Retryable && item.attempt < stage.retry.max_attempts {
+                        if kind == FailureKind::Retryable && item.attempt < stage.retry.max_attempts {
                             tally.retries += 1;
                             let due = now_ms + stage.retry.backoff_ms(item.attempt, jitter()) as i64;
                             result.retries.push(Retry {
@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn retries_with_backoff_then_dead_letters() {
-        let flaky = [stage("ok", 3, |_, _| Outcome::Keep), stage("flaky", 3, |_, _| Outcome::Failed { kind: ErrorKind::Retryable, message: "busy".into() })];
+        let flaky = [stage("ok", 3, |_, _| Outcome::Keep), stage("flaky", 3, |_, _| Outcome::Failed { kind: FailureKind::Retryable, message: "busy".into() })];
         let run = run_chain(&flaky, vec![entry("e", &["x"])], NOW, || 0.5);
         let result = &run.results[0];
         assert_eq!(result.finished, 0, "a retried event is still in the queue depth");
@@ -285,8 +285,8 @@ mod tests {
     #[test]
     fn rejections_and_traps_are_not_retried() {
         let stages = [stage("check", 5, |_, e| match e.id.as_str() {
-            "r" => Outcome::Failed { kind: ErrorKind::Rejected, message: "bad".into() },
-            "f" => Outcome::Failed { kind: ErrorKind::Fuel, message: "out of fuel".into() },
+            "r" => Outcome::Failed { kind: FailureKind::Rejected, message: "bad".into() },
+            "f" => Outcome::Failed { kind: FailureKind::Fuel, message: "out of fuel".into() },
             _ => Outcome::Keep,
         })];
         let run = run_chain(&stages, vec![entry("e", &["r", "ok", "f"])], NOW, || 0.5);

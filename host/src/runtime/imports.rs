@@ -8,7 +8,8 @@
 use wasmtime::component::{ComponentType, Lift, Linker};
 use wasmtime::{Engine, StoreContextMut};
 
-use super::sandbox::{Emitted, HostStop, StoreState, GUEST_LOG_LINES_PER_CALL};
+use super::report;
+use super::sandbox::{Emitted, HostStop, StoreState};
 use crate::event::Event;
 
 /// The WIT interface name the host implements.
@@ -47,8 +48,6 @@ enum GuestLevel {
     Error,
 }
 
-const MAX_LOG_MESSAGE: usize = 4096;
-
 /// What every event a stage hands back must be: a type, and `data` that is
 /// a JSON object (the host stores and serves it as one).
 fn check_output(event: &Event) -> Result<(), String> {
@@ -70,25 +69,16 @@ fn check_data(data: &str) -> Result<(), String> {
 pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    super::waits::shadow_blocking(&mut linker)?;
     let mut host = linker.instance(HOST_INTERFACE)?;
 
     host.func_wrap(
         "log",
         |mut cx: StoreContextMut<'_, StoreState>, (level, message, fields): (GuestLevel, String, Vec<(String, String)>)| {
             let state = cx.data_mut();
-            state.call.log_lines += 1;
-            if state.call.log_lines > GUEST_LOG_LINES_PER_CALL {
-                state.call.log_dropped += 1;
-                return Ok(());
+            if let Some((message, fields)) = state.call.log.admit(message, &fields) {
+                report::guest_log(&state.who, level as u8, &message, &fields);
             }
-            let mut message = message;
-            if message.len() > MAX_LOG_MESSAGE {
-                let cut = (0..=MAX_LOG_MESSAGE).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
-                message.truncate(cut);
-                message.push_str("…");
-            }
-            let fields = fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-            crate::metrics::plugin_log(&state.who, level as u8, &message, &fields);
             Ok(())
         },
     )?;
@@ -115,9 +105,9 @@ pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreStat
         state.call.current = Some(index);
         state.call.current_outputs = 0;
         state.call.current_output_bytes = 0;
-        let timeout_ticks = u64::from(state.limits.timeout_ms).div_ceil(EPOCH_TICK_MS) + 1;
+        let timeout_ms = u64::from(state.limits.timeout_ms);
         cx.set_fuel(fuel_budget)?;
-        cx.set_epoch_deadline(timeout_ticks);
+        StoreState::arm_deadline(&mut cx, timeout_ms);
         Ok(())
     })?;
 

@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use wasmtime::error::Context as _;
 use wasmtime::component::{ComponentType, Lift, Lower, TypedFunc};
-use wasmtime::{Store, Trap};
+use wasmtime::{AsContextMut as _, Store, Trap};
 
-use super::imports::EPOCH_TICK_MS;
+use super::report;
 use super::limits::StageLimits;
-use super::outcome::{ErrorKind, EventResult, Outcome};
+use super::outcome::{FailureKind, EventResult, Outcome};
 use super::plugin::Plugin;
 use super::sandbox::{Attribution, Emitted, HostStop, StoreState};
 use super::tables::LookupTables;
@@ -75,11 +75,11 @@ pub(crate) enum Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// The same batch, for one call.
-    pub(crate) fn reborrow(&mut self) -> Batch<'_> {
+    /// The events in `range`, for one call: a view, nothing copied.
+    pub(crate) fn slice(&mut self, range: std::ops::Range<usize>) -> Batch<'_> {
         match self {
-            Batch::Borrowed(events) => Batch::Borrowed(events),
-            Batch::Lent(events) => Batch::Lent(events),
+            Batch::Borrowed(events) => Batch::Borrowed(&events[range]),
+            Batch::Lent(events) => Batch::Lent(&mut events[range]),
         }
     }
 
@@ -117,7 +117,7 @@ impl Batch<'_> {
 pub(crate) struct Trapped {
     /// The batch index of the event being processed, if the guest had begun one.
     pub(crate) index: Option<usize>,
-    pub(crate) kind: ErrorKind,
+    pub(crate) kind: FailureKind,
     pub(crate) message: String,
     pub(crate) fuel: u64,
 }
@@ -154,7 +154,7 @@ impl StageInstance {
         let mut store = Store::new(engine, StoreState::new(limits.clone(), tables, who));
         store.limiter(|state| &mut state.memory);
         store.set_fuel(limits.fuel.saturating_mul(INIT_BUDGET_FACTOR))?;
-        store.set_epoch_deadline(u64::from(limits.timeout_ms).div_ceil(EPOCH_TICK_MS) * INIT_BUDGET_FACTOR + 1);
+        StoreState::arm_deadline(&mut store.as_context_mut(), u64::from(limits.timeout_ms) * INIT_BUDGET_FACTOR);
         let instance = match plugin.pre.instantiate(&mut store) {
             Ok(instance) => instance,
             Err(e) => {
@@ -203,7 +203,7 @@ impl StageInstance {
             state.memory.denied = false;
         }
         let setup = self.store.set_fuel(limits.fuel);
-        self.store.set_epoch_deadline(u64::from(limits.timeout_ms).div_ceil(EPOCH_TICK_MS) + 1);
+        StoreState::arm_deadline(&mut self.store.as_context_mut(), u64::from(limits.timeout_ms));
         let answer = match (setup, &self.packed) {
             (Err(e), _) => Err(e),
             (Ok(()), Some(packed)) => match pack(events) {
@@ -225,7 +225,7 @@ impl StageInstance {
                 if outcomes.len() != events.len() {
                     return Err(Trapped {
                         index: None,
-                        kind: ErrorKind::Trap,
+                        kind: FailureKind::Trap,
                         message: format!("plugin answered {} outcomes for a batch of {} events", outcomes.len(), events.len()),
                         fuel: 0,
                     });
@@ -264,7 +264,7 @@ impl StageInstance {
                             GuestOutcome::Drop => Outcome::Drop,
                             GuestOutcome::Emitted => Outcome::Emitted(outputs),
                             GuestOutcome::Failed(e) => Outcome::Failed {
-                                kind: if e.retryable { ErrorKind::Retryable } else { ErrorKind::Rejected },
+                                kind: if e.retryable { FailureKind::Retryable } else { FailureKind::Rejected },
                                 message: e.message,
                             },
                         };
@@ -288,39 +288,43 @@ fn drain_guest_output(store: &mut Store<StoreState>) {
     for (stream, output) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
         let (text, dropped) = output.take();
         if !text.is_empty() || dropped > 0 {
-            crate::metrics::plugin_output(&state.who, stream, &text, dropped);
+            report::guest_output(&state.who, stream, &text, dropped);
         }
         if stream == "stderr" {
             state.last_stderr = text;
         }
     }
-    let dropped = std::mem::take(&mut state.call.log_dropped);
+    let dropped = std::mem::take(&mut state.call.log.dropped);
     if dropped > 0 {
-        crate::metrics::plugin_log_dropped(&state.who, dropped);
+        report::guest_log_dropped(&state.who, dropped);
     }
 }
 
 /// Names the cause of a failed call, with a message that says which limit.
-fn classify(error: &wasmtime::Error, store: &mut Store<StoreState>, limits: &StageLimits) -> (ErrorKind, String) {
+fn classify(error: &wasmtime::Error, store: &mut Store<StoreState>, limits: &StageLimits) -> (FailureKind, String) {
     let state = store.data();
     if let Some(stop) = error.downcast_ref::<HostStop>() {
         return match stop {
-            HostStop::OutputLimit(m) => (ErrorKind::OutputLimit, m.clone()),
-            HostStop::Contract(m) => (ErrorKind::Trap, m.clone()),
+            HostStop::OutputLimit(m) => (FailureKind::OutputLimit, m.clone()),
+            HostStop::Contract(m) => (FailureKind::Trap, m.clone()),
+            HostStop::Timeout(call) => (
+                FailureKind::Timeout,
+                format!("exceeded the deadline of {} ms per event (limits.timeout_ms) waiting in {call}", limits.timeout_ms),
+            ),
         };
     }
     if state.memory.denied {
-        return (ErrorKind::Memory, format!("exceeded the memory cap of {} MiB (limits.memory_mb)", limits.memory_mb));
+        return (FailureKind::Memory, format!("exceeded the memory cap of {} MiB (limits.memory_mb)", limits.memory_mb));
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => (ErrorKind::Fuel, format!("ran out of fuel: used all {} units allowed per event (limits.fuel)", limits.fuel)),
-        Some(Trap::Interrupt) => (ErrorKind::Timeout, format!("exceeded the deadline of {} ms per event (limits.timeout_ms)", limits.timeout_ms)),
-        Some(Trap::StackOverflow) => (ErrorKind::Stack, "overflowed the wasm stack (endless or too deep recursion)".into()),
+        Some(Trap::OutOfFuel) => (FailureKind::Fuel, format!("ran out of fuel: used all {} units allowed per event (limits.fuel)", limits.fuel)),
+        Some(Trap::Interrupt) => (FailureKind::Timeout, format!("exceeded the deadline of {} ms per event (limits.timeout_ms)", limits.timeout_ms)),
+        Some(Trap::StackOverflow) => (FailureKind::Stack, "overflowed the wasm stack (endless or too deep recursion)".into()),
         Some(trap) => match last_panic(store) {
-            Some(panic) => (ErrorKind::Panic, panic),
-            None => (ErrorKind::Trap, format!("trapped: {trap}")),
+            Some(panic) => (FailureKind::Panic, panic),
+            None => (FailureKind::Trap, format!("trapped: {trap}")),
         },
-        None => (ErrorKind::Trap, format!("{error:#}")),
+        None => (FailureKind::Trap, format!("{error:#}")),
     }
 }
 

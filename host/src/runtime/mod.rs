@@ -6,14 +6,17 @@
 //! - [`StageRunner`] runs batches of events through one plugin with one
 //!   config, pooling instances and isolating poison events.
 
+mod guest_log;
 mod imports;
 mod instance;
 mod limits;
 mod outcome;
 mod plugin;
+mod report;
 mod sandbox;
 mod stage;
 mod tables;
+mod waits;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,7 +32,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use imports::HOST_INTERFACE;
 pub use limits::StageLimits;
-pub use outcome::{ErrorKind, EventResult, Outcome};
+pub use outcome::{EventResult, FailureKind, Outcome};
 pub use plugin::{sha256_hex, Plugin, PluginError};
 pub use sandbox::Attribution;
 pub use stage::{BatchReport, StageRunner, StageSetupError, StageSpec};

@@ -1,14 +1,13 @@
 //! How each event fared in a stage.
 
-use serde::{Deserialize, Serialize};
-
 use crate::event::Event;
 
-/// Why an event failed in a stage: the `error_kind` of a DLQ entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// The stage said "try again"; `retryable` in the DLQ once attempts run out.
+/// Why an event failed in a stage, as the runtime sees it: the stage's own
+/// answer or the limit that stopped it. The runtime's own vocabulary, so it
+/// needs nothing from the layers above; the DLQ's `error_kind` is made from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The stage said "try again".
     Retryable,
     /// The stage rejected the event for good.
     Rejected,
@@ -26,52 +25,44 @@ pub enum ErrorKind {
     Trap,
     /// The input produced more events or bytes than the stage's caps.
     OutputLimit,
-    /// The event came too late for its window (windows, not stages).
-    Late,
 }
 
-impl ErrorKind {
+impl FailureKind {
+    /// The kind's name, as the DLQ, the logs and `sluice plugin test` print it.
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorKind::Retryable => "retryable",
-            ErrorKind::Rejected => "rejected",
-            ErrorKind::Fuel => "fuel",
-            ErrorKind::Memory => "memory",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Stack => "stack",
-            ErrorKind::Panic => "panic",
-            ErrorKind::Trap => "trap",
-            ErrorKind::OutputLimit => "output_limit",
-            ErrorKind::Late => "late",
+            FailureKind::Retryable => "retryable",
+            FailureKind::Rejected => "rejected",
+            FailureKind::Fuel => "fuel",
+            FailureKind::Memory => "memory",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Stack => "stack",
+            FailureKind::Panic => "panic",
+            FailureKind::Trap => "trap",
+            FailureKind::OutputLimit => "output_limit",
         }
-    }
-
-    /// Whether this came from a trap (the instance was thrown away).
-    pub fn is_trap(self) -> bool {
-        !matches!(self, ErrorKind::Retryable | ErrorKind::Rejected | ErrorKind::Late)
     }
 }
 
 /// What a stage's failure is called in a DLQ entry (the names are the same).
-impl From<ErrorKind> for crate::domain::ErrorKind {
-    fn from(kind: ErrorKind) -> Self {
+impl From<FailureKind> for crate::domain::ErrorKind {
+    fn from(kind: FailureKind) -> Self {
         use crate::domain::ErrorKind as Dlq;
         match kind {
-            ErrorKind::Retryable => Dlq::Retryable,
-            ErrorKind::Rejected => Dlq::Rejected,
-            ErrorKind::Fuel => Dlq::Fuel,
-            ErrorKind::Memory => Dlq::Memory,
-            ErrorKind::Timeout => Dlq::Timeout,
-            ErrorKind::Stack => Dlq::Stack,
-            ErrorKind::Panic => Dlq::Panic,
-            ErrorKind::Trap => Dlq::Trap,
-            ErrorKind::OutputLimit => Dlq::OutputLimit,
-            ErrorKind::Late => Dlq::Late,
+            FailureKind::Retryable => Dlq::Retryable,
+            FailureKind::Rejected => Dlq::Rejected,
+            FailureKind::Fuel => Dlq::Fuel,
+            FailureKind::Memory => Dlq::Memory,
+            FailureKind::Timeout => Dlq::Timeout,
+            FailureKind::Stack => Dlq::Stack,
+            FailureKind::Panic => Dlq::Panic,
+            FailureKind::Trap => Dlq::Trap,
+            FailureKind::OutputLimit => Dlq::OutputLimit,
         }
     }
 }
 
-impl std::fmt::Display for ErrorKind {
+impl std::fmt::Display for FailureKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -88,7 +79,7 @@ pub enum Outcome {
     /// none counts as filtered).
     Emitted(Vec<Event>),
     /// Failed; `message` is the stage's or the trap's, with context.
-    Failed { kind: ErrorKind, message: String },
+    Failed { kind: FailureKind, message: String },
 }
 
 /// One input's outcome and what it cost.
@@ -100,7 +91,7 @@ pub struct EventResult {
 }
 
 impl EventResult {
-    pub(crate) fn failed(kind: ErrorKind, message: impl Into<String>, fuel: u64) -> Self {
+    pub(crate) fn failed(kind: FailureKind, message: impl Into<String>, fuel: u64) -> Self {
         EventResult { outcome: Outcome::Failed { kind, message: message.into() }, fuel }
     }
 }

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{types::ComponentItem, Component, InstancePre, Linker};
 use wasmtime::Engine;
 
+use super::report;
 use super::imports::import_allowed;
 use super::sandbox::StoreState;
 
@@ -81,14 +82,14 @@ pub(crate) fn compile(engine: &Engine, cache_dir: Option<&Path>, bytes: &[u8], s
             // into its own cache directory; wasmtime checks it matches the engine.
             match unsafe { Component::deserialize_file(engine, path) } {
                 Ok(component) => return Ok(component),
-                Err(e) => crate::metrics::plugin_cache_problem(path, "ignoring unusable compiled-plugin cache entry", &e.to_string()),
+                Err(e) => report::cache_problem(path, "ignoring unusable compiled-plugin cache entry", &e.to_string()),
             }
         }
     }
     let component = Component::new(engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
     if let Some(path) = &cached {
         if let Err(e) = write_cache(&component, path) {
-            crate::metrics::plugin_cache_problem(path, "could not cache compiled plugin", &format!("{e:#}"));
+            report::cache_problem(path, "could not cache compiled plugin", &format!("{e:#}"));
         }
     }
     Ok(component)

@@ -5,16 +5,18 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use wasmtime::component::ResourceTable;
-use wasmtime::ResourceLimiter;
+use wasmtime::{ResourceLimiter, StoreContextMut};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::guest_log::LogBudget;
+use super::imports::EPOCH_TICK_MS;
 use super::limits::StageLimits;
 use super::tables::LookupTables;
 use crate::event::Event;
@@ -30,8 +32,6 @@ pub struct Attribution {
 
 /// Bytes of guest stdout/stderr kept per call; the rest is counted, not kept.
 const GUEST_OUTPUT_CAP: usize = 16 * 1024;
-/// Log lines (`host.log`) a guest may write per call before they are dropped.
-pub(crate) const GUEST_LOG_LINES_PER_CALL: u32 = 100;
 
 /// Captures a guest's stdout or stderr, up to a cap, without ever blocking or
 /// failing the guest's writes.
@@ -161,12 +161,15 @@ pub(crate) enum HostStop {
     OutputLimit(String),
     /// The guest broke the calling convention (e.g. a bad `begin` index).
     Contract(String),
+    /// The deadline passed while the guest waited in this blocking WASI call.
+    Timeout(&'static str),
 }
 
 impl std::fmt::Display for HostStop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HostStop::OutputLimit(m) | HostStop::Contract(m) => f.write_str(m),
+            HostStop::Timeout(call) => write!(f, "the deadline passed while waiting in {call}"),
         }
     }
 }
@@ -197,8 +200,8 @@ pub(crate) struct CallState {
     pub(crate) head_bytes: Vec<u32>,
     pub(crate) current_outputs: u32,
     pub(crate) current_output_bytes: usize,
-    pub(crate) log_lines: u32,
-    pub(crate) log_dropped: u32,
+    /// What the guest logged with `host.log` (capped per call).
+    pub(crate) log: LogBudget,
 }
 
 /// Everything a stage instance's store holds.
@@ -214,6 +217,10 @@ pub struct StoreState {
     pub(crate) stderr: GuestOutput,
     /// What the guest wrote to stderr during the last call (panic messages live here).
     pub(crate) last_stderr: String,
+    /// When the event (or `init`) in progress runs out of time: the epoch
+    /// deadline as a wall-clock instant, for the blocking WASI calls that
+    /// epoch interruption cannot stop (see `super::waits`).
+    pub(crate) deadline: Instant,
 }
 
 impl StoreState {
@@ -244,7 +251,22 @@ impl StoreState {
             stdout,
             stderr,
             last_stderr: String::new(),
+            deadline: Instant::now(),
         }
+    }
+}
+
+impl StoreState {
+    /// The WASI resources (pollables, streams) of this instance.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.resources
+    }
+
+    /// Starts a new time budget of `timeout_ms`: sets the store's epoch
+    /// deadline and the matching wall-clock [`StoreState::deadline`].
+    pub(crate) fn arm_deadline(store: &mut StoreContextMut<'_, StoreState>, timeout_ms: u64) {
+        store.set_epoch_deadline(timeout_ms.div_ceil(EPOCH_TICK_MS) + 1);
+        store.data_mut().deadline = Instant::now() + Duration::from_millis(timeout_ms);
     }
 }
 

@@ -2,14 +2,16 @@
 //! live instances (one per thread using it at once), and the isolation of
 //! poison events when a batch traps.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use super::report;
 use super::instance::{Batch, CallContext, StageInstance, Trapped};
 use super::limits::StageLimits;
-use super::outcome::{ErrorKind, EventResult};
+use super::outcome::{FailureKind, EventResult};
 use super::plugin::Plugin;
 use super::sandbox::Attribution;
 use super::tables::LookupTables;
@@ -81,14 +83,6 @@ impl StageRunner {
         Ok(runner)
     }
 
-    pub fn spec(&self) -> &StageSpec {
-        &self.spec
-    }
-
-    pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
-    }
-
     fn new_instance(&self) -> Result<StageInstance, StageSetupError> {
         let plugin = &self.spec.plugin_name;
         match StageInstance::create(&self.plugin, &self.spec.limits, self.tables.clone(), self.who.clone(), &self.spec.config) {
@@ -113,6 +107,12 @@ impl StageRunner {
         self.run(attempt, Batch::Lent(events))
     }
 
+    /// Runs the batch in as few calls as traps allow. A call runs a range of
+    /// the batch; when it traps on an event, that event fails alone and the
+    /// two sides of it are run again as ranges of their own (the side before
+    /// it on a fresh instance, since its outcomes were lost with the trapped
+    /// one). Ranges are views of the batch, never copies, and every event
+    /// runs at most twice: linear in the batch however many events trap.
     fn run(&self, attempt: u32, mut batch: Batch<'_>) -> BatchReport {
         let started = Instant::now();
         let len = batch.events().len();
@@ -120,38 +120,34 @@ impl StageRunner {
         let mut results: Vec<Option<EventResult>> = vec![None; len];
         let mut calls = 0;
         let mut traps = 0;
-        // Indices (into `events`) still waiting for a result.
-        let mut pending: Vec<usize> = (0..len).collect();
-        let mut owned: Option<Vec<Event>> = None;
+        // Ranges of the batch still waiting for results, next one last.
+        let mut todo: Vec<Range<usize>> = if len == 0 { Vec::new() } else { vec![0..len] };
         // After an unattributable trap, run what is left one event per call.
         let mut one_by_one = false;
-        while !pending.is_empty() {
+        while let Some(mut range) = todo.pop() {
+            if one_by_one && range.len() > 1 {
+                todo.push(range.start + 1..range.end);
+                range = range.start..range.start + 1;
+            }
             let mut instance = match self.idle.lock().pop() {
                 Some(instance) => instance,
                 None => match self.new_instance() {
                     Ok(instance) => instance,
                     Err(e) => {
-                        for &i in &pending {
-                            results[i] = Some(EventResult::failed(ErrorKind::Trap, format!("stage unavailable: {e}"), 0));
+                        let message = format!("stage unavailable: {e}");
+                        for i in std::iter::once(range).chain(todo.drain(..)).flatten() {
+                            results[i] = Some(EventResult::failed(FailureKind::Trap, message.clone(), 0));
                         }
                         break;
                     }
                 },
             };
-            let take = if one_by_one { 1 } else { pending.len() };
-            let call = if take == len {
-                batch.reborrow()
-            } else {
-                let events = batch.events();
-                Batch::Borrowed(owned.insert(pending[..take].iter().map(|&i| events[i].clone()).collect()))
-            };
             calls += 1;
-            match instance.process(&ctx, call) {
+            match instance.process(&ctx, batch.slice(range.clone())) {
                 Ok(batch_results) => {
-                    for (k, result) in batch_results.into_iter().enumerate() {
-                        results[pending[k]] = Some(result);
+                    for (i, result) in range.zip(batch_results) {
+                        results[i] = Some(result);
                     }
-                    pending.drain(..take);
                     self.idle.lock().push(instance);
                 }
                 Err(Trapped { index, kind, message, fuel }) => {
@@ -159,15 +155,22 @@ impl StageRunner {
                     drop(instance);
                     let k = match index {
                         Some(k) => k,
-                        None if take == 1 => 0,
+                        None if range.len() == 1 => 0,
                         None => {
                             one_by_one = true;
+                            todo.push(range);
                             continue;
                         }
                     };
-                    crate::metrics::stage_trap(&self.who, &batch.events()[pending[k]].id, kind, &message);
-                    results[pending[k]] = Some(EventResult::failed(kind, message, fuel));
-                    pending.remove(k);
+                    let poison = range.start + k;
+                    report::stage_trap(&self.who, &batch.events()[poison].id, kind, &message);
+                    results[poison] = Some(EventResult::failed(kind, message, fuel));
+                    // The side after the poison event runs after the side before it.
+                    for side in [poison + 1..range.end, range.start..poison] {
+                        if !side.is_empty() {
+                            todo.push(side);
+                        }
+                    }
                 }
             }
         }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs the wasm32-wasip2 target,
 # builds the plugins, makes sure a Redis answers (starting one if needed),
-# then runs the whole workspace's tests in the release profile (one build of
-# wasmtime serves the tests, the binary and the benchmarks).
+# builds the `sluice` binary (the black-box tests in `tests/` run it as a
+# user would), then runs the whole workspace's tests in the release profile
+# (one build of wasmtime serves the tests, the binary and the benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,5 +21,7 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; then
 fi
 
 ./scripts/build-plugins.sh
+echo "==> cargo build -p sluice (release)"
+cargo build --release --locked -p sluice
 echo "==> cargo test (release)"
 cargo test --release --locked --workspace

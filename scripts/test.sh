@@ -21,7 +21,11 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; then
 fi
 
 ./scripts/build-plugins.sh
-echo "==> cargo build -p sluice (release)"
-cargo build --release --locked -p sluice
+# Build everything first, the `sluice` binary included (the black-box tests in
+# tests/ run target/release/sluice). Not `cargo build -p sluice`: that resolves
+# the dependencies' features without the tests' and builds wasmtime a second
+# time; the test build puts its own binary at target/release/sluice.
+echo "==> cargo test --no-run (release): the tests and the sluice binary"
+cargo test --release --locked --workspace --no-run
 echo "==> cargo test (release)"
 cargo test --release --locked --workspace

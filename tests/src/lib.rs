@@ -55,7 +55,7 @@ pub fn wasm(crate_name: &str) -> Vec<u8> {
 /// The `sluice` binary the tests run: `SLUICE_BIN` if set, else the one cargo
 /// built next to this test executable (`<target>/<profile>/sluice`, the test
 /// being `<target>/<profile>/deps/<test>-<hash>`). Panics with what to do
-/// when it is missing, or older than the host's sources (a stale binary
+/// when it is missing, or older than one of its sources (a stale binary
 /// would test old code).
 pub fn sluice_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -76,7 +76,7 @@ fn find_sluice_bin() -> PathBuf {
     let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap_or_else(|e| {
         panic!("{}: {e}; build it first: cargo build --release -p sluice (or set SLUICE_BIN)", bin.display())
     });
-    if let Some(source) = newer_host_source(built) {
+    if let Some(source) = newer_source(&bin, built) {
         panic!(
             "{} is older than {}: build it first: cargo build --release -p sluice (or set SLUICE_BIN)",
             bin.display(),
@@ -86,19 +86,20 @@ fn find_sluice_bin() -> PathBuf {
     bin
 }
 
-/// A file of the host's sources changed after `built`, if there is one.
-fn newer_host_source(built: SystemTime) -> Option<PathBuf> {
-    let host = workspace().join("host");
-    let mut pending = vec![host.join("src"), host.join("Cargo.toml")];
-    while let Some(path) = pending.pop() {
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
-        if meta.is_dir() {
-            pending.extend(std::fs::read_dir(&path).into_iter().flatten().flatten().map(|e| e.path()));
-        } else if meta.modified().is_ok_and(|m| m > built) {
-            return Some(path);
-        }
-    }
-    None
+/// A source of the binary changed after it was built, if there is one: the
+/// sources are those cargo lists in the binary's dep-info (`sluice.d` beside
+/// it, the host's files, not registry crates), so a file cargo would not
+/// rebuild for never counts. No dep-info, no check.
+fn newer_source(bin: &Path, built: SystemTime) -> Option<PathBuf> {
+    let dep_info = std::fs::read_to_string(bin.with_extension("d")).ok()?;
+    let (_, sources) = dep_info.lines().next()?.split_once(": ")?;
+    // Paths are separated by spaces; a space inside one is escaped as `\ `.
+    let sources = sources.replace("\\ ", "\0");
+    sources
+        .split(' ')
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(p.replace('\0', " ")))
+        .find(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|m| m > built))
 }
 
 /// Polls `check` until it answers `Some`, or panics after `timeout`.

@@ -92,14 +92,14 @@ fn find_sluice_bin() -> PathBuf {
 /// rebuild for never counts. No dep-info, no check.
 fn newer_source(bin: &Path, built: SystemTime) -> Option<PathBuf> {
     let dep_info = std::fs::read_to_string(bin.with_extension("d")).ok()?;
-    let (_, sources) = dep_info.lines().next()?.split_once(": ")?;
-    // Paths are separated by spaces; a space inside one is escaped as `\ `.
-    let sources = sources.replace("\\ ", "\0");
-    sources
-        .split(' ')
-        .filter(|p| !p.is_empty())
-        .map(|p| PathBuf::from(p.replace('\0', " ")))
-        .find(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|m| m > built))
+    dep_info_sources(&dep_info).into_iter().find(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|m| m > built))
+}
+
+/// The sources a make-style dep-info line lists (`target: a b c`); a space
+/// inside a path is escaped as `\ `.
+fn dep_info_sources(dep_info: &str) -> Vec<PathBuf> {
+    let Some((_, sources)) = dep_info.lines().next().and_then(|l| l.split_once(": ")) else { return Vec::new() };
+    sources.replace("\\ ", "\0").split(' ').filter(|p| !p.is_empty()).map(|p| PathBuf::from(p.replace('\0', " "))).collect()
 }
 
 /// Polls `check` until it answers `Some`, or panics after `timeout`.
@@ -145,4 +145,16 @@ macro_rules! on_both_stores {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep_info_lists_each_source_with_escaped_spaces_kept() {
+        let sources = dep_info_sources("/t/release/sluice: /w/host/src/main.rs /w/my\\ dir/lib.rs\n");
+        assert_eq!(sources, vec![PathBuf::from("/w/host/src/main.rs"), PathBuf::from("/w/my dir/lib.rs")]);
+        assert!(dep_info_sources("").is_empty());
+    }
 }

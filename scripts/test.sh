@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs the wasm32-wasip2 target,
 # builds the plugins, makes sure a Redis answers (starting one if needed),
-# then runs the whole workspace's tests in the release profile (one build of
-# wasmtime serves the tests, the binary and the benchmarks).
+# builds the `sluice` binary (the black-box tests in `tests/` run it as a
+# user would), then runs the whole workspace's tests in the release profile
+# (one build of wasmtime serves the tests, the binary and the benchmarks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,5 +21,11 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; then
 fi
 
 ./scripts/build-plugins.sh
+# Build everything first, the `sluice` binary included (the black-box tests in
+# tests/ run target/release/sluice). Not `cargo build -p sluice`: that resolves
+# the dependencies' features without the tests' and builds wasmtime a second
+# time; the test build puts its own binary at target/release/sluice.
+echo "==> cargo test --no-run (release): the tests and the sluice binary"
+cargo test --release --locked --workspace --no-run
 echo "==> cargo test (release)"
 cargo test --release --locked --workspace

@@ -1,16 +1,14 @@
 //! Windowed aggregations end to end: the real `sluice serve` on both stores,
 //! real HTTP, compared with a small reference model written here.
 
-mod common;
-#[macro_use]
-mod harness;
+use sluice_blackbox_tests as harness;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 
-use harness::{wait_for, Server, StoreKind};
+use harness::{on_both_stores, wait_for, Server, StoreKind};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PropConfig, TestCaseError, TestRunner};
 use serde_json::{json, Value};

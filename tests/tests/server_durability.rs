@@ -1,15 +1,15 @@
 //! Crashes and outages: kill -9 mid-load, Redis stopping mid-run, and two
 //! servers sharing one pipeline on one Redis.
 
-mod common;
-mod harness;
+use sluice_blackbox_tests as harness;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::{wait_for, OwnRedis, Server, StoreKind};
+use harness::{wait_for, Server, StoreKind};
+use sluice_testkit::{redis_url_sync, unique_prefix, PrivateRedis};
 use serde_json::{json, Value};
 
 fn spec() -> Value {
@@ -112,13 +112,13 @@ fn kill9_mid_load_embedded() {
 
 #[test]
 fn kill9_mid_load_redis() {
-    let url = common::redis_url_sync();
-    kill9_mid_load(StoreKind::Redis { url, prefix: common::unique_prefix("kill9") });
+    let url = redis_url_sync();
+    kill9_mid_load(StoreKind::Redis { url, prefix: unique_prefix("kill9") });
 }
 
 #[test]
 fn redis_outage_answers_503_and_recovers() {
-    let mut redis = OwnRedis::start();
+    let mut redis = PrivateRedis::start_durable();
     let server = Server::start(StoreKind::Redis { url: redis.url(), prefix: "outage".into() });
     setup(&server, "o");
     let (status, _) = server.ingest_ndjson("o", &[event("x", 1)]);
@@ -149,8 +149,8 @@ fn redis_outage_answers_503_and_recovers() {
 
 #[test]
 fn two_servers_share_one_pipeline() {
-    let url = common::redis_url_sync();
-    let store = StoreKind::Redis { url, prefix: common::unique_prefix("shared") };
+    let url = redis_url_sync();
+    let store = StoreKind::Redis { url, prefix: unique_prefix("shared") };
     let a = Server::start(store.clone());
     setup(&a, "shared");
     let b = Server::start(store);
@@ -260,6 +260,6 @@ fn kill9_mid_load_windows_embedded() {
 
 #[test]
 fn kill9_mid_load_windows_redis() {
-    let url = common::redis_url_sync();
-    kill9_mid_load_windows(StoreKind::Redis { url, prefix: common::unique_prefix("kill9w") });
+    let url = redis_url_sync();
+    kill9_mid_load_windows(StoreKind::Redis { url, prefix: unique_prefix("kill9w") });
 }

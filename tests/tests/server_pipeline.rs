@@ -1,13 +1,11 @@
 //! The engine and the HTTP API, black-box: the real `sluice serve` binary on
 //! both stores, real wasm plugins, real HTTP.
 
-mod common;
-#[macro_use]
-mod harness;
+use sluice_blackbox_tests as harness;
 
 use std::time::Duration;
 
-use harness::{wait_for, Server, StoreKind};
+use harness::{on_both_stores, wait_for, Server, StoreKind};
 use serde_json::{json, Value};
 
 fn page_view(i: usize) -> Value {
@@ -275,7 +273,7 @@ fn auth_is_refused_where_it_must_be() {
 
 #[test]
 fn open_mode_refuses_a_public_address() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let out = std::process::Command::new(harness::sluice_bin())
         .args(["serve", "--listen", "0.0.0.0:0", "--store", "/tmp/unused-sluice-store"])
         .output()
         .unwrap();

@@ -4,13 +4,13 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn wasm(name: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/wasm32-wasip2/release/{name}.wasm"));
+    let path = sluice_blackbox_tests::wasm_path(name);
     assert!(path.exists(), "{}: run scripts/build-plugins.sh first", path.display());
     path.to_string_lossy().into_owned()
 }
 
 fn sluice(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let mut child = Command::new(sluice_blackbox_tests::sluice_bin())
         .args(args)
         .env("SLUICE_LOG", "error")
         .stdin(Stdio::piped())

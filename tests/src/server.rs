@@ -1,50 +1,41 @@
-//! Runs the real `sluice serve` binary for black-box tests, and talks to it
-//! over real HTTP.
+//! [`Server`]: the real `sluice serve` binary as a child process, and the
+//! HTTP calls the tests make to it.
+//!
+//! Owns: starting, killing and restarting the process, and reading its
+//! answers as JSON. May use: the crate root (binary, plugins, stores),
+//! `sluice-testkit`, `reqwest`.
 
-#![allow(dead_code)]
-
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 use serde_json::{json, Value};
 
-/// Where a test server keeps its data.
-#[derive(Clone, Debug)]
-pub enum StoreKind {
-    Embedded(PathBuf),
-    Redis { url: String, prefix: String },
-}
+use crate::{free_port, sluice_bin, wasm, workspace, StoreKind};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn wasm(crate_name: &str) -> Vec<u8> {
-    let path = workspace().join(format!("target/wasm32-wasip2/release/{crate_name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/build-plugins.sh first", path.display()))
-}
-
+/// A running `sluice serve` on a port of its own, killed when dropped (and
+/// its Redis keys, if any, deleted).
 pub struct Server {
     child: Option<Child>,
+    /// The port it listens on (127.0.0.1).
     pub port: u16,
+    /// Where it keeps its data (kept across [`Server::restart`]).
     pub store: StoreKind,
+    /// Sent as the bearer token of every request, when set.
     pub admin_token: Option<String>,
+    /// More `sluice serve` flags, kept across restarts.
     pub extra_args: Vec<String>,
     client: Client,
 }
 
 impl Server {
+    /// Starts a server on `store` in open mode (no tokens), and waits until
+    /// `/healthz` answers.
     pub fn start(store: StoreKind) -> Server {
         Server::start_with(store, None, &[])
     }
 
+    /// [`Server::start`] with an admin token and more `sluice serve` flags.
     pub fn start_with(store: StoreKind, admin_token: Option<&str>, extra_args: &[&str]) -> Server {
         let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
         let mut server = Server {
@@ -64,7 +55,7 @@ impl Server {
             StoreKind::Embedded(dir) => dir.to_string_lossy().into_owned(),
             StoreKind::Redis { url, .. } => url.clone(),
         };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        let mut cmd = Command::new(sluice_bin());
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--store", &store])
             .args(["--data-dir", workspace().join("target/sluice-test-server-cache").to_str().unwrap()])
             .args(["--reclaim-idle-ms", "1500"])
@@ -93,6 +84,7 @@ impl Server {
         }
     }
 
+    /// The full URL of `path` on this server.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -105,6 +97,8 @@ impl Server {
         }
     }
 
+    /// Kills the process (SIGKILL) and starts it again on the same port and
+    /// store: a crash and a recovery.
     pub fn restart(&mut self) {
         self.kill9();
         self.launch();
@@ -117,22 +111,28 @@ impl Server {
         }
     }
 
+    /// GET `path`; answers (status, JSON body).
     pub fn get(&self, path: &str) -> (u16, Value) {
         json_of(self.auth(self.client.get(self.url(path))).send().unwrap())
     }
 
+    /// PUT a JSON body; answers (status, JSON body).
     pub fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
         json_of(self.auth(self.client.put(self.url(path)).json(body)).send().unwrap())
     }
 
+    /// POST a JSON body; answers (status, JSON body).
     pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         json_of(self.auth(self.client.post(self.url(path)).json(body)).send().unwrap())
     }
 
+    /// DELETE `path`; answers (status, JSON body).
     pub fn delete(&self, path: &str) -> (u16, Value) {
         json_of(self.auth(self.client.delete(self.url(path))).send().unwrap())
     }
 
+    /// Any request with any body, for what the JSON helpers cannot say
+    /// (content types, wasm uploads); answers the headers too.
     pub fn raw(&self, method: reqwest::Method, path: &str, content_type: Option<&str>, body: Vec<u8>) -> (u16, Value, reqwest::header::HeaderMap) {
         let mut req = self.auth(self.client.request(method, self.url(path))).body(body);
         if let Some(ct) = content_type {
@@ -151,6 +151,7 @@ impl Server {
         body["version"].as_u64().unwrap() as u32
     }
 
+    /// Creates or replaces pipeline `id`, asserting it was accepted.
     pub fn put_pipeline(&self, id: &str, spec: &Value) {
         let (status, body) = self.put_json(&format!("/v1/pipelines/{id}"), spec);
         assert!(status == 201 || status == 200, "pipeline {id}: {status} {body}");
@@ -168,6 +169,7 @@ impl Server {
         self.page_all(&format!("/v1/pipelines/{pipeline}/output"), |e| e["event"].clone())
     }
 
+    /// Every DLQ entry so far, following cursors.
     pub fn dlq(&self, pipeline: &str) -> Vec<Value> {
         self.page_all(&format!("/v1/pipelines/{pipeline}/dlq"), |e| e.clone())
     }
@@ -187,6 +189,7 @@ impl Server {
         }
     }
 
+    /// The pipeline's metrics, asserting they answer 200.
     pub fn metrics(&self, pipeline: &str) -> Value {
         let (status, m) = self.get(&format!("/v1/pipelines/{pipeline}/metrics"));
         assert_eq!(status, 200, "{m}");
@@ -199,109 +202,16 @@ impl Drop for Server {
         self.kill9();
         // Leave the shared Redis as it was found.
         if let StoreKind::Redis { url, prefix } = &self.store {
-            crate::common::delete_keys_with_prefix(url, prefix);
+            sluice_testkit::delete_keys_with_prefix(url, prefix);
         }
     }
 }
 
+/// An HTTP answer as (status, JSON body): `Null` when empty, `{"raw": text}`
+/// when not JSON.
 pub fn json_of(response: Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().unwrap_or_default();
     let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(json!({"raw": text})) };
     (status, value)
-}
-
-/// Polls `check` until it answers `Some`, or panics after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A redis-server of the test's own, on a port it chooses (so the test may
-/// stop and restart it).
-pub struct OwnRedis {
-    pub port: u16,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl OwnRedis {
-    pub fn start() -> OwnRedis {
-        let mut redis = OwnRedis { port: free_port(), child: None, dir: tempfile::tempdir().unwrap() };
-        redis.launch();
-        redis
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            // Persistent (append-only, fsync always) so a restart loses nothing.
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always"])
-            .args(["--dir", self.dir.path().to_str().unwrap()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed for this test");
-        self.child = Some(child);
-        wait_for("own redis to answer", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", self.port)).ok());
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        self.launch();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A fresh embedded store (its directory lives as long as the `TempDir`).
-pub fn embedded_store() -> (StoreKind, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    (StoreKind::Embedded(dir.path().join("store")), dir)
-}
-
-/// The test Redis under a key prefix of its own (the `TempDir` is unused,
-/// so both kinds have the same shape).
-pub fn redis_store(name: &str) -> (StoreKind, tempfile::TempDir) {
-    let url = crate::common::redis_url_sync();
-    (StoreKind::Redis { url, prefix: crate::common::unique_prefix(name) }, tempfile::tempdir().unwrap())
-}
-
-/// Runs a scenario `fn(StoreKind)` once per store: `<scenario>::embedded`
-/// and `<scenario>::redis` (needs `#[macro_use] mod harness;`).
-#[allow(unused_macros)]
-macro_rules! on_both_stores {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[test]
-            fn embedded() {
-                let (store, _dir) = crate::harness::embedded_store();
-                super::$scenario(store);
-            }
-            #[test]
-            fn redis() {
-                let (store, _dir) = crate::harness::redis_store(stringify!($scenario));
-                super::$scenario(store);
-            }
-        }
-    };
 }

@@ -64,7 +64,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_millis(2000);
 /// Dedicated connections kept for blocking reads.
 const BLOCKING_POOL: usize = 32;
 
-/// The Redis-backed [`Store`].
+/// The Redis-backed [`Store`](crate::store::Store).
 pub struct RedisStore {
     client: Client,
     prefix: String,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use sluice::event::Event;
 use sluice::domain::{ErrorKind, FailedAt};
 use sluice::store::embedded::EmbeddedStore;
+use sluice::store::prelude::*;
 use sluice::store::redis::RedisStore;
 use sluice::store::{
     CompleteReport, Counters, Delivery, DlqEntry, DlqSelector, Enqueued, EntryResult, PluginVersion, QueuedEvent, ReplayReport,

@@ -15,6 +15,7 @@ mod common;
 
 use sluice::event::Event;
 use sluice::store::embedded::EmbeddedStore;
+use sluice::store::prelude::*;
 use sluice::store::{
     AlertRecord, CloseCommit, CompleteReport, Counters, Delivery, DirtyMark, DistinctQuery, Enqueued, EntryResult, FieldAgg, PaneAgg,
     PaneDelta, PaneRef, PaneRow, QueuedEvent, Store, WindowClock, WindowRecord, NO_WATERMARK,

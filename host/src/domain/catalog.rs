@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// One stored plugin version (API.md's plugin listing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginVersion {
+    /// The plugin's name (`[a-z0-9-]`).
     pub name: String,
     /// 1, 2, ... per name; never reused.
     pub version: u32,
@@ -19,6 +20,7 @@ pub struct PluginVersion {
 /// Where an uploaded plugin landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutPlugin {
+    /// The version stored (or found).
     pub version: PluginVersion,
     /// false when identical bytes were already stored under this name.
     pub created: bool,

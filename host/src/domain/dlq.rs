@@ -68,9 +68,19 @@ impl std::fmt::Display for ErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FailedAt {
     /// In a stage of the pipeline.
-    Stage { stage: String, plugin: String, plugin_version: u32 },
+    Stage {
+        /// The stage's name in the spec.
+        stage: String,
+        /// The plugin (and version) it ran, as the spec named it then.
+        plugin: String,
+        /// See `plugin`.
+        plugin_version: u32,
+    },
     /// At a window the event came too late for.
-    Window { window: String },
+    Window {
+        /// The window's name in the spec.
+        window: String,
+    },
 }
 
 impl FailedAt {
@@ -121,13 +131,15 @@ pub struct DlqEntry {
     pub event: Event,
     /// The stage's (or the host's) message, with context.
     pub error: String,
+    /// Why it failed (what an operator filters the DLQ by).
     pub error_kind: ErrorKind,
     /// Where it failed; replaying starts there.
     pub failed_at: FailedAt,
     /// Attempts made at the failing stage.
     pub attempts: u32,
-    /// When it first and last failed, ms.
+    /// When it first failed at that stage, ms (retries keep the first).
     pub first_failed_at: i64,
+    /// When it failed for good, ms.
     pub last_failed_at: i64,
 }
 

@@ -13,11 +13,13 @@ use wasmtime::component::{ComponentType, Lift, Lower};
 #[derive(Clone, Debug, PartialEq, Eq, ComponentType, Lift, Lower)]
 #[component(record)]
 pub struct Event {
+    /// Given by the client or made at ingest; kept through the stages.
     #[component(name = "id")]
     pub id: String,
     /// The event type (`type` in JSON; `kind` in WIT, where `type` is a keyword).
     #[component(name = "kind")]
     pub kind: String,
+    /// Where the event came from ("" if not given).
     #[component(name = "source")]
     pub source: String,
     /// Event time, ms since the Unix epoch.

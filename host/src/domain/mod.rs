@@ -6,6 +6,8 @@
 //! crates only: nothing else in the crate (`store`, `runtime`, `engine`,
 //! `window`, `api` all build on it, never the other way round).
 
+#![warn(missing_docs)]
+
 pub mod catalog;
 pub mod dlq;
 pub mod event;
@@ -27,5 +29,6 @@ pub use window::{
 pub struct Page<T> {
     /// Oldest first.
     pub items: Vec<T>,
+    /// Pass it back for the next page.
     pub next_cursor: String,
 }

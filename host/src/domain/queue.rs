@@ -69,6 +69,7 @@ impl<'de> Deserialize<'de> for ReplayStart {
 /// An event waiting in a pipeline's queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueuedEvent {
+    /// The event as it will enter `start_stage`.
     pub event: Event,
     /// Where to start; `None` = the first stage. Set for retries and DLQ
     /// replays.
@@ -176,10 +177,16 @@ pub struct CompleteReport {
 /// The answer to an enqueue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
-    /// All events were appended durably; `depth` is the queue depth after.
-    Accepted { depth: u64 },
+    /// All events were appended durably.
+    Accepted {
+        /// The queue depth after.
+        depth: u64,
+    },
     /// Nothing was appended: it would cross `max_depth`.
-    Full { depth: u64 },
+    Full {
+        /// The queue depth (unchanged).
+        depth: u64,
+    },
 }
 
 /// Per-pipeline counters (API.md's pipeline metrics).

@@ -21,6 +21,7 @@ pub const MAX_AGGREGATES: usize = 16;
 /// The mergeable partial aggregate of one (window, pane, group).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PaneAgg {
+    /// Events in the row.
     pub count: u64,
     /// One per aggregate of the window spec, by index (`count` without a
     /// field has an unused default entry).
@@ -35,9 +36,13 @@ pub struct PaneAgg {
 pub struct FieldAgg {
     /// Values taken (numbers for numeric ops, present values otherwise).
     pub n: u64,
+    /// Sum of the numbers taken (`sum`, `avg`).
     pub sum: f64,
+    /// Smallest number taken, if any (`min`).
     pub min: Option<f64>,
+    /// Largest number taken, if any (`max`).
     pub max: Option<f64>,
+    /// Events that lacked the field (see the type's doc).
     pub missing: u64,
 }
 
@@ -79,10 +84,13 @@ impl PaneAgg {
 /// One batch's contribution to one (window, pane, group).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaneDelta {
+    /// The window's name in the spec.
     pub window: String,
     /// The pane's start (sliding/tumbling: aligned to the slide; session: the event time).
     pub pane: i64,
+    /// The group key (the group value's JSON text; `null` ungrouped).
     pub group: String,
+    /// What to add to the row.
     pub agg: PaneAgg,
     /// Per aggregate index: the values to add to its HyperLogLog (empty for
     /// aggregates that are not `count_distinct`).
@@ -98,8 +106,11 @@ pub struct PaneDelta {
 /// closed windows covering `pane` (sessions: the group's closed sessions).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DirtyMark {
+    /// The window's name in the spec.
     pub window: String,
+    /// The updated pane's start.
     pub pane: i64,
+    /// The updated group key.
     pub group: String,
 }
 
@@ -126,8 +137,11 @@ impl Default for WindowClock {
 /// One (pane, group) row read back from the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PaneRow {
+    /// The pane's start.
     pub pane: i64,
+    /// The group key.
     pub group: String,
+    /// The row's partial aggregate.
     pub agg: PaneAgg,
 }
 
@@ -135,8 +149,11 @@ pub struct PaneRow {
 /// panes?" (a HyperLogLog union).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DistinctQuery {
+    /// The aggregate's index in the window spec.
     pub agg: usize,
+    /// The group key.
     pub group: String,
+    /// The pane starts to union.
     pub panes: Vec<i64>,
 }
 
@@ -144,17 +161,24 @@ pub struct DistinctQuery {
 /// object (`group`, `start`, `end`, `closed`, `count`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowRecord {
+    /// The window's name in the spec.
     pub window: String,
+    /// The window instance's start, ms.
     pub start: i64,
+    /// The group key.
     pub group: String,
+    /// The API's result object, as text.
     pub json: String,
 }
 
 /// Pane state to delete: a whole pane (`group: None`) or one group's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaneRef {
+    /// The window's name in the spec.
     pub window: String,
+    /// The pane's start.
     pub pane: i64,
+    /// One group's row, or (`None`) the whole pane.
     pub group: Option<String>,
 }
 
@@ -162,12 +186,14 @@ pub struct PaneRef {
 /// watermark and opens the gate again.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CloseCommit {
+    /// The new watermark.
     pub watermark: i64,
     /// Appended to the window's results stream (closed windows, re-emits).
     pub emit: Vec<WindowRecord>,
     /// Stored as the final result of their window (queries read these once
     /// the window's panes are gone).
     pub finals: Vec<WindowRecord>,
+    /// Pane state no window needs any more.
     pub drop_panes: Vec<PaneRef>,
     /// Dirty marks handled by this pass.
     pub dirty_done: Vec<DirtyMark>,
@@ -178,8 +204,12 @@ pub struct CloseCommit {
 /// A spike alert (API.md `GET .../alerts`); `json` is the API object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRecord {
+    /// The window whose result spiked.
     pub window: String,
+    /// That window instance's start, ms.
     pub start: i64,
+    /// The group key.
     pub group: String,
+    /// The API's alert object, as text.
     pub json: String,
 }

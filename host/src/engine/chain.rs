@@ -96,19 +96,19 @@ pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>
     for (entry, (_, queued)) in entries.into_iter().enumerate() {
         inputs[entry] = queued.len() as u64;
         for q in queued {
-            // A replayed late event re-applies to that window only (it already
-            // went through the stages and to the output).
-            if let Some(ReplayStart::Window(window)) = q.start_stage {
-                window_replays[entry].push((window, q.event));
-                continue;
-            }
-            // A stage that is gone from the current spec restarts the event at the first stage.
-            let (stage, attempt) = match &q.start_stage {
-                Some(ReplayStart::Stage(name)) => match stages.iter().position(|s| &s.name == name) {
+            let (stage, attempt) = match q.start_stage {
+                // A replayed late event re-applies to that window only (it
+                // already went through the stages and to the output).
+                Some(ReplayStart::Window(window)) => {
+                    window_replays[entry].push((window, q.event));
+                    continue;
+                }
+                // A stage that is gone from the current spec restarts the event at the first stage.
+                Some(ReplayStart::Stage(name)) => match stages.iter().position(|s| s.name == name) {
                     Some(i) => (i, q.attempt.max(1)),
                     None => (0, 1),
                 },
-                _ => (0, q.attempt.max(1)),
+                None => (0, q.attempt.max(1)),
             };
             items.push(Item { entry, event: q.event, stage, attempt, first_failed_at: q.first_failed_at });
         }

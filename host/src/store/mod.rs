@@ -25,6 +25,8 @@
 //!
 //! May use: `crate::domain` and external crates, nothing else of the crate.
 
+#![warn(missing_docs)]
+
 pub mod catalog;
 pub mod dlq;
 pub mod embedded;

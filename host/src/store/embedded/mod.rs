@@ -107,7 +107,7 @@ const EMITTED: &str = "emitted";
 const DLQ_SIZE: &str = "dlq_size";
 const COUNTER_NAMES: [&str; 6] = [DEPTH, ACCEPTED, REJECTED, PROCESSED, EMITTED, DLQ_SIZE];
 
-/// The redb-backed [`Store`].
+/// The redb-backed [`Store`](crate::store::Store).
 pub struct EmbeddedStore {
     db: Arc<Database>,
     pipes: Mutex<HashMap<String, Arc<PipeState>>>,

@@ -17,7 +17,7 @@
 //! | `P:{id}:depth` | string (int) | events accepted and not yet finished |
 //! | `P:{id}:counters` | hash | `accepted`, `rejected`, `processed`, `emitted` |
 //! | `P:{id}:output` | stream | one entry per completed queue entry with outputs: `n` = count, `e` = JSON array of the output events (downstream consumers read this); trimmed by age (`XTRIM MINID`, the output retention) |
-//! | `P:{id}:dlq` | stream | one entry per failed event: `e` = event JSON, `s` = stage (JSON string), `m` = the rest (JSON) |
+//! | `P:{id}:dlq` | stream | one entry per failed event: `e` = event JSON, `s` = where a replay starts (JSON string: the stage, or `window:<name>`), `m` = the rest (JSON) |
 //! | `P:{id}:retry` | sorted set | score = due time (ms), member = `<random hex>|<queued event JSON>` |
 //! | `P:{_catalog}:plugin-meta` | hash | `name/version` → plugin version JSON |
 //! | `P:{_catalog}:plugin-bytes` | hash | `name/version` → component bytes |
@@ -64,7 +64,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_millis(2000);
 /// Dedicated connections kept for blocking reads.
 const BLOCKING_POOL: usize = 32;
 
-/// The Redis-backed [`Store`].
+/// The Redis-backed [`Store`](crate::store::Store).
 pub struct RedisStore {
     client: Client,
     prefix: String,

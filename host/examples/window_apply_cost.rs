@@ -7,10 +7,10 @@
 
 use std::time::Instant;
 
-use sluice::event::Event;
+use sluice::domain::Event;
 use sluice::store::redis::RedisStore;
 use sluice::store::prelude::*;
-use sluice::store::{EntryResult, FieldAgg, PaneAgg, PaneDelta, QueuedEvent};
+use sluice::domain::{EntryResult, FieldAgg, PaneAgg, PaneDelta, QueuedEvent};
 
 fn event(n: u64) -> Event {
     Event { id: format!("e{n}"), kind: "v".into(), source: "b".into(), timestamp: 1_700_000_000_000, data: format!("{{\"n\":{n}}}") }

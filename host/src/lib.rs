@@ -16,7 +16,6 @@ pub mod api;
 pub mod cli;
 pub mod domain;
 pub mod engine;
-pub mod event;
 pub mod internal_events;
 pub mod runtime;
 pub mod store;

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice::event::Event;
+use sluice::domain::Event;
 use sluice::runtime::{
     FailureKind, LookupTables, MemoryTables, NoTables, Outcome, Plugin, PluginError, Runtime, RuntimeConfig, StageLimits,
     StageRunner, StageSetupError, StageSpec,

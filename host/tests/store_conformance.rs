@@ -9,15 +9,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sluice::event::Event;
+use sluice::domain::Event;
 use sluice::domain::{ErrorKind, FailedAt};
 use sluice::store::embedded::EmbeddedStore;
 use sluice::store::prelude::*;
 use sluice::store::redis::RedisStore;
-use sluice::store::{
-    CompleteReport, Counters, Delivery, DlqEntry, DlqSelector, Enqueued, EntryResult, PluginVersion, QueuedEvent, ReplayReport,
-    Retry, Store, StoreError,
-};
+use sluice::store::{Store, StoreError};
+use sluice::domain::{CompleteReport, Counters, Delivery, DlqEntry, DlqSelector, Enqueued, EntryResult, PluginVersion, QueuedEvent, ReplayReport, Retry};
 
 // ---- fixtures ---------------------------------------------------------------
 
@@ -313,7 +311,7 @@ async fn trim_output_deletes_only_what_is_older<S: Store>(s: &S) {
     let other = read_now(s, "other", "w").await;
     s.complete("other", &[done(&other[0], vec![ev("ox")])]).await.unwrap();
     let first = s.read_output(P, "", 1).await.unwrap();
-    let now = sluice::event::now_ms();
+    let now = sluice::domain::now_ms();
 
     // Nothing was appended an hour ago.
     assert_eq!(s.trim_output(P, now - 3_600_000).await.unwrap(), 0);

@@ -13,13 +13,11 @@
 #[macro_use]
 mod common;
 
-use sluice::event::Event;
+use sluice::domain::Event;
 use sluice::store::embedded::EmbeddedStore;
 use sluice::store::prelude::*;
-use sluice::store::{
-    AlertRecord, CloseCommit, CompleteReport, Counters, Delivery, DirtyMark, DistinctQuery, Enqueued, EntryResult, FieldAgg, PaneAgg,
-    PaneDelta, PaneRef, PaneRow, QueuedEvent, Store, WindowClock, WindowRecord, NO_WATERMARK,
-};
+use sluice::store::Store;
+use sluice::domain::{AlertRecord, CloseCommit, CompleteReport, Counters, Delivery, DirtyMark, DistinctQuery, Enqueued, EntryResult, FieldAgg, PaneAgg, PaneDelta, PaneRef, PaneRow, QueuedEvent, WindowClock, WindowRecord, NO_WATERMARK};
 
 // ---- fixtures ---------------------------------------------------------------
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 
-use crate::event::{now_ms, parse_ingest, Event};
+use crate::domain::{now_ms, Event};
+use crate::api::ingest::parse::parse_ingest;
 use crate::runtime::{MemoryTables, Outcome, Runtime, RuntimeConfig, StageLimits, StageRunner, StageSpec};
 
 #[derive(clap::Args, Debug)]

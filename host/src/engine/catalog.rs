@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::spec::PipelineSpec;
 use super::{Engine, EngineError, KnownSpec};
 use crate::domain::{PluginVersion, PutPlugin};
-use crate::event::now_ms;
+use crate::domain::now_ms;
 use crate::runtime::sha256_hex;
 use crate::window::WindowSpec;
 

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::event::Event;
+use crate::domain::Event;
 use crate::domain::{DlqEntry, EntryResult, FailedAt, QueuedEvent, ReplayStart, Retry};
 use crate::runtime::{BatchReport, FailureKind, Outcome, StageRunner};
 

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::watch;
 
 use super::lifecycle::Shared;
-use crate::event::now_ms;
+use crate::domain::now_ms;
 use crate::internal_events::{emit, SpikeAlerted, StoreFailed, WindowsClosed};
 use crate::window::closer::{close_pass, CloserConfig};
 use crate::window::spike::SpikeWatch;

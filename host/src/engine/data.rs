@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::stats::StageStats;
 use super::{Engine, EngineError};
 use crate::domain::{Counters, DlqEntry, DlqSelector, Enqueued, Page, QueuedEvent, ReplayReport};
-use crate::event::Event;
+use crate::domain::Event;
 use crate::internal_events::{emit, IngestAnswered, PipelineMetrics};
 
 /// What ingest into one pipeline needs: its queue bound and metric handles.

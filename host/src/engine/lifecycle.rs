@@ -18,7 +18,8 @@ use super::stats::Stats;
 use super::{closer, maintenance, worker, Engine, EngineConfig, EngineError, KnownSpec, Pipeline};
 use crate::internal_events::{emit, PipelineMetrics, PipelineNotStarted};
 use crate::runtime::{MemoryTables, Runtime, StageRunner, StageSetupError, StageSpec};
-use crate::store::{Store, StoreError, NO_WATERMARK};
+use crate::store::{Store, StoreError};
+use crate::domain::NO_WATERMARK;
 use crate::window::WindowSet;
 
 /// A pipeline's running state in this process.

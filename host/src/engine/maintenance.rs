@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::lifecycle::Shared;
 use super::worker;
-use crate::event::now_ms;
+use crate::domain::now_ms;
 use crate::internal_events::{emit, EntriesReclaimed, StoreFailed};
 
 /// Most retries moved back into the queue per pass.

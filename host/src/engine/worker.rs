@@ -12,9 +12,9 @@ use super::chain::{run_chain, ChainRun};
 use super::lifecycle::Shared;
 use super::Pipeline;
 use crate::domain::{DlqEntry, EntryResult, ErrorKind, FailedAt};
-use crate::event::{now_ms, Event};
+use crate::domain::{now_ms, Event};
 use crate::internal_events::{emit, BatchProcessed, ChainFailed, CompletionGaveUp, StageBatch, StoreFailed, WindowApplyWaiting};
-use crate::store::Delivery;
+use crate::domain::Delivery;
 use crate::window::WindowSet;
 
 /// Store errors a batch's completion survives before it gives up (the

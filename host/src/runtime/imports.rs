@@ -10,7 +10,7 @@ use wasmtime::{Engine, StoreContextMut};
 
 use super::report;
 use super::sandbox::{Emitted, HostStop, StoreState};
-use crate::event::Event;
+use crate::domain::Event;
 
 /// The WIT interface name the host implements.
 pub const HOST_INTERFACE: &str = "sluice:stage/host@0.1.0";

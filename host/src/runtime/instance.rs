@@ -12,7 +12,7 @@ use super::outcome::{FailureKind, EventResult, Outcome};
 use super::plugin::Plugin;
 use super::sandbox::{Attribution, Emitted, HostStop, StoreState};
 use super::tables::LookupTables;
-use crate::event::Event;
+use crate::domain::Event;
 
 #[derive(ComponentType, Lower)]
 #[component(record)]

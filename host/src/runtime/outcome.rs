@@ -1,6 +1,6 @@
 //! How each event fared in a stage.
 
-use crate::event::Event;
+use crate::domain::Event;
 
 /// Why an event failed in a stage, as the runtime sees it: the stage's own
 /// answer or the limit that stopped it. The runtime's own vocabulary, so it

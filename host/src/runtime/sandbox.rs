@@ -19,7 +19,7 @@ use super::guest_log::LogBudget;
 use super::imports::EPOCH_TICK_MS;
 use super::limits::StageLimits;
 use super::tables::LookupTables;
-use crate::event::Event;
+use crate::domain::Event;
 
 /// Who a guest's log lines and failures are attributed to.
 #[derive(Debug, Clone, Default)]

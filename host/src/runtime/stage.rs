@@ -15,7 +15,7 @@ use super::outcome::{FailureKind, EventResult};
 use super::plugin::Plugin;
 use super::sandbox::Attribution;
 use super::tables::LookupTables;
-use crate::event::Event;
+use crate::domain::Event;
 
 /// What the runtime needs to know to run a plugin as a stage.
 #[derive(Debug, Clone)]

@@ -44,13 +44,6 @@ pub use outputs::Outputs;
 pub use queue::Queue;
 pub use windows::{Alerts, WindowState};
 
-// transitional re-export: these types live in `crate::domain` now.
-pub use crate::domain::{
-    AlertRecord, CloseCommit, CompleteReport, Counters, Delivery, DirtyMark, DistinctQuery, DlqEntry, DlqSelector, Enqueued, EntryResult,
-    FieldAgg, Page, PaneAgg, PaneDelta, PaneRef, PaneRow, PluginVersion, PutPlugin, QueuedEvent, ReplayReport, Retry, WindowClock,
-    WindowRecord, NO_WATERMARK,
-};
-
 /// Every store trait, for `use crate::store::prelude::*;` where store
 /// methods are called (trait methods need their trait in scope).
 pub mod prelude {

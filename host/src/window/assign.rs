@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use super::spec::{AggOp, Shape, WindowSpec};
-use crate::event::Event;
-use crate::store::{PaneAgg, PaneDelta, NO_WATERMARK};
+use crate::domain::Event;
+use crate::domain::{PaneAgg, PaneDelta, NO_WATERMARK};
 
 /// A pipeline's windows, with their field paths split once.
 #[derive(Debug, Clone, Default)]

@@ -8,7 +8,8 @@ use std::collections::{BTreeSet, HashSet};
 
 use super::compute::{fill_distinct, pane_windows, render, sessions, starts_covering, WindowValue};
 use super::spec::{Shape, WindowSpec};
-use crate::store::{CloseCommit, DirtyMark, PaneRef, Store, StoreResult, WindowClock, WindowRecord, NO_WATERMARK};
+use crate::store::{Store, StoreResult};
+use crate::domain::{CloseCommit, DirtyMark, PaneRef, WindowClock, WindowRecord, NO_WATERMARK};
 
 /// How the closer moves the watermark.
 #[derive(Debug, Clone, Copy)]

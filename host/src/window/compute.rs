@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 
 use super::spec::{result_key, AggOp, Shape, WindowSpec};
-use crate::store::{DistinctQuery, PaneAgg, PaneRow, Store, StoreResult};
+use crate::store::{Store, StoreResult};
+use crate::domain::{DistinctQuery, PaneAgg, PaneRow};
 
 /// One window's merged value for one group.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,7 +163,7 @@ pub fn render(def: &WindowSpec, value: &WindowValue, closed: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::FieldAgg;
+    use crate::domain::FieldAgg;
 
     fn row(pane: i64, group: &str, count: u64, sum: f64) -> PaneRow {
         PaneRow {

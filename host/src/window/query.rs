@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::compute::{fill_distinct, pane_windows, render, sessions, starts_covering};
 use super::spec::{Shape, WindowSpec};
-use crate::store::{Store, StoreResult, NO_WATERMARK};
+use crate::store::{Store, StoreResult};
+use crate::domain::NO_WATERMARK;
 
 /// At most this many not-yet-final windows are merged for one query (the
 /// newest); narrow `from`/`to` to see older ones.

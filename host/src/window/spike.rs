@@ -13,7 +13,8 @@ use serde_json::json;
 
 use super::query::{window_results, WindowQuery};
 use super::spec::{Shape, WindowSpec};
-use crate::store::{AlertRecord, Store, StoreResult, NO_WATERMARK};
+use crate::store::{Store, StoreResult};
+use crate::domain::{AlertRecord, NO_WATERMARK};
 
 /// Baselines are recomputed this often (late updates may change them).
 const BASELINE_TTL: Duration = Duration::from_secs(5);

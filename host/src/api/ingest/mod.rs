@@ -2,6 +2,7 @@
 //! each, append the valid ones durably (one store step that also checks the
 //! queue bound), answer.
 
+pub mod parse;
 mod split;
 
 use std::sync::Arc;
@@ -15,8 +16,8 @@ use serde::Serialize;
 
 use super::error::{ApiError, ApiResult};
 use super::{AppState, Body};
-use crate::domain::{Enqueued, QueuedEvent};
-use crate::event::{now_ms, parse_ingest};
+use crate::domain::{now_ms, Enqueued, QueuedEvent};
+use parse::parse_ingest;
 
 /// Seconds a producer should wait after a 429.
 const BACKPRESSURE_RETRY_AFTER_S: u64 = 1;

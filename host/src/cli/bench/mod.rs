@@ -224,7 +224,7 @@ async fn load(base: &str, tail: OutputTail, args: &BenchArgs, rate: u64) -> anyh
                     tokio::time::sleep_until(next).await;
                     next += interval;
                 }
-                let now = crate::event::now_ms();
+                let now = crate::domain::now_ms();
                 let mut body = String::with_capacity(batch as usize * 400);
                 for _ in 0..batch {
                     write_page_view(&mut body, n, now);
@@ -269,7 +269,7 @@ async fn load(base: &str, tail: OutputTail, args: &BenchArgs, rate: u64) -> anyh
                         continue;
                     }
                 };
-                let now = crate::event::now_ms();
+                let now = crate::domain::now_ms();
                 {
                     let mut hist = hist.lock();
                     for sent_at in sent.iter().flatten() {
@@ -389,7 +389,7 @@ fn drain_run(store: &str, args: &BenchArgs, spec: &Value) -> anyhow::Result<f64>
                         if r >= requests {
                             return Ok(());
                         }
-                        let now = crate::event::now_ms();
+                        let now = crate::domain::now_ms();
                         let first = r * args.batch as u64;
                         let body: String = (first..first + args.batch as u64).map(|n| page_view(n, now) + "\n").collect();
                         let answer = client.post(format!("{base}/v1/pipelines/bench/events")).header("content-type", "application/x-ndjson").body(body).send()?;
@@ -510,7 +510,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
         let mut queued = 0;
         let mut n = 0;
         while queued < args.backlog {
-            let now = crate::event::now_ms();
+            let now = crate::domain::now_ms();
             let body: String = (0..args.batch.min((args.backlog - queued) as usize)).map(|_| { n += 1; page_view(n, now) + "\n" }).collect();
             let r = client.post(format!("{}/v1/pipelines/backlog/events", server.base)).header("content-type", "application/x-ndjson").body(body).send()?;
             if r.status().as_u16() != 202 {

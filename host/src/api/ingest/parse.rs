@@ -1,14 +1,11 @@
-//! Reading events as clients send them (the ingest form of API.md) and the
-//! clock. The `Event` type itself is `crate::domain::Event`; this module
-//! may use `domain` and external crates.
+//! Reading one event as clients send it (the ingest form of API.md) from
+//! its JSON text, without building a JSON tree. The `Event` it makes is
+//! `crate::domain::Event`.
 
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-// transitional re-export: the event type lives in `crate::domain` now.
-pub use crate::domain::event::{write_json_str, Event};
-/// The clock, from the domain (not transitional: `crate::event::now_ms` is the usual path).
-pub use crate::domain::event::now_ms;
+use crate::domain::Event;
 
 /// The members of one ingest event, borrowed from the body: each value as
 /// its raw JSON text, checked and converted by [`parse_ingest`]. Reading the

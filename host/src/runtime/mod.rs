@@ -103,6 +103,7 @@ impl Runtime {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(imports::EPOCH_TICK_MS));
                         engine.increment_epoch();
+                        sandbox::tick_coarse_clock();
                     }
                 })
                 .context("starting the epoch ticker")?

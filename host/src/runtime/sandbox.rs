@@ -3,7 +3,8 @@
 //! call in progress (which event, its fuel, what it emitted).
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -217,10 +218,31 @@ pub struct StoreState {
     pub(crate) stderr: GuestOutput,
     /// What the guest wrote to stderr during the last call (panic messages live here).
     pub(crate) last_stderr: String,
-    /// When the event (or `init`) in progress runs out of time: the epoch
-    /// deadline as a wall-clock instant, for the blocking WASI calls that
-    /// epoch interruption cannot stop (see `super::waits`).
-    pub(crate) deadline: Instant,
+    /// When the event (or `init`) in progress runs out of time, in ms of
+    /// the [`coarse_ms`] clock: the epoch deadline for the blocking WASI
+    /// calls that epoch interruption cannot stop (see `super::waits`).
+    pub(crate) deadline_ms: u64,
+}
+
+/// Milliseconds since [`clock_start`] as of the last epoch tick: armed per
+/// event without asking the OS for the time (the ticker updates it every
+/// millisecond; it lags the real clock by at most a tick or two).
+static COARSE_MS: AtomicU64 = AtomicU64::new(0);
+
+/// The instant the coarse clock counts from.
+pub(crate) fn clock_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// Called by the epoch ticker on every tick.
+pub(crate) fn tick_coarse_clock() {
+    COARSE_MS.store(clock_start().elapsed().as_millis() as u64, Ordering::Relaxed);
+}
+
+/// The coarse clock's reading (see [`COARSE_MS`]).
+pub(crate) fn coarse_ms() -> u64 {
+    COARSE_MS.load(Ordering::Relaxed)
 }
 
 impl StoreState {
@@ -251,7 +273,7 @@ impl StoreState {
             stdout,
             stderr,
             last_stderr: String::new(),
-            deadline: Instant::now(),
+            deadline_ms: coarse_ms(),
         }
     }
 }
@@ -263,10 +285,10 @@ impl StoreState {
     }
 
     /// Starts a new time budget of `timeout_ms`: sets the store's epoch
-    /// deadline and the matching wall-clock [`StoreState::deadline`].
+    /// deadline and the matching [`StoreState::deadline_ms`].
     pub(crate) fn arm_deadline(store: &mut StoreContextMut<'_, StoreState>, timeout_ms: u64) {
         store.set_epoch_deadline(timeout_ms.div_ceil(EPOCH_TICK_MS) + 1);
-        store.data_mut().deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        store.data_mut().deadline_ms = coarse_ms() + timeout_ms;
     }
 }
 

@@ -5,21 +5,21 @@
 //! `pollable.block` (which is what `std::thread::sleep` becomes) would hold
 //! its worker thread for as long as it asked. So those two functions are
 //! shadowed here by versions that wait at most until the event's deadline
-//! ([`StoreState::deadline`]) and then stop the call with
+//! ([`StoreState::deadline_ms`]) and then stop the call with
 //! [`HostStop::Timeout`], which fails the event with `timeout`.
 //!
 //! The other blocking calls cannot wait: the only input stream a stage has
 //! is a closed stdin (reads answer "closed" at once), its stdout and stderr
 //! are always ready, and it can open no file or socket.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime::StoreContextMut;
 use wasmtime_wasi::p2::bindings::io::poll::{Host, HostPollable};
 use wasmtime_wasi::p2::DynPollable;
 
-use super::sandbox::{HostStop, StoreState};
+use super::sandbox::{clock_start, HostStop, StoreState};
 
 /// The `wasi:io/poll` instance as `wasmtime_wasi` defines it (the linker
 /// matches a plugin's older 0.2 minor versions to it).
@@ -32,13 +32,13 @@ pub(crate) fn shadow_blocking(linker: &mut Linker<StoreState>) -> wasmtime::Resu
     let mut poll = linker.instance(POLL_INTERFACE)?;
     poll.func_wrap("poll", |mut cx: StoreContextMut<'_, StoreState>, (pollables,): (Vec<Resource<DynPollable>>,)| {
         let state = cx.data_mut();
-        let deadline = state.deadline;
+        let deadline = clock_start() + Duration::from_millis(state.deadline_ms);
         let ready = until_deadline(deadline, "wasi:io/poll.poll", Host::poll(state.table(), pollables))?;
         Ok((ready,))
     })?;
     poll.func_wrap("[method]pollable.block", |mut cx: StoreContextMut<'_, StoreState>, (pollable,): (Resource<DynPollable>,)| {
         let state = cx.data_mut();
-        let deadline = state.deadline;
+        let deadline = clock_start() + Duration::from_millis(state.deadline_ms);
         until_deadline(deadline, "wasi:io/poll.pollable.block", HostPollable::block(state.table(), pollable))
     })?;
     linker.allow_shadowing(false);

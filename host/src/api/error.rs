@@ -23,11 +23,17 @@ pub enum ApiError {
     NotFound(String),
     Conflict(String),
     PayloadTooLarge(u64),
+    /// 413 `too_many_events`: more events or bytes than the pipeline can
+    /// ever queue (no `Retry-After`: retrying cannot help).
+    TooManyEvents(String),
     UnsupportedMediaType(String),
     /// 429: the pipeline's queue is at its bound.
     Backpressure { queue_depth: u64, retry_after_s: u64 },
     /// 503: the store is unreachable.
     Unavailable(String),
+    /// 503 `overloaded`: this process holds as much as it may at once
+    /// (request bytes in flight, live feeds); retry shortly.
+    Overloaded(String),
     Internal(String),
 }
 
@@ -64,6 +70,8 @@ impl From<EngineError> for ApiError {
 
 /// Seconds a client should wait after a 503.
 const UNAVAILABLE_RETRY_AFTER_S: u64 = 2;
+/// Seconds a client should wait after an `overloaded` 503.
+const OVERLOADED_RETRY_AFTER_S: u64 = 1;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -80,6 +88,7 @@ impl IntoResponse for ApiError {
                 json!({"error": "payload_too_large", "message": format!("the body is over the limit of {limit} bytes (--max-body-bytes)")}),
                 None,
             ),
+            ApiError::TooManyEvents(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "too_many_events", "message": m}), None),
             ApiError::UnsupportedMediaType(m) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": "unsupported_media_type", "message": m}), None)
             }
@@ -93,6 +102,11 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": "store_unavailable", "message": format!("{m}; nothing was written, retry later"), "retry_after_s": UNAVAILABLE_RETRY_AFTER_S}),
                 Some(UNAVAILABLE_RETRY_AFTER_S),
+            ),
+            ApiError::Overloaded(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "overloaded", "message": m, "retry_after_s": OVERLOADED_RETRY_AFTER_S}),
+                Some(OVERLOADED_RETRY_AFTER_S),
             ),
             ApiError::Internal(m) => {
                 emit(ApiInternalError { message: &m });

@@ -20,6 +20,7 @@ pub mod dashboard;
 pub mod error;
 pub mod ingest;
 pub mod monitoring;
+mod open_mode;
 pub mod pipelines;
 pub mod plugins;
 pub mod tables;
@@ -38,14 +39,50 @@ use error::ApiError;
 /// What every handler can reach.
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub max_body_bytes: u64,
     pub prometheus: PrometheusHandle,
+    pub limits: ApiLimits,
+    /// Request body bytes being read or handled right now.
+    inflight: body::InflightBytes,
+    /// Open live feeds (Server-Sent Events) of this process.
+    live_feeds: Arc<tokio::sync::Semaphore>,
+}
+
+/// What one process takes on at once (`sluice serve` flags).
+#[derive(Debug, Clone, Copy)]
+pub struct ApiLimits {
+    /// Largest request body (`--max-body-bytes`).
+    pub max_body_bytes: u64,
+    /// Request body bytes in flight over all requests
+    /// (`--max-inflight-bytes`); beyond it a request is answered 503.
+    pub max_inflight_bytes: u64,
+    /// Open live feeds (`--max-live-feeds`); beyond it 503.
+    pub max_live_feeds: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits { max_body_bytes: 16 << 20, max_inflight_bytes: 256 << 20, max_live_feeds: 64 }
+    }
+}
+
+impl AppState {
+    /// The state every handler sees.
+    pub fn new(engine: Arc<Engine>, prometheus: PrometheusHandle, limits: ApiLimits) -> Self {
+        AppState {
+            engine,
+            prometheus,
+            limits,
+            inflight: body::InflightBytes::new(limits.max_inflight_bytes),
+            live_feeds: Arc::new(tokio::sync::Semaphore::new(limits.max_live_feeds)),
+        }
+    }
 }
 
 /// The whole API: public routes, the ingest route behind ingest (or admin)
 /// tokens, everything else behind the admin token (the live feed also
 /// taking it as `?access_token=`).
 pub fn router(state: Arc<AppState>, tokens: Tokens) -> Router {
+    let open = tokens.open();
     let tokens = Arc::new(tokens);
     let layer = |role: Role| axum::middleware::from_fn_with_state(Access::new(tokens.clone(), role), auth::require);
     let admin = Router::new()
@@ -55,12 +92,17 @@ pub fn router(state: Arc<AppState>, tokens: Tokens) -> Router {
         .merge(windows::router())
         .merge(monitoring::admin_router())
         .route_layer(layer(Role::Admin));
-    Router::new()
+    let router = Router::new()
         .merge(monitoring::public_router())
         .merge(dashboard::router())
         .merge(ingest::router().route_layer(layer(Role::Ingest)))
         .merge(windows::live_router().route_layer(layer(Role::AdminOrQueryToken)))
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such endpoint (see API.md)".into()) })
-        .with_state(state)
+        .with_state(state);
+    if open {
+        router.layer(axum::middleware::from_fn(open_mode::guard))
+    } else {
+        router
+    }
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::{AppState, Body};
-use crate::domain::DlqSelector;
+use crate::domain::{write_json_str, DlqSelector};
 use crate::engine::spec::valid_name;
 
 /// The pipeline routes (behind the admin layer).
@@ -26,7 +26,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/pipelines/{id}/metrics", get(metrics))
 }
 
-async fn put(State(state): State<Arc<AppState>>, Path(id): Path<String>, Body(body): Body) -> ApiResult<Response> {
+async fn put(State(state): State<Arc<AppState>>, Path(id): Path<String>, Body(body, _permit): Body) -> ApiResult<Response> {
     if !valid_name(&id) {
         return Err(ApiError::bad_request("invalid_name", format!("pipeline id {id:?} must match [a-z0-9-]{{1,64}}")));
     }
@@ -75,9 +75,17 @@ impl PageQuery {
     }
 }
 
-async fn dlq_list(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Json<Value>> {
+/// A page as API.md answers it, serialized straight from the stored
+/// records (no JSON tree is built, so no stored text can fail to become one).
+#[derive(serde::Serialize)]
+pub struct PageAnswer<'a, T: serde::Serialize> {
+    pub entries: &'a [T],
+    pub next_cursor: &'a str,
+}
+
+async fn dlq_list(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Response> {
     let page = state.engine.dlq_page(&id, page.cursor(), page.limit()?).await?;
-    Ok(Json(json!({"entries": page.items, "next_cursor": page.next_cursor})))
+    Ok(Json(PageAnswer { entries: &page.items, next_cursor: &page.next_cursor }).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -105,22 +113,36 @@ fn selection(body: &[u8], allow_limit: bool) -> ApiResult<DlqSelector> {
     }
 }
 
-async fn dlq_replay(State(state): State<Arc<AppState>>, Path(id): Path<String>, Body(body): Body) -> ApiResult<Json<Value>> {
+async fn dlq_replay(State(state): State<Arc<AppState>>, Path(id): Path<String>, Body(body, _permit): Body) -> ApiResult<Json<Value>> {
     state.engine.pipeline_spec(&id).await?;
     let report = state.engine.dlq_replay(&id, &selection(&body, true)?).await?;
     Ok(Json(json!({"replayed": report.replayed, "failed": report.failed})))
 }
 
-async fn dlq_delete(State(state): State<Arc<AppState>>, Path(id): Path<String>, Body(body): Body) -> ApiResult<Json<Value>> {
+async fn dlq_delete(State(state): State<Arc<AppState>>, Path(id): Path<String>, Body(body, _permit): Body) -> ApiResult<Json<Value>> {
     state.engine.pipeline_spec(&id).await?;
     let deleted = state.engine.dlq_delete(&id, &selection(&body, false)?).await?;
     Ok(Json(json!({"deleted": deleted})))
 }
 
-async fn output(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Json<Value>> {
+/// The outputs page, written by hand like the stored output itself: each
+/// event's `data` is copied as the text it is (checked when it was made).
+async fn output(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Response> {
     let page = state.engine.output_page(&id, page.cursor(), page.limit()?).await?;
-    let entries: Vec<Value> = page.items.iter().map(|event| json!({"event": event})).collect();
-    Ok(Json(json!({"entries": entries, "next_cursor": page.next_cursor})))
+    let mut body = Vec::with_capacity(page.items.iter().map(|e| e.byte_size() + 96).sum::<usize>() + 64);
+    body.extend_from_slice(b"{\"entries\":[");
+    for (i, event) in page.items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{\"event\":");
+        event.write_json(&mut body);
+        body.push(b'}');
+    }
+    body.extend_from_slice(b"],\"next_cursor\":");
+    write_json_str(&mut body, &page.next_cursor);
+    body.push(b'}');
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn metrics(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {

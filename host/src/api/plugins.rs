@@ -32,7 +32,7 @@ fn check_name(name: &str) -> ApiResult<()> {
     }
 }
 
-async fn upload(State(state): State<Arc<AppState>>, Path(name): Path<String>, Body(bytes): Body) -> ApiResult<Response> {
+async fn upload(State(state): State<Arc<AppState>>, Path(name): Path<String>, Body(bytes, _permit): Body) -> ApiResult<Response> {
     check_name(&name)?;
     let put = state.engine.upload_plugin(&name, bytes.to_vec()).await?;
     let status = if put.created { StatusCode::CREATED } else { StatusCode::OK };

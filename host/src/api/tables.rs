@@ -17,7 +17,7 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/v1/tables/{name}", get(show).put(put))
 }
 
-async fn put(State(state): State<Arc<AppState>>, Path(name): Path<String>, Body(body): Body) -> ApiResult<Json<Value>> {
+async fn put(State(state): State<Arc<AppState>>, Path(name): Path<String>, Body(body, _permit): Body) -> ApiResult<Json<Value>> {
     if !valid_name(&name) {
         return Err(ApiError::bad_request("invalid_name", format!("table name {name:?} must match [a-z0-9-]{{1,64}}")));
     }

@@ -11,10 +11,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
+use axum::response::{IntoResponse, Response};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::pipelines::PageQuery;
+use super::pipelines::{PageAnswer, PageQuery};
 use super::AppState;
 use crate::engine::{watermark_value, LiveCursor};
 use crate::window::query::WindowQuery;
@@ -70,9 +72,10 @@ async fn results(
     Ok(Json(json!({"results": answer.results, "watermark": watermark_value(answer.watermark)})))
 }
 
-/// Stored JSON text as a value (`null` if it does not parse).
-fn stored_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
+/// A stored record's JSON text, passed through as it is (it was rendered
+/// by this host); text that is not JSON at all shows as `null`.
+fn stored_json(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.to_string()).unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
 }
 
 /// The window-results stream: one record per closed window (and per
@@ -81,20 +84,22 @@ async fn results_stream(
     State(state): State<Arc<AppState>>,
     Path((id, window)): Path<(String, String)>,
     Query(page): Query<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let page = state.engine.window_records(&id, &window, page.cursor(), page.limit()?).await?;
-    let entries: Vec<Value> = page.items.iter().map(|r| stored_json(&r.json)).collect();
-    Ok(Json(json!({"entries": entries, "next_cursor": page.next_cursor})))
+    let entries: Vec<Box<RawValue>> = page.items.iter().map(|r| stored_json(&r.json)).collect();
+    Ok(Json(PageAnswer { entries: &entries, next_cursor: &page.next_cursor }).into_response())
 }
 
-async fn alerts(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Json<Value>> {
+async fn alerts(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Response> {
     let page = state.engine.alerts_page(&id, page.cursor(), page.limit()?).await?;
-    let entries: Vec<Value> = page.items.iter().map(|a| stored_json(&a.json)).collect();
-    Ok(Json(json!({"entries": entries, "next_cursor": page.next_cursor})))
+    let entries: Vec<Box<RawValue>> = page.items.iter().map(|a| stored_json(&a.json)).collect();
+    Ok(Json(PageAnswer { entries: &entries, next_cursor: &page.next_cursor }).into_response())
 }
 
 /// A live feed between two polls.
 struct Feed {
+    /// This feed's place among the process's live feeds, given back when the client goes.
+    _slot: tokio::sync::OwnedSemaphorePermit,
     state: Arc<AppState>,
     id: String,
     def: WindowSpec,
@@ -134,8 +139,14 @@ async fn live(
     Path((id, window)): Path<(String, String)>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     let def = state.engine.window_def(&id, &window).await?;
+    let slot = state.live_feeds.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Overloaded(format!(
+            "this server already serves {} live feeds (--max-live-feeds); retry shortly or poll the window instead",
+            state.limits.max_live_feeds
+        ))
+    })?;
     let cursor = state.engine.live_start(&id, &window).await?;
-    let feed = Feed { state, id, def, cursor, first: true };
+    let feed = Feed { _slot: slot, state, id, def, cursor, first: true };
     let stream = stream::unfold(feed, poll).flat_map(stream::iter);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
 }

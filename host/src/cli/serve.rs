@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
 
-use crate::api::{self, auth::Tokens, AppState};
+use crate::api::{self, auth::Tokens, ApiLimits, AppState};
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::store::{embedded::EmbeddedStore, redis::RedisStore, Store};
@@ -35,6 +35,13 @@ pub struct ServeArgs {
     /// Largest request body, bytes.
     #[arg(long, env = "SLUICE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<u64>,
+    /// Request body bytes this process reads and handles at once, over all
+    /// requests (default 256 MiB); beyond it requests are answered 503.
+    #[arg(long, env = "SLUICE_MAX_INFLIGHT_BYTES")]
+    pub max_inflight_bytes: Option<u64>,
+    /// Live feeds (Server-Sent Events) this process serves at once (default 64).
+    #[arg(long, env = "SLUICE_MAX_LIVE_FEEDS")]
+    pub max_live_feeds: Option<usize>,
     /// Worker tasks per pipeline (default: the number of cores). 0 serves
     /// the API only: this process runs no workers, retries or closer (an
     /// ingest/admin node in front of worker nodes on the same Redis).
@@ -63,6 +70,8 @@ struct FileConfig {
     admin_token: Option<String>,
     ingest_tokens: Option<Vec<String>>,
     max_body_bytes: Option<u64>,
+    max_inflight_bytes: Option<u64>,
+    max_live_feeds: Option<usize>,
     workers: Option<usize>,
     reclaim_idle_ms: Option<u64>,
     window_tick_ms: Option<u64>,
@@ -76,7 +85,7 @@ pub struct Settings {
     pub store: String,
     pub data_dir: PathBuf,
     pub tokens: Tokens,
-    pub max_body_bytes: u64,
+    pub api: ApiLimits,
     pub engine: EngineConfig,
     pub redis_prefix: String,
 }
@@ -112,6 +121,22 @@ impl ServeArgs {
             }
             engine.window_tick = std::time::Duration::from_millis(ms);
         }
+        let defaults = ApiLimits::default();
+        let api = ApiLimits {
+            max_body_bytes: self.max_body_bytes.or(file.max_body_bytes).unwrap_or(defaults.max_body_bytes),
+            max_inflight_bytes: self.max_inflight_bytes.or(file.max_inflight_bytes).unwrap_or(defaults.max_inflight_bytes),
+            max_live_feeds: self.max_live_feeds.or(file.max_live_feeds).unwrap_or(defaults.max_live_feeds),
+        };
+        if api.max_inflight_bytes < api.max_body_bytes {
+            bail!(
+                "--max-inflight-bytes ({}) must be at least --max-body-bytes ({}): a body of the largest size could never be read",
+                api.max_inflight_bytes,
+                api.max_body_bytes
+            );
+        }
+        if api.max_live_feeds == 0 {
+            bail!("--max-live-feeds must be at least 1");
+        }
         let nonempty = |v: Vec<String>| v.into_iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect::<Vec<_>>();
         Ok(Settings {
             listen: self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7878".parse().expect("valid default")),
@@ -121,7 +146,7 @@ impl ServeArgs {
                 admin: nonempty(self.admin_token.or(file.admin_token).into_iter().collect()),
                 ingest: nonempty(self.ingest_tokens.or(file.ingest_tokens).unwrap_or_default()),
             },
-            max_body_bytes: self.max_body_bytes.or(file.max_body_bytes).unwrap_or(16 * 1024 * 1024),
+            api,
             engine,
             redis_prefix: self.redis_prefix.or(file.redis_prefix).unwrap_or_else(|| "sluice".into()),
         })
@@ -168,7 +193,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(settings.data_dir.join("compiled")), ..Default::default() })?);
     let engine = Engine::start(store, runtime, settings.engine.clone()).await.context("starting the engine")?;
-    let state = Arc::new(AppState { engine: engine.clone(), max_body_bytes: settings.max_body_bytes, prometheus: api::monitoring::prometheus_handle() });
+    let state = Arc::new(AppState::new(engine.clone(), api::monitoring::prometheus_handle(), settings.api));
     let app = api::router(state, settings.tokens.clone());
     let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let auth = if settings.tokens.open() { "open (loopback only)" } else { "bearer tokens" };

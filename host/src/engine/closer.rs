@@ -29,7 +29,8 @@ pub(super) async fn run(shared: Shared, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let defs = &pipeline.windows.defs;
-        let config = CloserConfig { idle_ms: pipeline.spec.watermark_idle_ms as i64, lease_ms: CLOSE_LEASE_MS };
+        let spec = &pipeline.spec;
+        let config = CloserConfig { idle_ms: spec.watermark_idle_ms as i64, lease_ms: CLOSE_LEASE_MS, max_future_ms: spec.max_future_ms as i64 };
         match close_pass(engine.store.as_ref(), id, defs, now_ms(), config).await {
             Ok(report) => {
                 if let Some(wm) = report.watermark {

@@ -4,16 +4,34 @@
 
 use std::sync::Arc;
 
+use super::spec::PipelineSpec;
 use super::stats::StageStats;
 use super::{Engine, EngineError};
 use crate::domain::{Counters, DlqEntry, DlqSelector, Enqueued, Page, QueuedEvent, ReplayReport};
 use crate::domain::Event;
 use crate::internal_events::{emit, IngestAnswered, PipelineMetrics};
 
-/// What ingest into one pipeline needs: its queue bound and metric handles.
+/// What ingest into one pipeline needs: its bounds and metric handles.
 pub struct IngestTarget {
-    max_depth: u64,
+    spec: Arc<PipelineSpec>,
     metrics: Arc<PipelineMetrics>,
+}
+
+impl IngestTarget {
+    /// The spec's `max_queue_depth`: events queued and not finished.
+    pub fn max_depth(&self) -> u64 {
+        self.spec.max_queue_depth
+    }
+
+    /// The spec's `max_queue_bytes`.
+    pub fn max_bytes(&self) -> u64 {
+        self.spec.max_queue_bytes
+    }
+
+    /// The spec's `max_future_ms`: how far ahead of the clock an event may be.
+    pub fn max_future_ms(&self) -> u64 {
+        self.spec.max_future_ms
+    }
 }
 
 /// A pipeline's figures (API.md's `GET /v1/pipelines/{id}/metrics`).
@@ -37,10 +55,11 @@ impl Engine {
     /// such pipeline): from memory when it runs here, else from the store.
     pub async fn ingest_target(&self, id: &str) -> Result<IngestTarget, EngineError> {
         Ok(match self.running(id) {
-            Some(p) => IngestTarget { max_depth: p.spec.max_queue_depth, metrics: p.metrics.clone() },
+            Some(p) => IngestTarget { spec: p.spec.clone(), metrics: p.metrics.clone() },
             None => {
                 let spec = self.pipeline_spec(id).await?;
-                IngestTarget { max_depth: spec.max_queue_depth, metrics: Arc::new(PipelineMetrics::register(id, &spec.stage_names())) }
+                let metrics = Arc::new(PipelineMetrics::register(id, &spec.stage_names()));
+                IngestTarget { spec, metrics }
             }
         })
     }
@@ -49,7 +68,7 @@ impl Engine {
     /// the queue stays within the spec's `max_queue_depth` (else nothing),
     /// counting `rejected` more refused ones.
     pub async fn enqueue(&self, id: &str, target: &IngestTarget, events: &[QueuedEvent], rejected: u64) -> Result<Enqueued, EngineError> {
-        let answer = self.store.enqueue(id, events, rejected, target.max_depth).await?;
+        let answer = self.store.enqueue(id, events, rejected, target.max_depth()).await?;
         let accepted = matches!(answer, Enqueued::Accepted { .. });
         let (a, r) = if accepted { (events.len() as u64, rejected) } else { (0, 0) };
         emit(IngestAnswered { metrics: &target.metrics, accepted: a, rejected: r, refused: !accepted });

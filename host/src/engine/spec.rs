@@ -19,6 +19,15 @@ pub struct PipelineSpec {
     pub windows: Vec<WindowSpec>,
     #[serde(default = "default_depth")]
     pub max_queue_depth: u64,
+    /// Bytes of queued events (accepted, not finished) the queue may hold;
+    /// a request that would pass it is refused whole with 429.
+    #[serde(default = "default_queue_bytes", skip_serializing_if = "is_default_queue_bytes")]
+    pub max_queue_bytes: u64,
+    /// How far ahead of the server's clock an event's `timestamp` may be
+    /// (further is a per-event rejection); the watermark never passes the
+    /// clock plus this.
+    #[serde(default = "default_max_future", skip_serializing_if = "is_default_max_future")]
+    pub max_future_ms: u64,
     /// After this long without events the watermark advances with
     /// processing time, so a quiet pipeline still closes its windows.
     #[serde(default = "default_idle", skip_serializing_if = "is_default_idle")]
@@ -41,6 +50,29 @@ fn default_output_retention() -> u64 {
 
 fn is_default_output_retention(v: &u64) -> bool {
     *v == DEFAULT_OUTPUT_RETENTION_MS
+}
+
+/// Default for `max_queue_bytes`: 1 GiB.
+pub const DEFAULT_MAX_QUEUE_BYTES: u64 = 1 << 30;
+/// Default for `max_future_ms`: an hour.
+pub const DEFAULT_MAX_FUTURE_MS: u64 = 3_600_000;
+/// Longest `max_future_ms` (a year).
+const MAX_MAX_FUTURE_MS: u64 = 365 * 86_400_000;
+
+fn default_queue_bytes() -> u64 {
+    DEFAULT_MAX_QUEUE_BYTES
+}
+
+fn is_default_queue_bytes(v: &u64) -> bool {
+    *v == DEFAULT_MAX_QUEUE_BYTES
+}
+
+fn default_max_future() -> u64 {
+    DEFAULT_MAX_FUTURE_MS
+}
+
+fn is_default_max_future(v: &u64) -> bool {
+    *v == DEFAULT_MAX_FUTURE_MS
 }
 
 /// Default for `watermark_idle_ms`.
@@ -163,6 +195,12 @@ impl PipelineSpec {
         if self.max_queue_depth == 0 || self.max_queue_depth > 100_000_000 {
             return Err("invalid pipeline spec at `max_queue_depth`: must be 1 to 100000000".into());
         }
+        if !(1024..=(1u64 << 40)).contains(&self.max_queue_bytes) {
+            return Err("invalid pipeline spec at `max_queue_bytes`: must be 1024 to 1099511627776 (1 TiB)".into());
+        }
+        if self.max_future_ms == 0 || self.max_future_ms > MAX_MAX_FUTURE_MS {
+            return Err(format!("invalid pipeline spec at `max_future_ms`: must be 1 to {MAX_MAX_FUTURE_MS} (a year)"));
+        }
         if self.windows.len() > crate::window::spec::MAX_WINDOWS {
             return Err(format!("invalid pipeline spec at `windows`: at most {} windows", crate::window::spec::MAX_WINDOWS));
         }
@@ -219,6 +257,19 @@ mod tests {
             let text = format!(r#"{{"stages":[{{"name":"a","plugin":"p"}}],"output_retention_ms":{bad}}}"#);
             let err = PipelineSpec::parse(text.as_bytes()).unwrap_err();
             assert!(err.contains("`output_retention_ms`: must be 1000 to"), "{err}");
+        }
+    }
+
+    #[test]
+    fn future_and_byte_bounds_default_and_are_checked() {
+        let spec = PipelineSpec::parse(br#"{"stages":[{"name":"a","plugin":"p"}]}"#).unwrap();
+        assert_eq!((spec.max_future_ms, spec.max_queue_bytes), (DEFAULT_MAX_FUTURE_MS, DEFAULT_MAX_QUEUE_BYTES));
+        let spec = PipelineSpec::parse(br#"{"stages":[{"name":"a","plugin":"p"}],"max_future_ms":5000,"max_queue_bytes":4096}"#).unwrap();
+        assert_eq!((spec.max_future_ms, spec.max_queue_bytes), (5000, 4096));
+        for bad in [r#""max_future_ms":0"#, r#""max_future_ms":31536000001"#, r#""max_queue_bytes":10"#] {
+            let text = format!(r#"{{"stages":[{{"name":"a","plugin":"p"}}],{bad}}}"#);
+            let err = PipelineSpec::parse(text.as_bytes()).unwrap_err();
+            assert!(err.contains(bad.split(':').next().unwrap().trim_matches('"')), "{err}");
         }
     }
 

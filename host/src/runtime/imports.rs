@@ -142,10 +142,26 @@ fn current_input(state: &StoreState) -> wasmtime::Result<u32> {
     state.call.current.ok_or_else(|| wasmtime::Error::new(HostStop::Contract("plugin emitted an event outside of any input".into())))
 }
 
-/// Counts one more output of the current input against its caps.
+/// Bytes of outputs one batch may produce in one stage, over all its calls
+/// (whatever the per-input caps allow): what a worker holds for one stage
+/// of one queue read. An input whose outputs would pass it fails with
+/// `output_limit`.
+pub const MAX_BATCH_OUTPUT_BYTES: usize = 64 << 20;
+
+/// Counts one more output of the current input against its caps and the
+/// call's budget.
 fn count_output(state: &mut StoreState, bytes: usize) -> wasmtime::Result<()> {
     state.call.current_outputs += 1;
     state.call.current_output_bytes += bytes;
+    state.call.call_output_bytes += bytes;
+    if state.call.call_output_bytes > state.call.call_output_budget {
+        let stop = HostStop::OutputLimit(format!(
+            "the outputs of this input's batch passed the host's budget of {} MiB per stage per queue read; this input's outputs \
+             did not fit (replay it from the DLQ: it runs in a batch of its own)",
+            MAX_BATCH_OUTPUT_BYTES >> 20
+        ));
+        return Err(wasmtime::Error::new(stop));
+    }
     let limits = &state.limits;
     if state.call.current_outputs > limits.max_outputs {
         let stop = HostStop::OutputLimit(format!("input produced more than {} events (limits.max_outputs)", limits.max_outputs));

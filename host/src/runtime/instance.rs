@@ -191,12 +191,13 @@ impl StageInstance {
 
     /// Runs one `process` call over `events`. On a trap the instance is
     /// unusable and the caller must drop it.
-    pub(crate) fn process(&mut self, ctx: &CallContext, mut batch: Batch<'_>) -> Result<Vec<EventResult>, Trapped> {
+    pub(crate) fn process(&mut self, ctx: &CallContext, mut batch: Batch<'_>, output_budget: usize) -> Result<Vec<EventResult>, Trapped> {
         let events = batch.events();
         let limits = self.store.data().limits.clone();
         {
             let state = self.store.data_mut();
             state.call = Default::default();
+            state.call.call_output_budget = output_budget;
             state.call.batch_len = events.len() as u32;
             state.call.fuel_used = vec![0; events.len()];
             state.call.head_bytes = events.iter().map(|e| (e.id.len() + e.kind.len() + e.source.len() + 8) as u32).collect();

@@ -30,7 +30,7 @@ use parking_lot::Mutex;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use imports::HOST_INTERFACE;
+pub use imports::{HOST_INTERFACE, MAX_BATCH_OUTPUT_BYTES};
 pub use limits::StageLimits;
 pub use outcome::{EventResult, FailureKind, Outcome};
 pub use plugin::{sha256_hex, Plugin, PluginError};

@@ -201,6 +201,10 @@ pub(crate) struct CallState {
     pub(crate) head_bytes: Vec<u32>,
     pub(crate) current_outputs: u32,
     pub(crate) current_output_bytes: usize,
+    /// Bytes of outputs of the whole call so far, and how many it may have
+    /// (what is left of the batch's `MAX_BATCH_OUTPUT_BYTES`).
+    pub(crate) call_output_bytes: usize,
+    pub(crate) call_output_budget: usize,
     /// What the guest logged with `host.log` (capped per call).
     pub(crate) log: LogBudget,
 }

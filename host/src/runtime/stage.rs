@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use super::report;
 use super::instance::{Batch, CallContext, StageInstance, Trapped};
 use super::limits::StageLimits;
-use super::outcome::{FailureKind, EventResult};
+use super::outcome::{EventResult, FailureKind, Outcome};
 use super::plugin::Plugin;
 use super::sandbox::Attribution;
 use super::tables::LookupTables;
@@ -124,6 +124,8 @@ impl StageRunner {
         let mut todo: Vec<Range<usize>> = if len == 0 { Vec::new() } else { vec![0..len] };
         // After an unattributable trap, run what is left one event per call.
         let mut one_by_one = false;
+        // Output bytes the batch may still produce (over all its calls).
+        let mut budget_left = super::imports::MAX_BATCH_OUTPUT_BYTES;
         while let Some(mut range) = todo.pop() {
             if one_by_one && range.len() > 1 {
                 todo.push(range.start + 1..range.end);
@@ -143,8 +145,16 @@ impl StageRunner {
                 },
             };
             calls += 1;
-            match instance.process(&ctx, batch.slice(range.clone())) {
+            match instance.process(&ctx, batch.slice(range.clone()), budget_left) {
                 Ok(batch_results) => {
+                    let produced: usize = batch_results
+                        .iter()
+                        .map(|r| match &r.outcome {
+                            Outcome::Emitted(outputs) => outputs.iter().map(Event::byte_size).sum(),
+                            _ => 0,
+                        })
+                        .sum();
+                    budget_left = budget_left.saturating_sub(produced);
                     for (i, result) in range.zip(batch_results) {
                         results[i] = Some(result);
                     }

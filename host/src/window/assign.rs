@@ -72,12 +72,15 @@ enum Found<'a> {
 }
 
 impl Found<'_> {
+    /// The value as a finite number; anything else (a string, `1e400`,
+    /// which reads as infinity) is not a number for the aggregates.
     fn as_f64(&self) -> Option<f64> {
-        match self {
+        let x = match self {
             Found::Raw(t) if t.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => t.parse().ok(),
             Found::Raw(_) => None,
             Found::Parsed(v) => v.as_f64(),
-        }
+        };
+        x.filter(|x| x.is_finite())
     }
 
     /// Canonical JSON text (the group key).
@@ -257,7 +260,9 @@ impl WindowSet {
                         },
                         // Each op keeps only the state its result needs (fewer
                         // store writes per delta); `n + missing` is always the count.
-                        op => match value.and_then(|v| v.as_f64()) {
+                        // A sum that would stop being finite takes the value as
+                        // missing, like a non-number: nothing infinite is stored.
+                        op => match value.and_then(|v| v.as_f64()).filter(|x| op != AggOp::Sum && op != AggOp::Avg || (field.sum + x).is_finite()) {
                             Some(x) => {
                                 field.n += 1;
                                 match op {
@@ -334,6 +339,25 @@ mod tests {
         assert_eq!(x.distinct[1], vec!["aé".to_string(), "7".to_string()]);
         let none = a.deltas.iter().find(|d| d.group == "null").unwrap();
         assert_eq!((none.agg.fields[0].missing, none.agg.fields[1].missing), (1, 1));
+    }
+
+    #[test]
+    fn numbers_that_are_not_finite_count_as_missing() {
+        let w = set(r#"[{"name":"t","kind":"tumbling","size_ms":1000,
+            "aggregates":[{"op":"avg","field":"data.ms"},{"op":"max","field":"data.x"}]}]"#);
+        let events = [
+            ev(1, r#"{"ms":1,"x":2}"#),
+            ev(2, r#"{"ms":1e400,"x":-1e999}"#),
+            ev(3, r#"{"ms":1.7e308,"x":{"deep":1}}"#),
+            ev(4, r#"{"ms":1.7e308}"#),
+        ];
+        let a = w.assign(events.iter().map(|e| (e, None)), NO_WATERMARK);
+        let d = &a.deltas[0];
+        assert_eq!(d.agg.count, 4);
+        let (avg, max) = (&d.agg.fields[0], &d.agg.fields[1]);
+        assert_eq!((avg.n, avg.missing), (2, 2), "1e400 and the sum that would overflow count as missing");
+        assert!(avg.sum.is_finite() && avg.sum >= 1.7e308);
+        assert_eq!((max.n, max.missing, max.max), (1, 3, Some(2.0)));
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct CloserConfig {
     pub idle_ms: i64,
     /// How long a closer may hold the gate before another may take it.
     pub lease_ms: i64,
+    /// The watermark never passes the server's clock plus this (the spec's
+    /// `max_future_ms`), whatever event times are stored.
+    pub max_future_ms: i64,
 }
 
 /// What one pass did.
@@ -31,17 +34,21 @@ pub struct PassReport {
 }
 
 /// The watermark a pass moves to: the newest event time, or further once
-/// the pipeline has been idle for `idle_ms`. Never backwards.
-pub fn next_watermark(clock: &WindowClock, now_ms: i64, idle_ms: i64) -> i64 {
+/// the pipeline has been idle for `idle_ms`, but never past `now_ms +
+/// max_future_ms` (a far-future event time, or a watermark stored past
+/// that horizon, cannot make every later event late). Otherwise never
+/// backwards.
+pub fn next_watermark(clock: &WindowClock, now_ms: i64, idle_ms: i64, max_future_ms: i64) -> i64 {
+    let horizon = now_ms.saturating_add(max_future_ms);
     if clock.max_event_ts == NO_WATERMARK {
-        return clock.watermark;
+        return if clock.watermark == NO_WATERMARK { clock.watermark } else { clock.watermark.min(horizon) };
     }
     let mut wm = clock.watermark.max(clock.max_event_ts);
-    let idle = now_ms - clock.last_event_at;
+    let idle = now_ms.saturating_sub(clock.last_event_at);
     if idle_ms > 0 && clock.last_event_at > 0 && idle > idle_ms {
         wm = wm.max(clock.max_event_ts.saturating_add(idle - idle_ms));
     }
-    wm
+    wm.min(horizon)
 }
 
 /// One closer pass over `defs` of `pipeline`.
@@ -55,7 +62,7 @@ pub async fn close_pass(
     // Nothing to do (the watermark stays, no late updates to re-emit): no
     // gate taken, so workers are not held up.
     let peek = store.window_clock(pipeline).await?;
-    if next_watermark(&peek, now_ms, config.idle_ms) == peek.watermark {
+    if next_watermark(&peek, now_ms, config.idle_ms, config.max_future_ms) == peek.watermark {
         let mut dirty = false;
         for def in defs {
             dirty |= !store.dirty_marks(pipeline, &def.name).await?.is_empty();
@@ -90,7 +97,7 @@ async fn plan(
     config: CloserConfig,
 ) -> StoreResult<CloseCommit> {
     let old = clock.watermark;
-    let new = next_watermark(clock, now_ms, config.idle_ms);
+    let new = next_watermark(clock, now_ms, config.idle_ms, config.max_future_ms);
     let mut commit = CloseCommit { watermark: new, ..Default::default() };
     if new == NO_WATERMARK {
         return Ok(commit);
@@ -246,14 +253,22 @@ async fn plan_sessions(
 mod tests {
     use super::*;
 
+    const HOUR: i64 = 3_600_000;
+
     #[test]
     fn watermark_follows_events_then_processing_time_when_idle() {
         let clock = WindowClock { watermark: 500, max_event_ts: 1000, last_event_at: 10_000, gate_until: 0 };
-        assert_eq!(next_watermark(&clock, 10_500, 5000), 1000);
-        assert_eq!(next_watermark(&clock, 15_000, 5000), 1000);
-        assert_eq!(next_watermark(&clock, 17_000, 5000), 3000);
+        assert_eq!(next_watermark(&clock, 10_500, 5000, HOUR), 1000);
+        assert_eq!(next_watermark(&clock, 15_000, 5000, HOUR), 1000);
+        assert_eq!(next_watermark(&clock, 17_000, 5000, HOUR), 3000);
         let ahead = WindowClock { watermark: 9000, ..clock };
-        assert_eq!(next_watermark(&ahead, 10_500, 5000), 9000, "never backwards");
-        assert_eq!(next_watermark(&WindowClock::default(), 99, 5000), NO_WATERMARK);
+        assert_eq!(next_watermark(&ahead, 10_500, 5000, HOUR), 9000, "never backwards");
+        assert_eq!(next_watermark(&WindowClock::default(), 99, 5000, HOUR), NO_WATERMARK);
+        // A far-future event time, or a watermark stored past the horizon,
+        // holds the watermark at the server's clock plus `max_future_ms`.
+        let far = WindowClock { watermark: 1000, max_event_ts: 4_102_444_800_000, last_event_at: 10_000, gate_until: 0 };
+        assert_eq!(next_watermark(&far, 20_000, 5000, HOUR), 20_000 + HOUR);
+        let stored_far = WindowClock { watermark: i64::MAX - 1, max_event_ts: i64::MAX, last_event_at: 10_000, gate_until: 0 };
+        assert_eq!(next_watermark(&stored_far, 20_000, 5000, HOUR), 20_000 + HOUR);
     }
 }

@@ -31,25 +31,60 @@ pub fn format_of(headers: &HeaderMap) -> ApiResult<Format> {
 
 /// Splits a body into the JSON text of each event; an NDJSON line that is
 /// not valid JSON becomes an `Err` at its index. A body with nothing
-/// parseable is a 400.
-pub fn split(format: Format, body: &[u8]) -> ApiResult<Vec<Result<&str, String>>> {
+/// parseable is a 400; one with more than `max_items` events stops there
+/// and answers `too_many(max_items)` (no list of millions is ever built).
+pub fn split(format: Format, body: &[u8], max_items: usize, too_many: impl Fn(usize) -> ApiError) -> ApiResult<Vec<Result<&str, String>>> {
     let text = std::str::from_utf8(body).map_err(|e| match format {
         Format::Json => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: it is not UTF-8 ({e})")),
         Format::NdJson => ApiError::bad_request("invalid_ndjson", format!("the body is not UTF-8: {e}")),
     })?;
     match format {
-        Format::Json => split_json(text),
-        Format::NdJson => split_ndjson(text),
+        Format::Json => split_json(text, max_items, too_many),
+        Format::NdJson => split_ndjson(text, max_items, too_many),
     }
 }
 
-fn split_json(text: &str) -> ApiResult<Vec<Result<&str, String>>> {
+/// Reads a JSON array's items as raw text, refusing more than `.0` of them
+/// as soon as the next one starts (serde stops parsing at the error).
+struct BoundedSeed(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for BoundedSeed {
+    type Value = Vec<&'de RawValue>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BoundedSeed {
+    type Value = Vec<&'de RawValue>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of events")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if items.len() == self.0 {
+                return Err(serde::de::Error::custom(TOO_MANY));
+            }
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// The marker error of [`BoundedSeed`] over its bound.
+const TOO_MANY: &str = "sluice: too many events";
+
+fn split_json(text: &str, max_items: usize, too_many: impl Fn(usize) -> ApiError) -> ApiResult<Vec<Result<&str, String>>> {
     let invalid = |e: serde_json::Error| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e} (line {}, column {})", e.line(), e.column()))
     };
     match text.trim_start().as_bytes().first() {
         Some(b'[') => {
-            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(invalid)?;
+            let mut de = serde_json::Deserializer::from_str(text);
+            let items = serde::de::DeserializeSeed::deserialize(BoundedSeed(max_items), &mut de)
+                .and_then(|items| de.end().map(|()| items))
+                .map_err(|e| if e.to_string().starts_with(TOO_MANY) { too_many(max_items) } else { invalid(e) })?;
             Ok(items.into_iter().map(|item| Ok(item.get())).collect())
         }
         Some(b'{') => {
@@ -63,12 +98,15 @@ fn split_json(text: &str) -> ApiResult<Vec<Result<&str, String>>> {
     }
 }
 
-fn split_ndjson(text: &str) -> ApiResult<Vec<Result<&str, String>>> {
+fn split_ndjson(text: &str, max_items: usize, too_many: impl Fn(usize) -> ApiError) -> ApiResult<Vec<Result<&str, String>>> {
     let mut items = Vec::new();
     let mut first_error = None;
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
+        }
+        if items.len() == max_items {
+            return Err(too_many(max_items));
         }
         match serde_json::from_str::<&RawValue>(line) {
             Ok(value) => items.push(Ok(value.get())),
@@ -93,8 +131,13 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    fn many(max: usize) -> ApiError {
+        ApiError::TooManyEvents(format!("over {max}"))
+    }
+
     fn code(e: ApiError) -> &'static str {
         match e {
+            ApiError::TooManyEvents(_) => "413",
             ApiError::BadRequest { code, .. } => code,
             ApiError::UnsupportedMediaType(_) => "415",
             other => panic!("unexpected {other:?}"),
@@ -113,11 +156,11 @@ mod tests {
 
     #[test]
     fn splits_objects_arrays_and_lines() {
-        let one = split(Format::Json, br#" {"type":"a"} "#).unwrap();
+        let one = split(Format::Json, br#" {"type":"a"} "#, 10, many).unwrap();
         assert_eq!(one, vec![Ok(r#"{"type":"a"}"#)]);
-        let many = split(Format::Json, br#"[{"type":"a"}, 3, {"type":"b","data":{"x":[1]}}]"#).unwrap();
-        assert_eq!(many, vec![Ok(r#"{"type":"a"}"#), Ok("3"), Ok(r#"{"type":"b","data":{"x":[1]}}"#)]);
-        let lines = split(Format::NdJson, b"{\"type\":\"a\"}\n\n{oops\n  {\"type\":\"b\"}  \n").unwrap();
+        let array = split(Format::Json, br#"[{"type":"a"}, 3, {"type":"b","data":{"x":[1]}}]"#, 3, many).unwrap();
+        assert_eq!(array, vec![Ok(r#"{"type":"a"}"#), Ok("3"), Ok(r#"{"type":"b","data":{"x":[1]}}"#)]);
+        let lines = split(Format::NdJson, b"{\"type\":\"a\"}\n\n{oops\n  {\"type\":\"b\"}  \n", 3, many).unwrap();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0], Ok(r#"{"type":"a"}"#));
         assert!(lines[1].as_ref().unwrap_err().starts_with("line 3 is not valid JSON"), "{:?}", lines[1]);
@@ -125,11 +168,22 @@ mod tests {
     }
 
     #[test]
+    fn stops_at_the_bound_without_listing_everything() {
+        let ndjson = "{}\n".repeat(1_000_000);
+        assert_eq!(code(split(Format::NdJson, ndjson.as_bytes(), 100, many).unwrap_err()), "413");
+        assert_eq!(split(Format::NdJson, "{}\n".repeat(100).as_bytes(), 100, many).unwrap().len(), 100);
+        let array = format!("[{}1]", "1,".repeat(1_000_000));
+        assert_eq!(code(split(Format::Json, array.as_bytes(), 100, many).unwrap_err()), "413");
+        assert_eq!(split(Format::Json, b"[1,2,3]", 3, many).unwrap().len(), 3);
+        assert_eq!(code(split(Format::Json, b"[1,2,3] x", 3, many).unwrap_err()), "invalid_json", "trailing text is still an error");
+    }
+
+    #[test]
     fn refuses_bodies_with_nothing_to_take() {
-        assert_eq!(code(split(Format::Json, b"[1,").unwrap_err()), "invalid_json");
-        assert_eq!(code(split(Format::Json, b"42").unwrap_err()), "invalid_json");
-        assert_eq!(code(split(Format::Json, b"\xff{}").unwrap_err()), "invalid_json");
-        assert_eq!(code(split(Format::NdJson, b"\n \n").unwrap_err()), "invalid_ndjson");
-        assert_eq!(code(split(Format::NdJson, b"nope\n{\n").unwrap_err()), "invalid_ndjson");
+        assert_eq!(code(split(Format::Json, b"[1,", 10, many).unwrap_err()), "invalid_json");
+        assert_eq!(code(split(Format::Json, b"42", 10, many).unwrap_err()), "invalid_json");
+        assert_eq!(code(split(Format::Json, b"\xff{}", 10, many).unwrap_err()), "invalid_json");
+        assert_eq!(code(split(Format::NdJson, b"\n \n", 10, many).unwrap_err()), "invalid_ndjson");
+        assert_eq!(code(split(Format::NdJson, b"nope\n{\n", 10, many).unwrap_err()), "invalid_ndjson");
     }
 }

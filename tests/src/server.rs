@@ -84,6 +84,16 @@ impl Server {
         }
     }
 
+    /// The server process's id (to read its memory from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The HTTP client this server's helpers use (for requests they don't cover).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The full URL of `path` on this server.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)

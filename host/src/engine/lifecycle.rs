@@ -38,6 +38,9 @@ pub(super) struct Shared {
     /// The watermark this process last saw in the store (workers decide
     /// lateness with it; the store refuses a stale one).
     pub(super) watermark: Arc<AtomicI64>,
+    /// Entries whose results the store refused (id → its error): each runs
+    /// alone when reclaimed, and goes to the DLQ if refused again.
+    pub(super) suspects: Arc<parking_lot::Mutex<HashMap<String, String>>>,
 }
 
 impl Shared {
@@ -193,7 +196,9 @@ impl Engine {
         let current = Arc::new(RwLock::new(pipeline));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
-        let shared = Shared { engine: self.clone(), id: id.clone(), current: current.clone(), watermark: Arc::new(AtomicI64::new(NO_WATERMARK)) };
+        let shared = Shared { engine: self.clone(), id: id.clone(), current: current.clone(), watermark: Arc::new(AtomicI64::new(NO_WATERMARK)),
+            suspects: Arc::default(),
+        };
         // `workers: 0` is an API-only process: no background work at all.
         for n in 0..self.config.workers {
             let consumer = format!("{}-w{n}", self.config.consumer_prefix);

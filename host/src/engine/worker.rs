@@ -11,15 +11,19 @@ use tokio::sync::watch;
 use super::chain::{run_chain, ChainRun};
 use super::lifecycle::Shared;
 use super::Pipeline;
-use crate::domain::{DlqEntry, EntryResult, ErrorKind, FailedAt};
-use crate::domain::{now_ms, Event};
-use crate::internal_events::{emit, BatchProcessed, ChainFailed, CompletionGaveUp, StageBatch, StoreFailed, WindowApplyWaiting};
-use crate::domain::Delivery;
+use crate::domain::{now_ms, Delivery, DlqEntry, EntryResult, ErrorKind, Event, FailedAt, QueuedEvent, ReplayStart};
+use crate::internal_events::{
+    emit, BatchProcessed, ChainFailed, CompletionGaveUp, EntryDeadLettered, StageBatch, StoreFailed, WindowApplyWaiting,
+};
+use crate::store::StoreError;
 use crate::window::WindowSet;
 
 /// Store errors a batch's completion survives before it gives up (the
 /// entries then stay pending and are reclaimed and run again later).
 const COMPLETE_TRIES: u32 = 20;
+/// Times the store may refuse a batch's results (an error that is not about
+/// reaching it) before the batch stops trying: its entries become suspects.
+const REFUSALS: u32 = 3;
 /// Times a batch is decided again because the watermark moved or a closer
 /// held the gate, before it gives up the same way (≈ 10 s of waiting).
 const STALE_ROUNDS: u32 = 500;
@@ -59,14 +63,103 @@ struct Ran {
     now: i64,
 }
 
+/// Why a batch's completion stopped trying.
+enum Stopped {
+    /// The store could not be reached, or the watermark never settled:
+    /// the entries stay pending and run again when reclaimed.
+    Unreachable(String),
+    /// The store answered but refused the results (they cannot be applied):
+    /// the entries become suspects, each run alone when reclaimed.
+    Refused(String),
+}
+
 /// Runs delivered entries through the current stages and completes them.
+/// Entries a store refused before are run one at a time; one refused on
+/// its own goes to the DLQ whole (`internal`), so no entry loops forever.
 pub(super) async fn process(shared: &Shared, deliveries: Vec<Delivery>) {
+    let suspect = {
+        let suspects = shared.suspects.lock();
+        deliveries.iter().any(|d| suspects.contains_key(&d.id))
+    };
+    if !suspect {
+        return process_batch(shared, deliveries, None).await;
+    }
+    for delivery in deliveries {
+        let alone = delivery.events.clone();
+        process_batch(shared, vec![delivery], Some(alone)).await;
+    }
+}
+
+/// One batch: run, complete, record. `alone` holds the input events of a
+/// single suspect entry, dead-lettered if the store refuses it again.
+async fn process_batch(shared: &Shared, deliveries: Vec<Delivery>, alone: Option<Vec<QueuedEvent>>) {
     let pipeline = shared.pipeline();
-    let entries = deliveries.len();
+    let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
     let Some(mut ran) = run_stages(shared, &pipeline, deliveries).await else { return };
     match complete(shared, &pipeline, &mut ran).await {
-        Ok(()) => record(shared, &pipeline, &ran),
-        Err(error) => emit(CompletionGaveUp { pipeline: &shared.id, entries, tries: COMPLETE_TRIES, error: &error }),
+        Ok(()) => {
+            record(shared, &pipeline, &ran);
+            let mut suspects = shared.suspects.lock();
+            ids.iter().for_each(|id| {
+                suspects.remove(id);
+            });
+        }
+        Err(Stopped::Refused(error)) => match (alone, ids.as_slice()) {
+            (Some(events), [id]) => dead_letter_entry(shared, &pipeline, id, events, &error).await,
+            _ => {
+                emit(CompletionGaveUp { pipeline: &shared.id, entries: ids.len(), tries: REFUSALS, error: &error });
+                let mut suspects = shared.suspects.lock();
+                if suspects.len() > 10_000 {
+                    suspects.clear();
+                }
+                ids.into_iter().for_each(|id| {
+                    suspects.insert(id, error.clone());
+                });
+            }
+        },
+        Err(Stopped::Unreachable(error)) => emit(CompletionGaveUp { pipeline: &shared.id, entries: ids.len(), tries: COMPLETE_TRIES, error: &error }),
+    }
+}
+
+/// Acknowledges entry `id` with every input event in the DLQ as `internal`
+/// (the store refused what its stages made of it, even on its own); the
+/// depth and counters move as for any finished event. Replaying the events
+/// runs them again from where they started.
+async fn dead_letter_entry(shared: &Shared, pipeline: &Pipeline, id: &str, events: Vec<QueuedEvent>, error: &str) {
+    let now = now_ms();
+    let first = pipeline.stages.first();
+    let dead: Vec<DlqEntry> = events
+        .into_iter()
+        .map(|queued| {
+            let stage = match &queued.start_stage {
+                Some(ReplayStart::Stage(name)) => pipeline.stages.iter().find(|s| &s.name == name).or(first),
+                _ => first,
+            };
+            let failed_at = match (&queued.start_stage, stage) {
+                (Some(ReplayStart::Window(window)), _) => FailedAt::Window { window: window.clone() },
+                (_, Some(s)) => FailedAt::Stage { stage: s.name.clone(), plugin: s.plugin.clone(), plugin_version: s.plugin_version },
+                (_, None) => FailedAt::Stage { stage: String::new(), plugin: String::new(), plugin_version: 0 },
+            };
+            DlqEntry {
+                dlq_id: String::new(),
+                event: queued.event,
+                error: format!("internal: the results of this event's queue entry could not be stored ({error}); the entry went to the DLQ whole"),
+                error_kind: ErrorKind::Internal,
+                failed_at,
+                attempts: queued.attempt,
+                first_failed_at: queued.first_failed_at.unwrap_or(now),
+                last_failed_at: now,
+            }
+        })
+        .collect();
+    let n = dead.len();
+    let result = EntryResult { delivery_id: id.to_string(), finished: n as u64, dead, ..Default::default() };
+    match shared.engine.store.complete(&shared.id, &[result]).await {
+        Ok(_) => {
+            shared.suspects.lock().remove(id);
+            emit(EntryDeadLettered { pipeline: &shared.id, entry: id, events: n, error });
+        }
+        Err(e) => emit(StoreFailed { operation: "dead_letter_entry", pipeline: &shared.id, error: &e }),
     }
 }
 
@@ -99,16 +192,18 @@ async fn run_stages(shared: &Shared, pipeline: &Pipeline, deliveries: Vec<Delive
 /// retried with backoff, a stale answer (the watermark moved past the
 /// window decisions, or a closer holds the gate) is decided again; both are
 /// bounded, and giving up leaves the entries pending for a reclaim.
-async fn complete(shared: &Shared, pipeline: &Pipeline, ran: &mut Ran) -> Result<(), String> {
+async fn complete(shared: &Shared, pipeline: &Pipeline, ran: &mut Ran) -> Result<(), Stopped> {
     let (store, id) = (shared.engine.store.as_ref(), shared.id.as_str());
     let mut wait = Duration::from_millis(100);
-    let (mut stale_rounds, mut errors) = (0u32, 0u32);
+    let (mut stale_rounds, mut errors, mut refusals) = (0u32, 0u32, 0u32);
     loop {
         match store.complete_windowed(id, &ran.chain.results, ran.valid_below, now_ms()).await {
             Ok(report) if report.stale => {
                 stale_rounds += 1;
                 if stale_rounds >= STALE_ROUNDS {
-                    return Err(format!("the window watermark or close gate kept the batch from applying for {stale_rounds} rounds"));
+                    return Err(Stopped::Unreachable(format!(
+                        "the window watermark or close gate kept the batch from applying for {stale_rounds} rounds"
+                    )));
                 }
                 if stale_rounds % 50 == 0 {
                     emit(WindowApplyWaiting { pipeline: id, rounds: stale_rounds });
@@ -129,9 +224,15 @@ async fn complete(shared: &Shared, pipeline: &Pipeline, ran: &mut Ran) -> Result
             Ok(_) => return Ok(()),
             Err(e) => {
                 emit(StoreFailed { operation: "complete", pipeline: id, error: &e });
-                errors += 1;
+                match e {
+                    StoreError::Unavailable(_) => errors += 1,
+                    _ => refusals += 1,
+                }
+                if refusals >= REFUSALS {
+                    return Err(Stopped::Refused(e.to_string()));
+                }
                 if errors >= COMPLETE_TRIES {
-                    return Err(e.to_string());
+                    return Err(Stopped::Unreachable(e.to_string()));
                 }
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));

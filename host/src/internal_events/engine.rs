@@ -146,3 +146,20 @@ impl InternalEvent for ApiInternalError<'_> {
         metrics::counter!("sluice_api_internal_errors_total").increment(1);
     }
 }
+
+/// The store refused an entry's results even on its own: its input events
+/// went to the DLQ as `internal`, so the entry cannot be retried forever.
+pub struct EntryDeadLettered<'a> {
+    pub pipeline: &'a str,
+    pub entry: &'a str,
+    pub events: usize,
+    pub error: &'a str,
+}
+
+impl InternalEvent for EntryDeadLettered<'_> {
+    fn emit(self) {
+        tracing::error!(target: "sluice::engine", pipeline = self.pipeline, entry = self.entry, events = self.events,
+            "the store refused this entry's results; its events went to the DLQ as `internal`: {}", self.error);
+        metrics::counter!("sluice_entries_dead_lettered_total", "pipeline" => self.pipeline.to_string()).increment(1);
+    }
+}

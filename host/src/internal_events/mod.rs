@@ -15,7 +15,7 @@ mod pipeline;
 mod plugin;
 
 pub use engine::{
-    ApiInternalError, ChainFailed, CompletionGaveUp, EntriesReclaimed, PipelineNotStarted, SpikeAlerted, StoreFailed, StoreNotReady,
+    ApiInternalError, ChainFailed, CompletionGaveUp, EntriesReclaimed, EntryDeadLettered, PipelineNotStarted, SpikeAlerted, StoreFailed, StoreNotReady,
     WindowApplyWaiting, WindowsClosed,
 };
 pub use pipeline::{BatchProcessed, IngestAnswered, PipelineMetrics, StageBatch};

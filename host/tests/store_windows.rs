@@ -13,6 +13,8 @@
 #[macro_use]
 mod common;
 
+use common::{counts, depth};
+
 use sluice::domain::Event;
 use sluice::store::embedded::EmbeddedStore;
 use sluice::store::prelude::*;
@@ -59,7 +61,7 @@ fn ev(id: &str) -> Event {
 
 async fn enqueue_ok<S: Store>(s: &S, pipeline: &str, ids: &[&str]) {
     let events: Vec<QueuedEvent> = ids.iter().map(|id| QueuedEvent::new(ev(id))).collect();
-    match s.enqueue(pipeline, &events, 0, 1_000_000).await.unwrap() {
+    match s.enqueue(pipeline, &events, 0, depth(1_000_000)).await.unwrap() {
         Enqueued::Accepted { .. } => {}
         full => panic!("expected Accepted, got {full:?}"),
     }
@@ -78,6 +80,7 @@ fn windowed(d: &Delivery, deltas: Vec<PaneDelta>, dirty: Vec<DirtyMark>, max_eve
     let out = ev(&format!("out-{}", d.events[0].event.id));
     EntryResult {
         delivery_id: d.id.clone(),
+        entry_bytes: d.bytes,
         outputs: vec![out],
         finished: d.events.len() as u64,
         window_deltas: deltas,
@@ -230,7 +233,7 @@ async fn deltas_apply_with_the_ack_exactly_once<S: Store>(s: &S) {
     assert_eq!(s.distinct_counts(P, W, &[q(1, "\"de\"", &[T]), q(1, "\"fr\"", &[T])]).await.unwrap(), vec![4, 1]);
     // The ack happened with it: outputs and counters.
     assert_eq!(s.read_output(P, "", 10).await.unwrap().items, vec![ev("out-a")]);
-    assert_eq!(s.counters(P).await.unwrap(), Counters { accepted: 1, processed: 1, emitted: 1, ..Default::default() });
+    assert_eq!(counts(s, P).await, Counters { accepted: 1, processed: 1, emitted: 1, ..Default::default() });
 
     // Redelivered (e.g. reclaimed after a crash) and completed again: nothing changes.
     assert_eq!(
@@ -263,7 +266,7 @@ async fn deltas_apply_with_the_ack_exactly_once<S: Store>(s: &S) {
     assert_eq!(s.read_panes(P, W, i64::MIN, i64::MAX).await.unwrap(), vec![de_t2, fr_t, it_1, de_2, de_10, nf_10]);
     assert_eq!(s.distinct_counts(P, W, &[q(1, "\"de\"", &[T])]).await.unwrap(), vec![5]);
     assert_eq!(s.complete_windowed(P, &[r2], Some(i64::MAX), 4_000).await.unwrap(), CompleteReport { applied: 0, skipped: 1, stale: false });
-    assert_eq!(s.counters(P).await.unwrap(), Counters { accepted: 2, processed: 2, emitted: 2, ..Default::default() });
+    assert_eq!(counts(s, P).await, Counters { accepted: 2, processed: 2, emitted: 2, ..Default::default() });
 }
 
 async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
@@ -279,7 +282,7 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     assert_eq!(s.distinct_counts(P, W, &[q(0, "g", &[T])]).await.unwrap(), vec![0]);
     assert_eq!(s.dirty_marks(P, W).await.unwrap(), vec![]);
     assert_eq!(s.read_output(P, "", 10).await.unwrap().items, vec![]);
-    assert_eq!(s.counters(P).await.unwrap(), Counters { accepted: 1, queue_depth: 1, ..Default::default() });
+    assert_eq!(counts(s, P).await, Counters { accepted: 1, queue_depth: 1, ..Default::default() });
     assert_eq!(s.window_clock(P).await.unwrap(), WindowClock::default());
     // Still pending: another worker could take it over ...
     let taken = s.reclaim(P, "w2", 0, 10).await.unwrap();
@@ -301,7 +304,7 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     let r2 = windowed(&d2, vec![counted(W, T + MIN, "g", 2, values("v", 3..5))], vec![], Some(T + MIN));
     assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(i64::MAX), 3_000).await.unwrap(), STALE);
     assert_eq!(s.read_panes(P, W, T + MIN, T + MIN).await.unwrap(), vec![]);
-    assert_eq!(s.counters(P).await.unwrap().queue_depth, 1);
+    assert_eq!(counts(s, P).await.queue_depth, 1);
 
     // The closer commits: the watermark moves, the gate is free again.
     s.finish_close(P, &CloseCommit { watermark: T, ..Default::default() }).await.unwrap();
@@ -311,7 +314,7 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(T), 4_000).await.unwrap(), STALE);
     assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(T + 1), 4_000).await.unwrap(), applied(1));
     assert_eq!(s.read_panes(P, W, T + MIN, T + MIN).await.unwrap(), vec![row(T + MIN, "g", pa(2, vec![]))]);
-    assert_eq!(s.counters(P).await.unwrap(), Counters { accepted: 2, processed: 2, emitted: 2, ..Default::default() });
+    assert_eq!(counts(s, P).await, Counters { accepted: 2, processed: 2, emitted: 2, ..Default::default() });
     // The watermark check comes first, even for an entry already done.
     assert_eq!(s.complete_windowed(P, &[r2], Some(NO_WATERMARK), 4_000).await.unwrap(), STALE);
 

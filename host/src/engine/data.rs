@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::stats::StageStats;
 use super::{Engine, EngineError};
-use crate::domain::{Counters, DlqEntry, DlqSelector, Enqueued, Page, QueuedEvent, ReplayReport};
+use crate::domain::{Counters, DlqEntry, DlqSelector, Enqueued, Page, QueueLimits, QueuedEvent, ReplayReport};
 use crate::domain::Event;
 use crate::internal_events::{emit, IngestAnswered, PipelineMetrics};
 
@@ -49,7 +49,9 @@ impl Engine {
     /// the queue stays within the spec's `max_queue_depth` (else nothing),
     /// counting `rejected` more refused ones.
     pub async fn enqueue(&self, id: &str, target: &IngestTarget, events: &[QueuedEvent], rejected: u64) -> Result<Enqueued, EngineError> {
-        let answer = self.store.enqueue(id, events, rejected, target.max_depth).await?;
+        // TODO(lead): `max_bytes` from the spec's `max_queue_bytes` (API.md v1.1) once the spec has it.
+        let limits = QueueLimits { max_depth: target.max_depth, max_bytes: u64::MAX };
+        let answer = self.store.enqueue(id, events, rejected, limits).await?;
         let accepted = matches!(answer, Enqueued::Accepted { .. });
         let (a, r) = if accepted { (events.len() as u64, rejected) } else { (0, 0) };
         emit(IngestAnswered { metrics: &target.metrics, accepted: a, rejected: r, refused: !accepted });

@@ -78,6 +78,6 @@ async fn post_events(State(state): State<Arc<AppState>>, Path(pipeline): Path<St
             let body = Accepted { accepted, rejected, ids, errors };
             Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
-        Enqueued::Full { depth } => Err(ApiError::Backpressure { queue_depth: depth, retry_after_s: BACKPRESSURE_RETRY_AFTER_S }),
+        Enqueued::Full { depth, .. } => Err(ApiError::Backpressure { queue_depth: depth, retry_after_s: BACKPRESSURE_RETRY_AFTER_S }),
     }
 }

@@ -1,13 +1,17 @@
 //! Completion on Redis: one `complete` script run acknowledges entries and
 //! applies, per entry still pending, its outputs, DLQ entries, retries and
-//! window deltas (or, when the watermark moved on, nothing at all).
+//! window deltas (or, when the watermark moved on, nothing at all). The
+//! script reads and checks everything before its first write (see
+//! `lua/complete.lua`), and deltas carrying a number that is not finite are
+//! refused here before it runs, so a completion is applied whole or not at
+//! all.
 
 use std::collections::HashSet;
 
 use super::dlq::DlqMeta;
 use super::*;
 use crate::domain::{CompleteReport, EntryResult};
-use crate::store::shared::output_json;
+use crate::store::shared::{check_finite, output_json};
 
 /// Panes and HyperLogLogs expire this long after their last update even if
 /// no closer ever drops them (a deleted window definition, say).
@@ -22,6 +26,7 @@ impl RedisStore {
         valid_below: Option<i64>,
         now_ms: i64,
     ) -> StoreResult<CompleteReport> {
+        check_finite(results)?;
         let k = self.keys(pipeline);
         let mut skipped = 0usize;
         let mut args: Vec<Vec<u8>> = Vec::new();
@@ -37,6 +42,10 @@ impl RedisStore {
             entries += 1;
             args.push(result.delivery_id.clone().into_bytes());
             args.push(result.finished.to_string().into_bytes());
+            args.push(result.entry_bytes.to_string().into_bytes());
+            let retries: Vec<String> = result.retries.iter().map(|retry| to_json(&retry.event)).collect::<StoreResult<_>>()?;
+            // A waiting retry counts its event JSON (what a promotion joins).
+            args.push(retries.iter().map(String::len).sum::<usize>().to_string().into_bytes());
             args.push(result.outputs.len().to_string().into_bytes());
             args.push(result.dead.len().to_string().into_bytes());
             args.push(result.retries.len().to_string().into_bytes());
@@ -51,9 +60,9 @@ impl RedisStore {
                 args.push(to_json(&dead.failed_at.replay_start())?.into_bytes());
                 args.push(to_json(&DlqMeta::of(dead))?.into_bytes());
             }
-            for retry in &result.retries {
+            for (retry, json) in result.retries.iter().zip(&retries) {
                 args.push(retry.due_at_ms.to_string().into_bytes());
-                let member = format!("{:032x}|{}", rand::random::<u128>(), to_json(&retry.event)?);
+                let member = format!("{:032x}|{json}", rand::random::<u128>());
                 args.push(member.into_bytes());
             }
         }
@@ -76,6 +85,7 @@ impl RedisStore {
                     .key(&k.depth)
                     .key(&k.counters)
                     .key(&k.clock)
+                    .key(&k.bytes)
                     .arg(GROUP)
                     .arg(entries)
                     .arg(expected.as_str())

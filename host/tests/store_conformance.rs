@@ -41,6 +41,8 @@ conformance!(
     pipelines_are_isolated,
     trim_output_deletes_only_what_is_older,
     output_pages_span_many_entries,
+    queued_bytes_follow_entries_retries_and_replays,
+    enqueue_over_max_bytes_appends_nothing,
 );
 
 // ---- helpers ----------------------------------------------------------------
@@ -662,6 +664,83 @@ async fn dlq_delete_by_ids_oldest_all<S: Store>(s: &S) {
     fill_dlq(s, &["g"], "enrich").await;
     assert_eq!(all_dlq(s, P).await.into_iter().map(|e| e.event.id).collect::<Vec<_>>(), vec!["g"]);
     assert_eq!(counts(s, P).await.dlq_size, 1);
+}
+
+// ---- queued bytes ---------------------------------------------------------------
+
+fn json_len<T: serde::Serialize>(value: &T) -> u64 {
+    serde_json::to_string(value).unwrap().len() as u64
+}
+
+async fn queued_bytes<S: Store>(s: &S) -> u64 {
+    s.counters(P).await.unwrap().queue_bytes
+}
+
+async fn queued_bytes_follow_entries_retries_and_replays<S: Store>(s: &S) {
+    assert_eq!(queued_bytes(s).await, 0);
+    let (one, two) = (qes(&["a", "b", "c"]), qes(&["d"]));
+    enqueue_ok(s, P, &one).await;
+    let after_one = queued_bytes(s).await;
+    assert_eq!(after_one, json_len(&one), "an entry counts its stored JSON");
+    enqueue_ok(s, P, &two).await;
+    assert_eq!(queued_bytes(s).await, after_one + json_len(&two));
+    let got = read_now(s, P, "w").await;
+    assert_eq!(got.iter().map(|d| d.bytes).collect::<Vec<_>>(), vec![json_len(&one), json_len(&two)]);
+    // Reading (and reclaiming) moves nothing.
+    assert_eq!(queued_bytes(s).await, json_len(&one) + json_len(&two));
+    assert_eq!(s.reclaim(P, "w2", 0, 10).await.unwrap().iter().map(|d| d.bytes).collect::<Vec<_>>(), vec![json_len(&one), json_len(&two)]);
+
+    // a emitted, b dead, c retried: the entry's bytes leave, the retry's come in.
+    let retry = QueuedEvent { event: ev("c"), start_stage: Some("enrich".into()), attempt: 2, first_failed_at: Some(5) };
+    let r = EntryResult {
+        delivery_id: got[0].id.clone(),
+        entry_bytes: got[0].bytes,
+        outputs: vec![ev("a")],
+        dead: vec![dead("b", "enrich")],
+        retries: vec![Retry { event: retry.clone(), due_at_ms: 10 }],
+        finished: 2,
+        ..Default::default()
+    };
+    s.complete(P, &[r, done(&got[1], vec![])]).await.unwrap();
+    assert_eq!(queued_bytes(s).await, json_len(&retry));
+    assert_eq!(s.promote_retries(P, 10, 10).await.unwrap(), 1);
+    let got = read_now(s, P, "w").await;
+    assert_eq!(got[0].bytes, json_len(&vec![retry.clone()]));
+    assert_eq!(queued_bytes(s).await, got[0].bytes, "a promotion counts the entry it makes");
+    s.complete(P, &[done(&got[0], vec![ev("c")])]).await.unwrap();
+    assert_eq!(counts(s, P).await, counters(4, 0, 4, 2, 1, 0));
+    assert_eq!(queued_bytes(s).await, 0);
+
+    // A DLQ replay counts the entries it makes; completing them brings it back to 0.
+    s.dlq_replay(P, &DlqSelector::All).await.unwrap();
+    let got = read_now(s, P, "w").await;
+    assert_eq!(all_ids(&got), vec!["b"]);
+    assert_eq!(queued_bytes(s).await, got[0].bytes);
+    assert!(got[0].bytes > 0);
+    s.complete(P, &[done(&got[0], vec![])]).await.unwrap();
+    assert_eq!(queued_bytes(s).await, 0);
+    assert_eq!(counts(s, P).await, counters(4, 0, 5, 2, 0, 0));
+}
+
+async fn enqueue_over_max_bytes_appends_nothing<S: Store>(s: &S) {
+    let (first, second) = (qes(&["a"]), qes(&["b", "c"]));
+    let (b1, b2) = (json_len(&first), json_len(&second));
+    let limits = |max_bytes| QueueLimits { max_depth: 100, max_bytes };
+    assert_eq!(s.enqueue(P, &first, 0, limits(b1)).await.unwrap(), Enqueued::Accepted { depth: 1 });
+    // One byte short: nothing appended, nothing counted, the answer says bytes.
+    assert_eq!(s.enqueue(P, &second, 3, limits(b1 + b2 - 1)).await.unwrap(), Enqueued::Full { depth: 1, bytes: b1 });
+    assert_eq!(counts(s, P).await, counters(1, 0, 0, 0, 0, 1));
+    assert_eq!(queued_bytes(s).await, b1);
+    assert_eq!(all_ids(&read_now(s, P, "w").await), vec!["a"]);
+    // An entry bigger than the whole bound never fits, even on an empty queue.
+    assert_eq!(s.enqueue("empty", &second, 0, limits(b2 - 1)).await.unwrap(), Enqueued::Full { depth: 0, bytes: 0 });
+    assert_eq!(counts(s, "empty").await, Counters::default());
+    // Exactly at the bound fits; the depth bound still holds on its own.
+    assert_eq!(s.enqueue(P, &second, 0, limits(b1 + b2)).await.unwrap(), Enqueued::Accepted { depth: 3 });
+    assert_eq!(queued_bytes(s).await, b1 + b2);
+    let full = QueueLimits { max_depth: 3, max_bytes: u64::MAX };
+    assert_eq!(s.enqueue(P, &first, 0, full).await.unwrap(), Enqueued::Full { depth: 3, bytes: b1 + b2 });
+    assert_eq!(all_ids(&read_now(s, P, "w").await), vec!["b", "c"]);
 }
 
 // ---- counters -----------------------------------------------------------------

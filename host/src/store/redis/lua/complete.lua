@@ -183,9 +183,13 @@ for _, hk in ipairs(hlist) do
       end
     end
   end
-  h.pairs = {}
+  h.pairs, h.dels = {}, {}
   for _, name in ipairs(names) do
     local t = text[name]
+    if not t and vals[name] and stored(vals[name]) == nil then
+      -- Stored, not a number, and not rewritten: read as missing, so gone.
+      h.dels[#h.dels + 1] = name
+    end
     if t then
       if t == true then
         if not finite(new[name]) then
@@ -251,6 +255,9 @@ for _, hk in ipairs(hlist) do
   redis.call('HSET', hk, 'k|', h.k)
   for s = 1, #h.pairs, 4000 do
     redis.call('HSET', hk, unpack(h.pairs, s, math.min(s + 3999, #h.pairs)))
+  end
+  for s = 1, #h.dels, 4000 do
+    redis.call('HDEL', hk, unpack(h.dels, s, math.min(s + 3999, #h.dels)))
   end
 end
 for _, s in ipairs(sketches) do

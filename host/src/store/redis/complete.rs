@@ -111,9 +111,10 @@ impl RedisStore {
 /// the explicit dirty marks (`n`, then window, pane, group each); then one
 /// block per (window, pane): window, pane, dirty-at (or ""), aggregates per
 /// row, the groups (`n`, then each; marked dirty when the watermark has
-/// reached dirty-at), `HINCRBY`s (`n`, then field, amount each),
-/// `HINCRBYFLOAT`s, minima, maxima (same shape) and HyperLogLogs (`n`, then
-/// key suffix, value count, values each).
+/// reached dirty-at), integer additions (`n`, then field, amount each:
+/// counts and missing), integer sums (`si|`, kept exact up to 2^53, then
+/// moved on in the float sum), float sums, minima, maxima (same shape) and
+/// HyperLogLogs (`n`, then key suffix, value count, values each).
 fn push_window_args(args: &mut Vec<Vec<u8>>, result: &EntryResult) {
     use std::collections::BTreeMap;
     use std::fmt::Write as _;
@@ -123,6 +124,7 @@ fn push_window_args(args: &mut Vec<Vec<u8>>, result: &EntryResult) {
         aggregates: usize,
         groups: Vec<&'a str>,
         ints: Vec<(String, String)>,
+        int_sums: Vec<(String, String)>,
         floats: Vec<(String, String)>,
         mins: Vec<(String, String)>,
         maxs: Vec<(String, String)>,
@@ -144,7 +146,7 @@ fn push_window_args(args: &mut Vec<Vec<u8>>, result: &EntryResult) {
             if f.sum != 0.0 {
                 // `HINCRBY` is cheaper than `HINCRBYFLOAT`: integer sums go apart.
                 if f.sum.fract() == 0.0 && f.sum.abs() < 9.0e15 {
-                    b.ints.push((format!("si|{i}|{g}"), (f.sum as i64).to_string()));
+                    b.int_sums.push((format!("si|{i}|{g}"), (f.sum as i64).to_string()));
                 } else {
                     b.floats.push((format!("s|{i}|{g}"), format!("{:?}", f.sum)));
                 }
@@ -188,6 +190,7 @@ fn push_window_args(args: &mut Vec<Vec<u8>>, result: &EntryResult) {
         args.push(b.groups.len().to_string().into_bytes());
         args.extend(b.groups.iter().map(|g| g.as_bytes().to_vec()));
         pairs(args, b.ints);
+        pairs(args, b.int_sums);
         pairs(args, b.floats);
         pairs(args, b.mins);
         pairs(args, b.maxs);

@@ -90,7 +90,7 @@ local function gather(j)
     local hk = base .. 'p:' .. pane
     local h = hashes[hk]
     if not h then
-      h = {base = base, pane = pane, k = ARGV[j + 3], ops = {}}
+      h = {base = base, pane = pane, k = ARGV[j + 3], ranges = {}}
       hashes[hk] = h
       hlist[#hlist + 1] = hk
     end
@@ -102,13 +102,15 @@ local function gather(j)
       end
     end
     j = j + ng
-    for _, kind in ipairs({'int', 'float', 'min', 'max'}) do
+    -- Where this block's ints, integer sums, float sums, minima and maxima
+    -- are in ARGV: {first field index, count} each.
+    local r = {}
+    for q = 1, 5 do
       local n = tonumber(ARGV[j])
-      for k = j + 1, j + 2 * n, 2 do
-        h.ops[#h.ops + 1] = {kind, ARGV[k], ARGV[k + 1]}
-      end
+      r[2 * q - 1], r[2 * q] = j + 1, n
       j = j + 1 + 2 * n
     end
+    h.ranges[#h.ranges + 1] = r
     local n = tonumber(ARGV[j])
     j = j + 1
     for _ = 1, n do
@@ -138,16 +140,17 @@ for _, ent in ipairs(entries) do
   end
 end
 
--- Every pane field's new value, from what is stored.
+-- Every pane field's new value, from what is stored. `text[name]` is what
+-- to write: INT or FLOAT (format `new[name]`), or the given text (minima
+-- and maxima keep the caller's).
+local INT, FLOAT = 1, 2
 for _, hk in ipairs(hlist) do
   local h = hashes[hk]
-  local names, seen = {}, {}
-  for _, op in ipairs(h.ops) do
-    local name = op[2]
-    if not seen[name] then seen[name] = true; names[#names + 1] = name end
-    if string.sub(name, 1, 3) == 'si|' then
-      local float = 's' .. string.sub(name, 3)
-      if not seen[float] then seen[float] = true; names[#names + 1] = float end
+  local names = {}
+  for _, r in ipairs(h.ranges) do
+    for q = 1, 5 do
+      local first, n = r[2 * q - 1], r[2 * q]
+      for k = first, first + 2 * n - 2, 2 do names[#names + 1] = ARGV[k] end
     end
   end
   local vals = {}
@@ -156,50 +159,64 @@ for _, hk in ipairs(hlist) do
     for n = 1, #got do vals[names[s + n - 1]] = got[n] end
   end
   local new, text = {}, {}
-  local function cur(name)
-    if new[name] == nil then new[name] = stored(vals[name]) end
-    return new[name]
+  local function add(name, v)
+    local c = new[name]
+    if c == nil then c = stored(vals[name]) or 0 end
+    new[name] = c + v
   end
-  for _, op in ipairs(h.ops) do
-    local kind, name, v = op[1], op[2], tonumber(op[3])
-    if kind == 'int' then
-      local c = cur(name) or 0
-      if string.sub(name, 1, 3) == 'si|' and math.abs(c + v) > INT_LIMIT then
+  for _, r in ipairs(h.ranges) do
+    for k = r[1], r[1] + 2 * r[2] - 2, 2 do
+      add(ARGV[k], tonumber(ARGV[k + 1]))
+      text[ARGV[k]] = INT
+    end
+    for k = r[3], r[3] + 2 * r[4] - 2, 2 do
+      local name, v = ARGV[k], tonumber(ARGV[k + 1])
+      local c = new[name]
+      if c == nil then c = stored(vals[name]) or 0 end
+      if math.abs(c + v) > INT_LIMIT then
         local float = 's' .. string.sub(name, 3)
-        new[float] = (cur(float) or 0) + v
-        text[float] = true
+        if vals[float] == nil then vals[float] = redis.call('HGET', hk, float) end
+        add(float, v)
+        text[float] = FLOAT
       else
         new[name] = c + v
-        text[name] = int(new[name])
+        text[name] = INT
       end
-    elseif kind == 'float' then
-      new[name] = (cur(name) or 0) + v
-      text[name] = true
-    else
-      local c = cur(name)
-      if c == nil or (kind == 'min' and c > v) or (kind == 'max' and c < v) then
-        new[name] = v
-        text[name] = op[3]
+    end
+    for k = r[5], r[5] + 2 * r[6] - 2, 2 do
+      add(ARGV[k], tonumber(ARGV[k + 1]))
+      text[ARGV[k]] = FLOAT
+    end
+    for q = 7, 9, 2 do
+      for k = r[q], r[q] + 2 * r[q + 1] - 2, 2 do
+        local name, v = ARGV[k], tonumber(ARGV[k + 1])
+        local c = new[name]
+        if c == nil then c = stored(vals[name]) end
+        if c == nil or (q == 7 and c > v) or (q == 9 and c < v) then
+          new[name] = v
+          text[name] = ARGV[k + 1]
+        end
       end
     end
   end
   h.pairs, h.dels = {}, {}
-  for _, name in ipairs(names) do
-    local t = text[name]
-    if not t and vals[name] and stored(vals[name]) == nil then
-      -- Stored, not a number, and not rewritten: read as missing, so gone.
-      h.dels[#h.dels + 1] = name
-    end
-    if t then
-      if t == true then
-        if not finite(new[name]) then
-          return redis.error_reply('ERR refused, nothing written: the sum ' .. name .. ' of pane ' .. hk
-            .. ' would not be a finite number')
-        end
-        t = string.format('%.17g', new[name])
+  for name, t in pairs(text) do
+    if t == INT then
+      t = string.format('%d', new[name])
+    elseif t == FLOAT then
+      if not finite(new[name]) then
+        return redis.error_reply('ERR refused, nothing written: the sum ' .. name .. ' of pane ' .. hk
+          .. ' would not be a finite number')
       end
-      h.pairs[#h.pairs + 1] = name
-      h.pairs[#h.pairs + 1] = t
+      t = string.format('%.17g', new[name])
+    end
+    h.pairs[#h.pairs + 1] = name
+    h.pairs[#h.pairs + 1] = t
+  end
+  for name, v in pairs(vals) do
+    -- Stored, not a number, and not rewritten: read as missing, so gone.
+    if v and not text[name] and stored(v) == nil then
+      h.dels[#h.dels + 1] = name
     end
   end
 end

@@ -884,10 +884,12 @@ async fn bad_row_is_read_as_missing<S: Store>(s: &S, good: PaneRow) {
     let rows = s.read_panes(P, W, i64::MIN, i64::MAX).await.expect("a bad row does not fail the read");
     assert_eq!(rows, vec![good.clone()]);
     let d = deliver(s, P, "a").await;
-    let fix = delta(W, T, "\"bad\"", pa(1, vec![fa(1, 2.0, Some(2.0), Some(2.0), 0)]), vec![]);
+    let fix = delta(W, T, "\"bad\"", pa(1, vec![fa(1, 2.0, Some(2.0), Some(2.0), 0)]), vec![vec!["u1".into()]]);
     assert_eq!(s.complete_windowed(P, &[windowed(&d, vec![fix], vec![], Some(T))], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
     let rows = s.read_panes(P, W, i64::MIN, i64::MAX).await.expect("reads go on");
     assert!(rows.contains(&good), "{rows:?}");
+    // A sketch that was not one is started again.
+    assert_eq!(s.distinct_counts(P, W, &[q(0, "\"bad\"", &[T])]).await.unwrap(), vec![1]);
     assert_eq!(s.read_output(P, "", 10).await.unwrap().items.last().map(|e| e.id.as_str()), Some("out-a"));
 }
 
@@ -908,6 +910,8 @@ async fn redis_backend_bad_pane_row_is_read_as_missing() {
             .query_async(&mut c)
             .await
             .unwrap();
+        let sketch = format!("{prefix}:{{{P}}}:w:{W}:h:{T}:0:\"bad\"");
+        let _: () = redis::cmd("SET").arg(&sketch).arg("not a HyperLogLog").query_async(&mut c).await.unwrap();
     }
     bad_row_is_read_as_missing(&store, good).await;
     drop(store);

@@ -222,14 +222,19 @@ for _, hk in ipairs(hlist) do
 end
 
 -- A sketch `PFADD` would refuse (not a HyperLogLog) is replaced.
+local checked = {}
 for _, s in ipairs(sketches) do
-  local kind = redis.call('TYPE', s.key)
-  kind = kind.ok or kind
-  if kind ~= 'none' then
-    local head = kind == 'string' and redis.call('GETRANGE', s.key, 0, 4) or ''
-    local dense = string.byte(head, 5)
-    s.reset = string.sub(head, 1, 4) ~= 'HYLL' or dense == nil or dense > 1
-      or (dense == 0 and redis.call('STRLEN', s.key) ~= HLL_DENSE)
+  -- Checked (and so replaced) once per key, before anything is added to it.
+  if not checked[s.key] then
+    checked[s.key] = true
+    local kind = redis.call('TYPE', s.key)
+    kind = kind.ok or kind
+    if kind ~= 'none' then
+      local head = kind == 'string' and redis.call('GETRANGE', s.key, 0, 4) or ''
+      local dense = string.byte(head, 5)
+      s.reset = string.sub(head, 1, 4) ~= 'HYLL' or dense == nil or dense > 1
+        or (dense == 0 and redis.call('STRLEN', s.key) ~= HLL_DENSE)
+    end
   end
 end
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use sluice::domain::Event;
 use sluice::store::redis::RedisStore;
 use sluice::store::prelude::*;
-use sluice::domain::{EntryResult, FieldAgg, PaneAgg, PaneDelta, QueuedEvent};
+use sluice::domain::{EntryResult, FieldAgg, PaneAgg, PaneDelta, QueueLimits, QueuedEvent};
 
 fn event(n: u64) -> Event {
     Event { id: format!("e{n}"), kind: "v".into(), source: "b".into(), timestamp: 1_700_000_000_000, data: format!("{{\"n\":{n}}}") }
@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
             let mut results = Vec::new();
             for e in 0..8u64 {
                 let events: Vec<QueuedEvent> = (0..500).map(|i| QueuedEvent::new(event(e * 1000 + i))).collect();
-                store.enqueue("p", &events, 0, 10_000_000).await?;
+                store.enqueue("p", &events, 0, QueueLimits { max_depth: 10_000_000, max_bytes: u64::MAX }).await?;
             }
             let deliveries = store.read("p", "w", 8, 0).await?;
             for (e, d) in deliveries.iter().enumerate() {
@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 results.push(EntryResult {
                     delivery_id: d.id.clone(),
+                    entry_bytes: d.bytes,
                     finished: d.events.len() as u64,
                     outputs,
                     window_deltas: deltas,

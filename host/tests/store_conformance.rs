@@ -6,6 +6,8 @@
 #[macro_use]
 mod common;
 
+use common::{counts, depth};
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -15,7 +17,9 @@ use sluice::store::embedded::EmbeddedStore;
 use sluice::store::prelude::*;
 use sluice::store::redis::RedisStore;
 use sluice::store::{Store, StoreError};
-use sluice::domain::{CompleteReport, Counters, Delivery, DlqEntry, DlqSelector, Enqueued, EntryResult, PluginVersion, QueuedEvent, ReplayReport, Retry};
+use sluice::domain::{
+    CompleteReport, Counters, Delivery, DlqEntry, DlqSelector, Enqueued, EntryResult, PluginVersion, QueueLimits, QueuedEvent, ReplayReport, Retry,
+};
 
 // ---- fixtures ---------------------------------------------------------------
 
@@ -37,6 +41,8 @@ conformance!(
     pipelines_are_isolated,
     trim_output_deletes_only_what_is_older,
     output_pages_span_many_entries,
+    queued_bytes_follow_entries_retries_and_replays,
+    enqueue_over_max_bytes_appends_nothing,
 );
 
 // ---- helpers ----------------------------------------------------------------
@@ -75,7 +81,7 @@ fn dead(id: &str, stage: &str) -> DlqEntry {
 }
 
 fn done(d: &Delivery, outputs: Vec<Event>) -> EntryResult {
-    EntryResult { delivery_id: d.id.clone(), outputs, finished: d.events.len() as u64, ..Default::default() }
+    EntryResult { delivery_id: d.id.clone(), entry_bytes: d.bytes, outputs, finished: d.events.len() as u64, ..Default::default() }
 }
 
 fn ids(events: &[QueuedEvent]) -> Vec<String> {
@@ -91,7 +97,7 @@ async fn read_now<S: Store>(s: &S, pipeline: &str, consumer: &str) -> Vec<Delive
 }
 
 async fn enqueue_ok<S: Store>(s: &S, pipeline: &str, events: &[QueuedEvent]) -> u64 {
-    match s.enqueue(pipeline, events, 0, 1_000_000).await.unwrap() {
+    match enqueue_depth(s, pipeline, events, 0, 1_000_000).await {
         Enqueued::Accepted { depth } => depth,
         full => panic!("expected Accepted, got {full:?}"),
     }
@@ -118,7 +124,26 @@ async fn all_dlq<S: Store>(s: &S, pipeline: &str) -> Vec<DlqEntry> {
 }
 
 fn counters(accepted: u64, rejected: u64, processed: u64, emitted: u64, dlq_size: u64, queue_depth: u64) -> Counters {
-    Counters { accepted, rejected, processed, emitted, dlq_size, queue_depth }
+    Counters { accepted, rejected, processed, emitted, dlq_size, queue_depth, queue_bytes: 0 }
+}
+
+
+/// The answer of a refused enqueue as [`enqueue_depth`] gives it.
+fn full(depth: u64) -> Enqueued {
+    Enqueued::Full { depth, bytes: 0 }
+}
+
+
+/// An enqueue bounded by depth only; a refusal's `bytes` must be the stored
+/// count (then zeroed, see [`full`]).
+async fn enqueue_depth<S: Store>(s: &S, pipeline: &str, events: &[QueuedEvent], rejected: u64, max_depth: u64) -> Enqueued {
+    match s.enqueue(pipeline, events, rejected, depth(max_depth)).await.unwrap() {
+        Enqueued::Full { depth, bytes } => {
+            assert_eq!(bytes, s.counters(pipeline).await.unwrap().queue_bytes);
+            full(depth)
+        }
+        accepted => accepted,
+    }
 }
 
 // ---- catalog ----------------------------------------------------------------
@@ -206,7 +231,7 @@ async fn pipelines_put_list_delete_removes_data<S: Store>(s: &S) {
     r.finished = 1;
     assert_eq!(s.complete("p1", &[r]).await.unwrap(), CompleteReport { applied: 1, skipped: 0, stale: false });
     enqueue_ok(s, "p1", &qes(&["d"])).await;
-    assert_eq!(s.counters("p1").await.unwrap(), counters(4, 0, 1, 1, 1, 3));
+    assert_eq!(counts(s, "p1").await, counters(4, 0, 1, 1, 1, 3));
 
     let v3 = s.pipelines_version().await.unwrap();
     assert!(s.delete_pipeline("p1").await.unwrap());
@@ -217,7 +242,7 @@ async fn pipelines_put_list_delete_removes_data<S: Store>(s: &S) {
 
     // Made again: nothing of the old data is left.
     assert!(s.put_pipeline("p1", r#"{"stages":[]}"#).await.unwrap());
-    assert_eq!(s.counters("p1").await.unwrap(), Counters::default());
+    assert_eq!(counts(s, "p1").await, Counters::default());
     assert_eq!(s.read_output("p1", "", 100).await.unwrap().items, vec![]);
     assert_eq!(all_dlq(s, "p1").await, vec![]);
     assert_eq!(read_now(s, "p1", "w").await, vec![]);
@@ -256,8 +281,8 @@ async fn tables_put_get_versions<S: Store>(s: &S) {
 
 async fn enqueue_read_complete_output_paging<S: Store>(s: &S) {
     assert_eq!(s.read_output(P, "", 10).await.unwrap().items, vec![]);
-    assert_eq!(s.enqueue(P, &qes(&["a", "b", "c"]), 0, 100).await.unwrap(), Enqueued::Accepted { depth: 3 });
-    assert_eq!(s.enqueue(P, &qes(&["d", "e"]), 0, 100).await.unwrap(), Enqueued::Accepted { depth: 5 });
+    assert_eq!(enqueue_depth(s, P, &qes(&["a", "b", "c"]), 0, 100).await, Enqueued::Accepted { depth: 3 });
+    assert_eq!(enqueue_depth(s, P, &qes(&["d", "e"]), 0, 100).await, Enqueued::Accepted { depth: 5 });
 
     let got = s.read(P, "w1", 10, 0).await.unwrap();
     assert_eq!(got.len(), 2);
@@ -272,7 +297,7 @@ async fn enqueue_read_complete_output_paging<S: Store>(s: &S) {
     let outs2 = vec![ev("o4"), ev("o5"), ev("o6")];
     let report = s.complete(P, &[done(&got[0], outs1.clone()), done(&got[1], outs2)]).await.unwrap();
     assert_eq!(report, CompleteReport { applied: 2, skipped: 0, stale: false });
-    assert_eq!(s.counters(P).await.unwrap(), counters(5, 0, 5, 6, 0, 0));
+    assert_eq!(counts(s, P).await, counters(5, 0, 5, 6, 0, 0));
 
     // Paging: 2 at a time, in order, then an empty page whose cursor still works.
     let p1 = s.read_output(P, "", 2).await.unwrap();
@@ -300,7 +325,7 @@ async fn enqueue_read_complete_output_paging<S: Store>(s: &S) {
     let empty = s.read_output("other", "", 10).await.unwrap();
     assert_eq!(empty.items, vec![]);
     assert_eq!(s.read_output("other", &empty.next_cursor, 10).await.unwrap().items, vec![]);
-    assert_eq!(s.counters(P).await.unwrap(), counters(6, 0, 6, 7, 0, 0));
+    assert_eq!(counts(s, P).await, counters(6, 0, 6, 7, 0, 0));
 }
 
 async fn trim_output_deletes_only_what_is_older<S: Store>(s: &S) {
@@ -322,7 +347,7 @@ async fn trim_output_deletes_only_what_is_older<S: Store>(s: &S) {
     assert_eq!(all_outputs(s, P, 10).await, Vec::<String>::new());
     assert_eq!(all_outputs(s, "other", 10).await, vec!["ox"]);
     // The counters are history, not what is stored.
-    assert_eq!(s.counters(P).await.unwrap().emitted, 2);
+    assert_eq!(counts(s, P).await.emitted, 2);
 
     // Outputs appended after the trim read on, also from a cursor of before it.
     enqueue_ok(s, P, &qes(&["c"])).await;
@@ -363,28 +388,28 @@ async fn queued_event_fields_round_trip<S: Store>(s: &S) {
 }
 
 async fn backpressure_refuses_whole_request<S: Store>(s: &S) {
-    assert_eq!(s.enqueue(P, &qes(&["a", "b", "c"]), 0, 5).await.unwrap(), Enqueued::Accepted { depth: 3 });
+    assert_eq!(enqueue_depth(s, P, &qes(&["a", "b", "c"]), 0, 5).await, Enqueued::Accepted { depth: 3 });
     // Would cross the bound: refused whole, nothing changes (not even rejected).
-    assert_eq!(s.enqueue(P, &qes(&["d", "e", "f"]), 4, 5).await.unwrap(), Enqueued::Full { depth: 3 });
-    assert_eq!(s.counters(P).await.unwrap(), counters(3, 0, 0, 0, 0, 3));
+    assert_eq!(enqueue_depth(s, P, &qes(&["d", "e", "f"]), 4, 5).await, full(3));
+    assert_eq!(counts(s, P).await, counters(3, 0, 0, 0, 0, 3));
     // Up to the bound exactly is fine.
-    assert_eq!(s.enqueue(P, &qes(&["g", "h"]), 1, 5).await.unwrap(), Enqueued::Accepted { depth: 5 });
-    assert_eq!(s.enqueue(P, &qes(&["i"]), 0, 5).await.unwrap(), Enqueued::Full { depth: 5 });
+    assert_eq!(enqueue_depth(s, P, &qes(&["g", "h"]), 1, 5).await, Enqueued::Accepted { depth: 5 });
+    assert_eq!(enqueue_depth(s, P, &qes(&["i"]), 0, 5).await, full(5));
     // Nothing to append, only rejected ones to count: never refused.
-    assert_eq!(s.enqueue(P, &[], 2, 5).await.unwrap(), Enqueued::Accepted { depth: 5 });
-    assert_eq!(s.counters(P).await.unwrap(), counters(5, 3, 0, 0, 0, 5));
+    assert_eq!(enqueue_depth(s, P, &[], 2, 5).await, Enqueued::Accepted { depth: 5 });
+    assert_eq!(counts(s, P).await, counters(5, 3, 0, 0, 0, 5));
 
     // In-flight events still count.
     let got = read_now(s, P, "w").await;
     assert_eq!(all_ids(&got), vec!["a", "b", "c", "g", "h"]);
-    assert_eq!(s.enqueue(P, &qes(&["i"]), 0, 5).await.unwrap(), Enqueued::Full { depth: 5 });
+    assert_eq!(enqueue_depth(s, P, &qes(&["i"]), 0, 5).await, full(5));
     // Completion lowers the depth; then it is accepted.
     s.complete(P, &[done(&got[0], vec![])]).await.unwrap();
-    assert_eq!(s.counters(P).await.unwrap().queue_depth, 2);
-    assert_eq!(s.enqueue(P, &qes(&["i", "j", "k", "l"]), 0, 5).await.unwrap(), Enqueued::Full { depth: 2 });
-    assert_eq!(s.enqueue(P, &qes(&["i", "j", "k"]), 0, 5).await.unwrap(), Enqueued::Accepted { depth: 5 });
+    assert_eq!(counts(s, P).await.queue_depth, 2);
+    assert_eq!(enqueue_depth(s, P, &qes(&["i", "j", "k", "l"]), 0, 5).await, full(2));
+    assert_eq!(enqueue_depth(s, P, &qes(&["i", "j", "k"]), 0, 5).await, Enqueued::Accepted { depth: 5 });
     assert_eq!(all_ids(&read_now(s, P, "w").await), vec!["i", "j", "k"]);
-    assert_eq!(s.counters(P).await.unwrap(), counters(8, 3, 3, 0, 0, 5));
+    assert_eq!(counts(s, P).await, counters(8, 3, 3, 0, 0, 5));
 }
 
 async fn complete_is_idempotent<S: Store>(s: &S) {
@@ -393,7 +418,7 @@ async fn complete_is_idempotent<S: Store>(s: &S) {
     let r = done(&got[0], vec![ev("o1"), ev("o2")]);
     assert_eq!(s.complete(P, &[r.clone()]).await.unwrap(), CompleteReport { applied: 1, skipped: 0, stale: false });
     assert_eq!(s.complete(P, &[r.clone()]).await.unwrap(), CompleteReport { applied: 0, skipped: 1, stale: false });
-    assert_eq!(s.counters(P).await.unwrap(), counters(2, 0, 2, 2, 0, 0));
+    assert_eq!(counts(s, P).await, counters(2, 0, 2, 2, 0, 0));
     assert_eq!(all_outputs(s, P, 10).await, vec!["o1", "o2"]);
 
     // The same entry twice in one call, plus an id that never existed.
@@ -404,7 +429,7 @@ async fn complete_is_idempotent<S: Store>(s: &S) {
     let report = s.complete(P, &[r2.clone(), r2.clone(), bogus, r]).await.unwrap();
     assert_eq!(report, CompleteReport { applied: 1, skipped: 3, stale: false });
     assert_eq!(all_outputs(s, P, 10).await, vec!["o1", "o2", "o3"]);
-    assert_eq!(s.counters(P).await.unwrap(), counters(3, 0, 3, 3, 0, 0));
+    assert_eq!(counts(s, P).await, counters(3, 0, 3, 3, 0, 0));
     // Nothing left to hand out or reclaim.
     assert_eq!(read_now(s, P, "w").await, vec![]);
     assert_eq!(s.reclaim(P, "w2", 0, 10).await.unwrap(), vec![]);
@@ -435,7 +460,7 @@ async fn reclaim_takes_over_idle_entries<S: Store>(s: &S) {
     enqueue_ok(s, P, &qes(&["d"])).await;
     assert_eq!(read_now(s, P, "x").await.len(), 2);
     assert_eq!(all_ids(&s.reclaim(P, "y", 0, 2).await.unwrap()), vec!["b", "c"]);
-    assert_eq!(s.counters(P).await.unwrap(), counters(4, 0, 1, 1, 0, 3));
+    assert_eq!(counts(s, P).await, counters(4, 0, 1, 1, 0, 3));
 }
 
 async fn read_blocks_until_an_entry_arrives<S: Store>(s: &S) {
@@ -469,6 +494,7 @@ async fn retries_promote_only_when_due<S: Store>(s: &S) {
     let rc = QueuedEvent { event: ev("c"), start_stage: Some("enrich".into()), attempt: 2, first_failed_at: Some(950) };
     let r = EntryResult {
         delivery_id: got[0].id.clone(),
+        entry_bytes: got[0].bytes,
         outputs: vec![ev("a")],
         dead: vec![],
         retries: vec![Retry { event: rc.clone(), due_at_ms: 2000 }, Retry { event: rb.clone(), due_at_ms: 1000 }],
@@ -477,18 +503,18 @@ async fn retries_promote_only_when_due<S: Store>(s: &S) {
     };
     s.complete(P, &[r]).await.unwrap();
     // The retries stay counted in the depth all along.
-    assert_eq!(s.counters(P).await.unwrap(), counters(3, 0, 1, 1, 0, 2));
+    assert_eq!(counts(s, P).await, counters(3, 0, 1, 1, 0, 2));
 
     assert_eq!(s.promote_retries(P, 999, 100).await.unwrap(), 0);
     assert_eq!(read_now(s, P, "w").await, vec![]);
     assert_eq!(s.promote_retries(P, 1000, 100).await.unwrap(), 1);
-    assert_eq!(s.counters(P).await.unwrap().queue_depth, 2);
+    assert_eq!(counts(s, P).await.queue_depth, 2);
     let got = read_now(s, P, "w").await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].events, vec![rb]);
     assert_eq!(s.promote_retries(P, 1999, 100).await.unwrap(), 0);
     s.complete(P, &[done(&got[0], vec![ev("b")])]).await.unwrap();
-    assert_eq!(s.counters(P).await.unwrap(), counters(3, 0, 2, 2, 0, 1));
+    assert_eq!(counts(s, P).await, counters(3, 0, 2, 2, 0, 1));
 
     assert_eq!(s.promote_retries(P, 5000, 100).await.unwrap(), 1);
     assert_eq!(s.promote_retries(P, 5000, 100).await.unwrap(), 0);
@@ -498,6 +524,7 @@ async fn retries_promote_only_when_due<S: Store>(s: &S) {
     // Identical retries are kept apart; max_events bounds one promotion; due order.
     let r = EntryResult {
         delivery_id: got[0].id.clone(),
+        entry_bytes: got[0].bytes,
         retries: vec![
             Retry { event: rc.clone(), due_at_ms: 30 },
             Retry { event: rc.clone(), due_at_ms: 10 },
@@ -509,7 +536,7 @@ async fn retries_promote_only_when_due<S: Store>(s: &S) {
     };
     // The entry had one event, retried as four (finished 0): the depth stays as the caller says.
     s.complete(P, &[r]).await.unwrap();
-    assert_eq!(s.counters(P).await.unwrap().queue_depth, 1);
+    assert_eq!(counts(s, P).await.queue_depth, 1);
     assert_eq!(s.promote_retries(P, 100, 3).await.unwrap(), 3);
     let got = read_now(s, P, "w").await;
     assert_eq!(got.len(), 1);
@@ -529,6 +556,7 @@ async fn fill_dlq<S: Store>(s: &S, ids: &[&str], stage: &str) {
     assert_eq!(got.len(), 1);
     let r = EntryResult {
         delivery_id: got[0].id.clone(),
+        entry_bytes: got[0].bytes,
         dead: ids.iter().map(|id| dead(id, stage)).collect(),
         finished: ids.len() as u64,
         ..Default::default()
@@ -542,7 +570,7 @@ async fn dlq_list_and_paging<S: Store>(s: &S) {
     assert_eq!(s.dlq_list(P, &empty.next_cursor, 10).await.unwrap().items, vec![]);
 
     fill_dlq(s, &["a", "b", "c", "d", "e"], "enrich").await;
-    assert_eq!(s.counters(P).await.unwrap(), counters(5, 0, 5, 0, 5, 0));
+    assert_eq!(counts(s, P).await, counters(5, 0, 5, 0, 5, 0));
 
     let p1 = s.dlq_list(P, "", 2).await.unwrap();
     let p2 = s.dlq_list(P, &p1.next_cursor, 2).await.unwrap();
@@ -581,7 +609,7 @@ async fn dlq_replay_by_ids_oldest_all<S: Store>(s: &S) {
     // By ids: unknown ones count as failed, known ones move.
     let report = s.dlq_replay(P, &DlqSelector::Ids(vec![id(0), "no-such-id".into(), id(2)])).await.unwrap();
     assert_eq!(report, ReplayReport { replayed: 2, failed: 1 });
-    assert_eq!(s.counters(P).await.unwrap(), counters(5, 0, 5, 0, 3, 2));
+    assert_eq!(counts(s, P).await, counters(5, 0, 5, 0, 3, 2));
     let got = read_now(s, P, "w").await;
     assert_eq!(got.iter().flat_map(|d| d.events.clone()).collect::<Vec<_>>(), replayed(&["a", "c"]));
     // Gone from the DLQ: a second replay of the same id fails.
@@ -601,7 +629,7 @@ async fn dlq_replay_by_ids_oldest_all<S: Store>(s: &S) {
     assert_eq!(all_dlq(s, P).await, vec![]);
     let got = read_now(s, P, "w").await;
     assert_eq!(got.iter().flat_map(|d| d.events.clone()).collect::<Vec<_>>(), replayed(&["d", "e"]));
-    assert_eq!(s.counters(P).await.unwrap(), counters(5, 0, 5, 0, 0, 5));
+    assert_eq!(counts(s, P).await, counters(5, 0, 5, 0, 0, 5));
     assert_eq!(s.dlq_replay(P, &DlqSelector::All).await.unwrap(), ReplayReport::default());
     assert_eq!(s.dlq_replay(P, &DlqSelector::Oldest(10)).await.unwrap(), ReplayReport::default());
 
@@ -613,7 +641,7 @@ async fn dlq_replay_by_ids_oldest_all<S: Store>(s: &S) {
     let got = s.read(P, "w", 1000, 0).await.unwrap();
     assert!(got.len() >= 3, "1203 events in chunks of at most 500");
     assert_eq!(all_ids(&got), many);
-    assert_eq!(s.counters(P).await.unwrap(), counters(1208, 0, 1208, 0, 0, 1208));
+    assert_eq!(counts(s, P).await, counters(1208, 0, 1208, 0, 0, 1208));
 }
 
 async fn dlq_delete_by_ids_oldest_all<S: Store>(s: &S) {
@@ -624,32 +652,110 @@ async fn dlq_delete_by_ids_oldest_all<S: Store>(s: &S) {
     assert_eq!(s.dlq_delete(P, &DlqSelector::Oldest(2)).await.unwrap(), 2);
     let left: Vec<String> = all_dlq(s, P).await.into_iter().map(|e| e.event.id).collect();
     assert_eq!(left, vec!["d", "e", "f"]);
-    assert_eq!(s.counters(P).await.unwrap().dlq_size, 3);
+    assert_eq!(counts(s, P).await.dlq_size, 3);
     assert_eq!(s.dlq_delete(P, &DlqSelector::All).await.unwrap(), 3);
     assert_eq!(all_dlq(s, P).await, vec![]);
     assert_eq!(s.dlq_delete(P, &DlqSelector::All).await.unwrap(), 0);
     assert_eq!(s.dlq_delete(P, &DlqSelector::Oldest(5)).await.unwrap(), 0);
     // Deleting does not put anything back on the queue.
-    assert_eq!(s.counters(P).await.unwrap(), counters(6, 0, 6, 0, 0, 0));
+    assert_eq!(counts(s, P).await, counters(6, 0, 6, 0, 0, 0));
     assert_eq!(read_now(s, P, "w").await, vec![]);
     // The DLQ works after being emptied.
     fill_dlq(s, &["g"], "enrich").await;
     assert_eq!(all_dlq(s, P).await.into_iter().map(|e| e.event.id).collect::<Vec<_>>(), vec!["g"]);
-    assert_eq!(s.counters(P).await.unwrap().dlq_size, 1);
+    assert_eq!(counts(s, P).await.dlq_size, 1);
+}
+
+// ---- queued bytes ---------------------------------------------------------------
+
+fn json_len<T: serde::Serialize>(value: &T) -> u64 {
+    serde_json::to_string(value).unwrap().len() as u64
+}
+
+async fn queued_bytes<S: Store>(s: &S) -> u64 {
+    s.counters(P).await.unwrap().queue_bytes
+}
+
+async fn queued_bytes_follow_entries_retries_and_replays<S: Store>(s: &S) {
+    assert_eq!(queued_bytes(s).await, 0);
+    let (one, two) = (qes(&["a", "b", "c"]), qes(&["d"]));
+    enqueue_ok(s, P, &one).await;
+    let after_one = queued_bytes(s).await;
+    assert_eq!(after_one, json_len(&one), "an entry counts its stored JSON");
+    enqueue_ok(s, P, &two).await;
+    assert_eq!(queued_bytes(s).await, after_one + json_len(&two));
+    let got = read_now(s, P, "w").await;
+    assert_eq!(got.iter().map(|d| d.bytes).collect::<Vec<_>>(), vec![json_len(&one), json_len(&two)]);
+    // Reading (and reclaiming) moves nothing.
+    assert_eq!(queued_bytes(s).await, json_len(&one) + json_len(&two));
+    assert_eq!(s.reclaim(P, "w2", 0, 10).await.unwrap().iter().map(|d| d.bytes).collect::<Vec<_>>(), vec![json_len(&one), json_len(&two)]);
+
+    // a emitted, b dead, c retried: the entry's bytes leave, the retry's come in.
+    let retry = QueuedEvent { event: ev("c"), start_stage: Some("enrich".into()), attempt: 2, first_failed_at: Some(5) };
+    let r = EntryResult {
+        delivery_id: got[0].id.clone(),
+        entry_bytes: got[0].bytes,
+        outputs: vec![ev("a")],
+        dead: vec![dead("b", "enrich")],
+        retries: vec![Retry { event: retry.clone(), due_at_ms: 10 }],
+        finished: 2,
+        ..Default::default()
+    };
+    s.complete(P, &[r, done(&got[1], vec![])]).await.unwrap();
+    assert_eq!(queued_bytes(s).await, json_len(&retry));
+    assert_eq!(s.promote_retries(P, 10, 10).await.unwrap(), 1);
+    let got = read_now(s, P, "w").await;
+    assert_eq!(got[0].bytes, json_len(&vec![retry.clone()]));
+    assert_eq!(queued_bytes(s).await, got[0].bytes, "a promotion counts the entry it makes");
+    s.complete(P, &[done(&got[0], vec![ev("c")])]).await.unwrap();
+    assert_eq!(counts(s, P).await, counters(4, 0, 4, 2, 1, 0));
+    assert_eq!(queued_bytes(s).await, 0);
+
+    // A DLQ replay counts the entries it makes; completing them brings it back to 0.
+    s.dlq_replay(P, &DlqSelector::All).await.unwrap();
+    let got = read_now(s, P, "w").await;
+    assert_eq!(all_ids(&got), vec!["b"]);
+    assert_eq!(queued_bytes(s).await, got[0].bytes);
+    assert!(got[0].bytes > 0);
+    s.complete(P, &[done(&got[0], vec![])]).await.unwrap();
+    assert_eq!(queued_bytes(s).await, 0);
+    assert_eq!(counts(s, P).await, counters(4, 0, 5, 2, 0, 0));
+}
+
+async fn enqueue_over_max_bytes_appends_nothing<S: Store>(s: &S) {
+    let (first, second) = (qes(&["a"]), qes(&["b", "c"]));
+    let (b1, b2) = (json_len(&first), json_len(&second));
+    let limits = |max_bytes| QueueLimits { max_depth: 100, max_bytes };
+    assert_eq!(s.enqueue(P, &first, 0, limits(b1)).await.unwrap(), Enqueued::Accepted { depth: 1 });
+    // One byte short: nothing appended, nothing counted, the answer says bytes.
+    assert_eq!(s.enqueue(P, &second, 3, limits(b1 + b2 - 1)).await.unwrap(), Enqueued::Full { depth: 1, bytes: b1 });
+    assert_eq!(counts(s, P).await, counters(1, 0, 0, 0, 0, 1));
+    assert_eq!(queued_bytes(s).await, b1);
+    assert_eq!(all_ids(&read_now(s, P, "w").await), vec!["a"]);
+    // An entry bigger than the whole bound never fits, even on an empty queue.
+    assert_eq!(s.enqueue("empty", &second, 0, limits(b2 - 1)).await.unwrap(), Enqueued::Full { depth: 0, bytes: 0 });
+    assert_eq!(counts(s, "empty").await, Counters::default());
+    // Exactly at the bound fits; the depth bound still holds on its own.
+    assert_eq!(s.enqueue(P, &second, 0, limits(b1 + b2)).await.unwrap(), Enqueued::Accepted { depth: 3 });
+    assert_eq!(queued_bytes(s).await, b1 + b2);
+    let full = QueueLimits { max_depth: 3, max_bytes: u64::MAX };
+    assert_eq!(s.enqueue(P, &first, 0, full).await.unwrap(), Enqueued::Full { depth: 3, bytes: b1 + b2 });
+    assert_eq!(all_ids(&read_now(s, P, "w").await), vec!["b", "c"]);
 }
 
 // ---- counters -----------------------------------------------------------------
 
 async fn counters_exact_after_scenario<S: Store>(s: &S) {
-    assert_eq!(s.counters(P).await.unwrap(), Counters::default());
-    assert_eq!(s.enqueue(P, &qes(&["a", "b", "c", "d"]), 2, 10).await.unwrap(), Enqueued::Accepted { depth: 4 });
-    assert_eq!(s.enqueue(P, &qes(&["e", "f", "g"]), 0, 10).await.unwrap(), Enqueued::Accepted { depth: 7 });
-    assert_eq!(s.enqueue(P, &qes(&["h", "i", "j", "k"]), 5, 10).await.unwrap(), Enqueued::Full { depth: 7 });
+    assert_eq!(counts(s, P).await, Counters::default());
+    assert_eq!(enqueue_depth(s, P, &qes(&["a", "b", "c", "d"]), 2, 10).await, Enqueued::Accepted { depth: 4 });
+    assert_eq!(enqueue_depth(s, P, &qes(&["e", "f", "g"]), 0, 10).await, Enqueued::Accepted { depth: 7 });
+    assert_eq!(enqueue_depth(s, P, &qes(&["h", "i", "j", "k"]), 5, 10).await, full(7));
     let got = read_now(s, P, "w").await;
     assert_eq!(got.len(), 2);
     // a: fan-out to two, b: filtered, c: dead, d: retried.
     let first = EntryResult {
         delivery_id: got[0].id.clone(),
+        entry_bytes: got[0].bytes,
         outputs: vec![ev("a1"), ev("a2")],
         dead: vec![dead("c", "s")],
         retries: vec![Retry { event: qe("d"), due_at_ms: 10 }],
@@ -659,27 +765,27 @@ async fn counters_exact_after_scenario<S: Store>(s: &S) {
     // e, f, g all filtered out.
     let second = done(&got[1], vec![]);
     assert_eq!(s.complete(P, &[first, second]).await.unwrap(), CompleteReport { applied: 2, skipped: 0, stale: false });
-    assert_eq!(s.counters(P).await.unwrap(), counters(7, 2, 6, 2, 1, 1));
+    assert_eq!(counts(s, P).await, counters(7, 2, 6, 2, 1, 1));
     assert_eq!(s.promote_retries(P, 10, 10).await.unwrap(), 1);
-    assert_eq!(s.counters(P).await.unwrap(), counters(7, 2, 6, 2, 1, 1));
+    assert_eq!(counts(s, P).await, counters(7, 2, 6, 2, 1, 1));
     let got = read_now(s, P, "w").await;
     s.complete(P, &[done(&got[0], vec![ev("d")])]).await.unwrap();
-    assert_eq!(s.counters(P).await.unwrap(), counters(7, 2, 7, 3, 1, 0));
+    assert_eq!(counts(s, P).await, counters(7, 2, 7, 3, 1, 0));
     s.dlq_replay(P, &DlqSelector::All).await.unwrap();
-    assert_eq!(s.counters(P).await.unwrap(), counters(7, 2, 7, 3, 0, 1));
+    assert_eq!(counts(s, P).await, counters(7, 2, 7, 3, 0, 1));
 }
 
 async fn pipelines_are_isolated<S: Store>(s: &S) {
     enqueue_ok(s, "left", &qes(&["l1"])).await;
     enqueue_ok(s, "right", &qes(&["r1", "r2"])).await;
-    assert_eq!(s.enqueue("left", &qes(&["l2", "l3"]), 0, 2).await.unwrap(), Enqueued::Full { depth: 1 });
+    assert_eq!(enqueue_depth(s, "left", &qes(&["l2", "l3"]), 0, 2).await, full(1));
     assert_eq!(all_ids(&read_now(s, "left", "w").await), vec!["l1"]);
     let right = read_now(s, "right", "w").await;
     assert_eq!(all_ids(&right), vec!["r1", "r2"]);
     s.complete("right", &[done(&right[0], vec![ev("ro")])]).await.unwrap();
     // A right delivery completed against left does nothing.
-    assert_eq!(s.counters("left").await.unwrap(), counters(1, 0, 0, 0, 0, 1));
-    assert_eq!(s.counters("right").await.unwrap(), counters(2, 0, 2, 1, 0, 0));
+    assert_eq!(counts(s, "left").await, counters(1, 0, 0, 0, 0, 1));
+    assert_eq!(counts(s, "right").await, counters(2, 0, 2, 1, 0, 0));
     assert_eq!(s.read_output("left", "", 10).await.unwrap().items, vec![]);
     assert_eq!(all_outputs(s, "right", 10).await, vec!["ro"]);
 }
@@ -712,14 +818,14 @@ async fn embedded_data_survives_reopen() {
         s.complete(P, &[r]).await.unwrap();
         fill_dlq(&s, &["d"], "enrich").await;
         output_cursor = s.read_output(P, "", 10).await.unwrap().next_cursor;
-        assert_eq!(s.counters(P).await.unwrap(), counters(4, 0, 1, 1, 1, 3));
+        assert_eq!(counts(&s, P).await, counters(4, 0, 1, 1, 1, 3));
     }
     let s = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(s.list_plugins().await.unwrap().len(), 1);
     assert_eq!(s.plugin_bytes("alpha", 1).await.unwrap().as_deref(), Some(&b"bytes"[..]));
     assert_eq!(s.get_pipeline(P).await.unwrap().as_deref(), Some("{}"));
     assert_eq!(s.get_table("t").await.unwrap().unwrap().get("k").map(String::as_str), Some("v"));
-    assert_eq!(s.counters(P).await.unwrap(), counters(4, 0, 1, 1, 1, 3));
+    assert_eq!(counts(&s, P).await, counters(4, 0, 1, 1, 1, 3));
     assert_eq!(all_outputs(&s, P, 10).await, vec!["o1"]);
     assert_eq!(s.read_output(P, &output_cursor, 10).await.unwrap().items, vec![]);
     assert_eq!(all_dlq(&s, P).await.len(), 1);
@@ -736,7 +842,7 @@ async fn embedded_data_survives_reopen() {
     let got = read_now(&s, P, "w").await;
     assert_eq!(all_ids(&got), vec!["a"]);
     assert!(got[0].id.parse::<u64>().unwrap() > second_id.parse::<u64>().unwrap());
-    assert_eq!(s.counters(P).await.unwrap(), counters(4, 0, 3, 1, 1, 1));
+    assert_eq!(counts(&s, P).await, counters(4, 0, 3, 1, 1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -823,7 +929,7 @@ async fn redis_recovers_when_the_server_comes_back() {
     for _ in 0..3 {
         let err = s.counters(P).await.err().expect("server is down");
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-        let err = s.enqueue(P, &qes(&["b"]), 0, 100).await.err().expect("server is down");
+        let err = s.enqueue(P, &qes(&["b"]), 0, depth(100)).await.err().expect("server is down");
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
         let err = s.read(P, "w", 10, 100).await.err().expect("server is down");
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");

@@ -13,10 +13,12 @@
 #[macro_use]
 mod common;
 
+use common::{counts, depth};
+
 use sluice::domain::Event;
 use sluice::store::embedded::EmbeddedStore;
 use sluice::store::prelude::*;
-use sluice::store::Store;
+use sluice::store::{Store, StoreError};
 use sluice::domain::{AlertRecord, CloseCommit, CompleteReport, Counters, Delivery, DirtyMark, DistinctQuery, Enqueued, EntryResult, FieldAgg, PaneAgg, PaneDelta, PaneRef, PaneRow, QueuedEvent, WindowClock, WindowRecord, NO_WATERMARK};
 
 // ---- fixtures ---------------------------------------------------------------
@@ -33,6 +35,8 @@ conformance!(
     hll_within_two_percent_at_a_million,
     delete_pipeline_removes_window_data,
     tail_cursor_skips_what_is_stored,
+    non_finite_completion_writes_nothing,
+    integer_sums_past_i64_keep_counting,
 );
 
 // ---- helpers ----------------------------------------------------------------
@@ -59,7 +63,7 @@ fn ev(id: &str) -> Event {
 
 async fn enqueue_ok<S: Store>(s: &S, pipeline: &str, ids: &[&str]) {
     let events: Vec<QueuedEvent> = ids.iter().map(|id| QueuedEvent::new(ev(id))).collect();
-    match s.enqueue(pipeline, &events, 0, 1_000_000).await.unwrap() {
+    match s.enqueue(pipeline, &events, 0, depth(1_000_000)).await.unwrap() {
         Enqueued::Accepted { .. } => {}
         full => panic!("expected Accepted, got {full:?}"),
     }
@@ -78,6 +82,7 @@ fn windowed(d: &Delivery, deltas: Vec<PaneDelta>, dirty: Vec<DirtyMark>, max_eve
     let out = ev(&format!("out-{}", d.events[0].event.id));
     EntryResult {
         delivery_id: d.id.clone(),
+        entry_bytes: d.bytes,
         outputs: vec![out],
         finished: d.events.len() as u64,
         window_deltas: deltas,
@@ -230,7 +235,7 @@ async fn deltas_apply_with_the_ack_exactly_once<S: Store>(s: &S) {
     assert_eq!(s.distinct_counts(P, W, &[q(1, "\"de\"", &[T]), q(1, "\"fr\"", &[T])]).await.unwrap(), vec![4, 1]);
     // The ack happened with it: outputs and counters.
     assert_eq!(s.read_output(P, "", 10).await.unwrap().items, vec![ev("out-a")]);
-    assert_eq!(s.counters(P).await.unwrap(), Counters { accepted: 1, processed: 1, emitted: 1, ..Default::default() });
+    assert_eq!(counts(s, P).await, Counters { accepted: 1, processed: 1, emitted: 1, ..Default::default() });
 
     // Redelivered (e.g. reclaimed after a crash) and completed again: nothing changes.
     assert_eq!(
@@ -263,7 +268,7 @@ async fn deltas_apply_with_the_ack_exactly_once<S: Store>(s: &S) {
     assert_eq!(s.read_panes(P, W, i64::MIN, i64::MAX).await.unwrap(), vec![de_t2, fr_t, it_1, de_2, de_10, nf_10]);
     assert_eq!(s.distinct_counts(P, W, &[q(1, "\"de\"", &[T])]).await.unwrap(), vec![5]);
     assert_eq!(s.complete_windowed(P, &[r2], Some(i64::MAX), 4_000).await.unwrap(), CompleteReport { applied: 0, skipped: 1, stale: false });
-    assert_eq!(s.counters(P).await.unwrap(), Counters { accepted: 2, processed: 2, emitted: 2, ..Default::default() });
+    assert_eq!(counts(s, P).await, Counters { accepted: 2, processed: 2, emitted: 2, ..Default::default() });
 }
 
 async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
@@ -279,7 +284,7 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     assert_eq!(s.distinct_counts(P, W, &[q(0, "g", &[T])]).await.unwrap(), vec![0]);
     assert_eq!(s.dirty_marks(P, W).await.unwrap(), vec![]);
     assert_eq!(s.read_output(P, "", 10).await.unwrap().items, vec![]);
-    assert_eq!(s.counters(P).await.unwrap(), Counters { accepted: 1, queue_depth: 1, ..Default::default() });
+    assert_eq!(counts(s, P).await, Counters { accepted: 1, queue_depth: 1, ..Default::default() });
     assert_eq!(s.window_clock(P).await.unwrap(), WindowClock::default());
     // Still pending: another worker could take it over ...
     let taken = s.reclaim(P, "w2", 0, 10).await.unwrap();
@@ -301,7 +306,7 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     let r2 = windowed(&d2, vec![counted(W, T + MIN, "g", 2, values("v", 3..5))], vec![], Some(T + MIN));
     assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(i64::MAX), 3_000).await.unwrap(), STALE);
     assert_eq!(s.read_panes(P, W, T + MIN, T + MIN).await.unwrap(), vec![]);
-    assert_eq!(s.counters(P).await.unwrap().queue_depth, 1);
+    assert_eq!(counts(s, P).await.queue_depth, 1);
 
     // The closer commits: the watermark moves, the gate is free again.
     s.finish_close(P, &CloseCommit { watermark: T, ..Default::default() }).await.unwrap();
@@ -311,7 +316,7 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(T), 4_000).await.unwrap(), STALE);
     assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(T + 1), 4_000).await.unwrap(), applied(1));
     assert_eq!(s.read_panes(P, W, T + MIN, T + MIN).await.unwrap(), vec![row(T + MIN, "g", pa(2, vec![]))]);
-    assert_eq!(s.counters(P).await.unwrap(), Counters { accepted: 2, processed: 2, emitted: 2, ..Default::default() });
+    assert_eq!(counts(s, P).await, Counters { accepted: 2, processed: 2, emitted: 2, ..Default::default() });
     // The watermark check comes first, even for an entry already done.
     assert_eq!(s.complete_windowed(P, &[r2], Some(NO_WATERMARK), 4_000).await.unwrap(), STALE);
 
@@ -790,4 +795,150 @@ async fn embedded_window_state_survives_reopen() {
     let r = windowed(&d, vec![counted(W, T, "g", 1, values("v", 20..40))], vec![], None);
     assert_eq!(s.complete_windowed(P, &[r], None, 6_000).await.unwrap(), applied(1));
     assert_eq!(s.distinct_counts(P, W, &[q(0, "g", &[T])]).await.unwrap(), vec![40]);
+}
+
+// ---- numbers that do not fit ----------------------------------------------------
+
+/// A completion whose deltas carry a number that is not finite, or whose sum
+/// would stop being finite on top of what is stored, is refused before
+/// anything is written; the same entry completes afterwards with a clean result.
+async fn non_finite_completion_writes_nothing<S: Store>(s: &S) {
+    let d = deliver(s, P, "a").await;
+    let before = s.counters(P).await.unwrap();
+    let bad = |sum: f64, min: Option<f64>| delta(W, T, "\"g\"", pa(1, vec![fa(1, sum, min, Some(1.0), 0)]), vec![vec!["x".into()]]);
+    let mut r = windowed(&d, vec![bad(f64::INFINITY, Some(1.0))], vec![mark(W, T, "\"g\"")], Some(T));
+    r.dead = vec![];
+    r.retries = vec![sluice::domain::Retry { event: QueuedEvent::new(ev("again")), due_at_ms: 0 }];
+    for r in [r.clone(), EntryResult { window_deltas: vec![bad(1.0, Some(f64::NAN))], ..r.clone() }] {
+        let err = s.complete_windowed(P, &[r], Some(i64::MAX), 1_000).await.unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+        assert!(err.to_string().contains(W), "the error names the window: {err}");
+        assert_nothing_written(s, &before).await;
+    }
+
+    // Finite on its own, infinite on top of what is stored: refused whole too.
+    let big = |sum: f64| delta(W, T, "\"g\"", pa(1, vec![fa(1, sum, None, None, 0)]), vec![]);
+    assert_eq!(s.complete_windowed(P, &[windowed(&d, vec![big(1.5e308)], vec![], Some(T))], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
+    let e = deliver(s, P, "b").await;
+    let before = s.counters(P).await.unwrap();
+    let stored = s.read_panes(P, W, T, T).await.unwrap();
+    let err = s.complete_windowed(P, &[windowed(&e, vec![big(1.5e308)], vec![], Some(T))], Some(i64::MAX), 2_000).await.unwrap_err();
+    assert!(matches!(err, StoreError::Internal(_)), "{err:?}");
+    assert_eq!(s.counters(P).await.unwrap(), before);
+    assert_eq!(s.read_panes(P, W, T, T).await.unwrap(), stored);
+    assert_eq!(all_ids_out(s).await, vec!["out-a"]);
+    // Still pending: a clean result applies.
+    assert_eq!(s.complete_windowed(P, &[windowed(&e, vec![big(-1.0e308)], vec![], Some(T))], Some(i64::MAX), 3_000).await.unwrap(), applied(1));
+    assert_eq!(s.read_panes(P, W, T, T).await.unwrap(), vec![row(T, "\"g\"", pa(2, vec![fa(2, 0.5e308, None, None, 0)]))]);
+    assert_eq!(counts(s, P).await, Counters { accepted: 2, processed: 2, emitted: 2, ..Default::default() });
+}
+
+async fn all_ids_out<S: Store>(s: &S) -> Vec<String> {
+    s.read_output(P, "", 100).await.unwrap().items.into_iter().map(|e| e.id).collect()
+}
+
+/// After a refused completion of the one delivered entry: counters, outputs,
+/// DLQ, panes, sketches, dirty marks, clock unchanged and the entry still
+/// pending (a clean result applies, then nothing is left).
+async fn assert_nothing_written<S: Store>(s: &S, before: &Counters) {
+    assert_eq!(&s.counters(P).await.unwrap(), before);
+    assert_eq!(all_ids_out(s).await, Vec::<String>::new());
+    assert_eq!(s.dlq_list(P, "", 10).await.unwrap().items, vec![]);
+    assert_eq!(s.read_panes(P, W, i64::MIN, i64::MAX).await.unwrap(), vec![]);
+    assert_eq!(s.distinct_counts(P, W, &[q(0, "\"g\"", &[T])]).await.unwrap(), vec![0]);
+    assert_eq!(s.dirty_marks(P, W).await.unwrap(), vec![]);
+    assert_eq!(s.window_clock(P).await.unwrap().max_event_ts, NO_WATERMARK);
+    assert_eq!(s.promote_retries(P, i64::MAX, 10).await.unwrap(), 0);
+    let pending = s.reclaim(P, "w", 0, 10).await.unwrap();
+    assert_eq!(pending.len(), 1, "the entry is still pending");
+}
+
+/// Integer sums (what `sum` of a millisecond timestamp makes) keep counting
+/// past `i64::MAX` (as a float), in one completion and across several.
+async fn integer_sums_past_i64_keep_counting<S: Store>(s: &S) {
+    let step = 8.9e15; // an integer sum the stores may keep as an integer
+    let d = deliver(s, P, "a").await;
+    let deltas: Vec<PaneDelta> = (0..1100).map(|_| delta(W, T, "null", pa(1, vec![fa(1, step, Some(step), Some(step), 0)]), vec![])).collect();
+    assert_eq!(s.complete_windowed(P, &[windowed(&d, deltas, vec![], Some(T))], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
+    let total = 1100.0 * step;
+    assert!(total > i64::MAX as f64);
+    assert_eq!(s.read_panes(P, W, T, T).await.unwrap(), vec![row(T, "null", pa(1100, vec![fa(1100, total, Some(step), Some(step), 0)]))]);
+    for (i, id) in ["b", "c"].into_iter().enumerate() {
+        let d = deliver(s, P, id).await;
+        let more = delta(W, T, "null", pa(1, vec![fa(1, 3.0, Some(3.0), Some(3.0), 0)]), vec![]);
+        assert_eq!(s.complete_windowed(P, &[windowed(&d, vec![more], vec![], Some(T))], Some(i64::MAX), 2_000).await.unwrap(), applied(1));
+        let rows = s.read_panes(P, W, T, T).await.unwrap();
+        let f = &rows[0].agg.fields[0];
+        assert_eq!((rows[0].agg.count, f.n, f.min, f.max), (1101 + i as u64, 1101 + i as u64, Some(3.0), Some(step)));
+        let expected = total + 3.0 * (i + 1) as f64;
+        assert!((f.sum - expected).abs() <= expected * 1e-15, "sum {} != {expected}", f.sum);
+    }
+    assert_eq!(counts(s, P).await, Counters { accepted: 3, processed: 3, emitted: 3, ..Default::default() });
+}
+
+// ---- a bad stored pane row --------------------------------------------------------
+
+/// A pane row that cannot be read is read as missing, and a completion over
+/// it applies: one bad row does not make every later read fail.
+async fn bad_row_is_read_as_missing<S: Store>(s: &S, good: PaneRow) {
+    let rows = s.read_panes(P, W, i64::MIN, i64::MAX).await.expect("a bad row does not fail the read");
+    assert_eq!(rows, vec![good.clone()]);
+    let d = deliver(s, P, "a").await;
+    let fix = delta(W, T, "\"bad\"", pa(1, vec![fa(1, 2.0, Some(2.0), Some(2.0), 0)]), vec![vec!["u1".into()]]);
+    assert_eq!(s.complete_windowed(P, &[windowed(&d, vec![fix], vec![], Some(T))], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
+    let rows = s.read_panes(P, W, i64::MIN, i64::MAX).await.expect("reads go on");
+    assert!(rows.contains(&good), "{rows:?}");
+    // A sketch that was not one is started again.
+    assert_eq!(s.distinct_counts(P, W, &[q(0, "\"bad\"", &[T])]).await.unwrap(), vec![1]);
+    assert_eq!(s.read_output(P, "", 10).await.unwrap().items.last().map(|e| e.id.as_str()), Some("out-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backend_bad_pane_row_is_read_as_missing() {
+    let (store, url, prefix) = common::redis_store("bad_pane_row").await;
+    let good = row(T, "\"ok\"", pa(1, vec![fa(1, 4.0, Some(4.0), Some(4.0), 0)]));
+    let d = deliver(&store, P, "seed").await;
+    let seed = delta(W, T, "\"ok\"", good.agg.clone(), vec![]);
+    assert_eq!(store.complete_windowed(P, &[windowed(&d, vec![seed], vec![], Some(T))], Some(i64::MAX), 1).await.unwrap(), applied(1));
+    {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let key = format!("{prefix}:{{{P}}}:w:{W}:p:{T}");
+        let _: () = redis::cmd("HSET")
+            .arg(&key)
+            .arg(&["c|\"bad\"", "1", "s|0|\"bad\"", "inf", "mn|0|\"bad\"", "not a number", "m|0|\"bad\"", "x"])
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let sketch = format!("{prefix}:{{{P}}}:w:{W}:h:{T}:0:\"bad\"");
+        let _: () = redis::cmd("SET").arg(&sketch).arg("not a HyperLogLog").query_async(&mut c).await.unwrap();
+    }
+    bad_row_is_read_as_missing(&store, good).await;
+    drop(store);
+    common::cleanup_redis(url, prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_backend_bad_pane_row_is_read_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = row(T, "\"ok\"", pa(1, vec![fa(1, 4.0, Some(4.0), Some(4.0), 0)]));
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let d = deliver(&store, P, "seed").await;
+        let seed = delta(W, T, "\"ok\"", good.agg.clone(), vec![]);
+        assert_eq!(store.complete_windowed(P, &[windowed(&d, vec![seed], vec![], Some(T))], Some(i64::MAX), 1).await.unwrap(), applied(1));
+    }
+    {
+        // What an infinite sum used to be stored as: `null`.
+        const PANES: redb::TableDefinition<(&str, &str, i64, &str), &[u8]> = redb::TableDefinition::new("window_panes");
+        let db = redb::Database::create(dir.path().join("sluice.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(PANES)
+            .unwrap()
+            .insert((P, W, T, "\"bad\""), br#"{"count":1,"fields":[{"n":1,"sum":null,"min":null,"max":null,"missing":0}]}"#.as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    bad_row_is_read_as_missing(&store, good).await;
 }

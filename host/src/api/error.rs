@@ -27,8 +27,8 @@ pub enum ApiError {
     /// ever queue (no `Retry-After`: retrying cannot help).
     TooManyEvents(String),
     UnsupportedMediaType(String),
-    /// 429: the pipeline's queue is at its bound.
-    Backpressure { queue_depth: u64, retry_after_s: u64 },
+    /// 429: the pipeline's queue is at its bound (events or bytes).
+    Backpressure { queue_depth: u64, queue_bytes: u64, retry_after_s: u64 },
     /// 503: the store is unreachable.
     Unavailable(String),
     /// 503 `overloaded`: this process holds as much as it may at once
@@ -92,10 +92,10 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(m) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": "unsupported_media_type", "message": m}), None)
             }
-            ApiError::Backpressure { queue_depth, retry_after_s } => (
+            ApiError::Backpressure { queue_depth, queue_bytes, retry_after_s } => (
                 StatusCode::TOO_MANY_REQUESTS,
-                json!({"error": "backpressure", "message": format!("the pipeline's queue is full ({queue_depth} events); nothing from this request was queued, retry after {retry_after_s} s"),
-                       "queue_depth": queue_depth, "retry_after_s": retry_after_s}),
+                json!({"error": "backpressure", "message": format!("the pipeline's queue is full ({queue_depth} events, {queue_bytes} bytes queued; see max_queue_depth and max_queue_bytes); nothing from this request was queued, retry after {retry_after_s} s"),
+                       "queue_depth": queue_depth, "queue_bytes": queue_bytes, "retry_after_s": retry_after_s}),
                 Some(retry_after_s),
             ),
             ApiError::Unavailable(m) => (

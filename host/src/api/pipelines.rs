@@ -150,7 +150,7 @@ async fn metrics(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
     let c = report.counters;
     Ok(Json(json!({
         "accepted": c.accepted, "rejected": c.rejected, "processed": c.processed, "emitted": c.emitted,
-        "dlq_size": c.dlq_size, "queue_depth": c.queue_depth,
+        "dlq_size": c.dlq_size, "queue_depth": c.queue_depth, "queue_bytes": c.queue_bytes,
         "throughput_per_s": report.throughput_per_s,
         "stages": report.stages,
     })))

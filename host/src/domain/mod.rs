@@ -17,7 +17,7 @@ pub mod window;
 pub use catalog::{PluginVersion, PutPlugin};
 pub use dlq::{DlqEntry, DlqSelector, ErrorKind, FailedAt, ReplayReport};
 pub use event::{now_ms, write_json_str, Event};
-pub use queue::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueuedEvent, ReplayStart, Retry};
+pub use queue::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueueLimits, QueuedEvent, ReplayStart, Retry};
 pub use window::{
     AlertRecord, CloseCommit, DirtyMark, DistinctQuery, FieldAgg, PaneAgg, PaneDelta, PaneRef, PaneRow, WindowClock, WindowRecord,
     MAX_AGGREGATES, NO_WATERMARK,

@@ -127,6 +127,10 @@ pub struct Delivery {
     pub id: String,
     /// The entry's events, in the order they were queued.
     pub events: Vec<QueuedEvent>,
+    /// The stored entry's size in bytes (what it counts in the queued
+    /// bytes): copy it into [`EntryResult::entry_bytes`] so the completion
+    /// takes exactly that off the count.
+    pub bytes: u64,
 }
 
 /// An event to try again at `due_at_ms`.
@@ -144,6 +148,9 @@ pub struct Retry {
 pub struct EntryResult {
     /// The [`Delivery::id`] this is the result of.
     pub delivery_id: String,
+    /// The [`Delivery::bytes`] of that entry: taken off the queued bytes
+    /// when the entry is applied (retries add their own size back).
+    pub entry_bytes: u64,
     /// Events that left the last stage, to the output stream.
     pub outputs: Vec<Event>,
     /// Events that failed for good, to the DLQ.
@@ -174,6 +181,17 @@ pub struct CompleteReport {
     pub stale: bool,
 }
 
+/// The bounds of a pipeline's queue (its spec's `max_queue_depth` and
+/// `max_queue_bytes`): an enqueue that would pass either appends nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most events accepted and not finished.
+    pub max_depth: u64,
+    /// Most bytes of stored queue entries (and waiting retries) accepted and
+    /// not finished.
+    pub max_bytes: u64,
+}
+
 /// The answer to an enqueue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -182,10 +200,14 @@ pub enum Enqueued {
         /// The queue depth after.
         depth: u64,
     },
-    /// Nothing was appended: it would cross `max_depth`.
+    /// Nothing was appended: it would pass `max_depth` or `max_bytes` (the
+    /// caller compares `depth` and `bytes` plus its request with its
+    /// [`QueueLimits`] to say which).
     Full {
         /// The queue depth (unchanged).
         depth: u64,
+        /// The queued bytes (unchanged).
+        bytes: u64,
     },
 }
 
@@ -204,6 +226,9 @@ pub struct Counters {
     pub dlq_size: u64,
     /// Events accepted and not yet finished (in flight and retrying included).
     pub queue_depth: u64,
+    /// The stored bytes of those events (queue entries and waiting
+    /// retries): what `max_queue_bytes` bounds.
+    pub queue_bytes: u64,
 }
 
 #[cfg(test)]

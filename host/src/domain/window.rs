@@ -69,6 +69,24 @@ impl PaneAgg {
         PaneAgg { count: 0, fields: vec![FieldAgg::default(); aggregates] }
     }
 
+    /// The first aggregate holding a number that is not finite, as (index,
+    /// `"sum"` | `"min"` | `"max"`): stores refuse to keep one (it would
+    /// stall the closer or fail a Redis script), so they check with this
+    /// before writing.
+    pub fn non_finite(&self) -> Option<(usize, &'static str)> {
+        self.fields.iter().enumerate().find_map(|(i, f)| {
+            if !f.sum.is_finite() {
+                Some((i, "sum"))
+            } else if f.min.is_some_and(|v| !v.is_finite()) {
+                Some((i, "min"))
+            } else if f.max.is_some_and(|v| !v.is_finite()) {
+                Some((i, "max"))
+            } else {
+                None
+            }
+        })
+    }
+
     /// Folds `other` into this one (counts add, fields merge by index).
     pub fn merge(&mut self, other: &PaneAgg) {
         self.count += other.count;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::spec::PipelineSpec;
 use super::stats::StageStats;
 use super::{Engine, EngineError};
-use crate::domain::{Counters, DlqEntry, DlqSelector, Enqueued, Page, QueuedEvent, ReplayReport};
+use crate::domain::{Counters, DlqEntry, DlqSelector, Enqueued, Page, QueueLimits, QueuedEvent, ReplayReport};
 use crate::domain::Event;
 use crate::internal_events::{emit, IngestAnswered, PipelineMetrics};
 
@@ -68,7 +68,8 @@ impl Engine {
     /// the queue stays within the spec's `max_queue_depth` (else nothing),
     /// counting `rejected` more refused ones.
     pub async fn enqueue(&self, id: &str, target: &IngestTarget, events: &[QueuedEvent], rejected: u64) -> Result<Enqueued, EngineError> {
-        let answer = self.store.enqueue(id, events, rejected, target.max_depth()).await?;
+        let limits = QueueLimits { max_depth: target.max_depth(), max_bytes: target.max_bytes() };
+        let answer = self.store.enqueue(id, events, rejected, limits).await?;
         let accepted = matches!(answer, Enqueued::Accepted { .. });
         let (a, r) = if accepted { (events.len() as u64, rejected) } else { (0, 0) };
         emit(IngestAnswered { metrics: &target.metrics, accepted: a, rejected: r, refused: !accepted });

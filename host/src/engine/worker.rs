@@ -165,6 +165,7 @@ async fn dead_letter_entry(shared: &Shared, pipeline: &Pipeline, id: &str, event
 
 /// The stages and the first window assignment, on a blocking thread.
 async fn run_stages(shared: &Shared, pipeline: &Pipeline, deliveries: Vec<Delivery>) -> Option<Ran> {
+    let entry_bytes: Vec<u64> = deliveries.iter().map(|d| d.bytes).collect();
     let entries: Vec<(String, Vec<crate::domain::QueuedEvent>)> = deliveries.into_iter().map(|d| (d.id, d.events)).collect();
     let stages = pipeline.stages.clone();
     let windows = pipeline.windows.clone();
@@ -172,6 +173,8 @@ async fn run_stages(shared: &Shared, pipeline: &Pipeline, deliveries: Vec<Delive
     let now = now_ms();
     let ran = tokio::task::spawn_blocking(move || {
         let mut chain = run_chain(&stages, entries, now, rand::random::<f64>);
+        // The completion takes each entry's stored size off the queued bytes.
+        chain.results.iter_mut().zip(entry_bytes).for_each(|(r, bytes)| r.entry_bytes = bytes);
         let stage_dead: Vec<usize> = chain.results.iter().map(|r| r.dead.len()).collect();
         let valid_below =
             (!windows.is_empty()).then(|| assign_windows(&windows, &mut chain.results, &stage_dead, &chain.window_replays, watermark, now));

@@ -3,15 +3,16 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::domain::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueuedEvent};
+use crate::domain::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueueLimits, QueuedEvent};
 
 /// A pipeline's queue of chunks, its retries and its counters.
 #[async_trait]
 pub trait Queue: Send + Sync {
-    /// Appends `events` as one entry, durably, if the queue depth stays within
-    /// `max_depth` (else appends nothing); counts them `accepted` and counts
-    /// `rejected` more rejected ones, in the same step.
-    async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, max_depth: u64) -> StoreResult<Enqueued>;
+    /// Appends `events` as one entry, durably, if the queue depth and the
+    /// queued bytes (the entry's stored size added) stay within `limits`
+    /// (else appends nothing and answers [`Enqueued::Full`]); counts them
+    /// `accepted` and counts `rejected` more rejected ones, in the same step.
+    async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, limits: QueueLimits) -> StoreResult<Enqueued>;
     /// Up to `max_entries` entries not yet delivered to anyone, waiting up to
     /// `block_ms` for one to arrive. They stay pending for `consumer` until
     /// completed or reclaimed.
@@ -21,6 +22,12 @@ pub trait Queue: Send + Sync {
     async fn reclaim(&self, pipeline: &str, consumer: &str, min_idle_ms: u64, max_entries: usize) -> StoreResult<Vec<Delivery>>;
     /// Applies each entry's results atomically with its acknowledgement,
     /// skipping entries no longer pending. One round trip for all of them.
+    /// Nothing at all is written when any check fails (a window delta
+    /// carrying a number that is not finite, or a sum that would stop being
+    /// finite once added to what is stored: `StoreError::Internal` naming
+    /// the window, pane and field), so the same entries can be completed
+    /// again with a clean result. Each applied entry's `entry_bytes` leave
+    /// the queued bytes and its retries' stored size joins them.
     async fn complete(&self, pipeline: &str, results: &[EntryResult]) -> StoreResult<CompleteReport> {
         self.complete_windowed(pipeline, results, None, 0).await
     }

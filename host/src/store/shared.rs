@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 
-use super::StoreError;
-use crate::domain::{Event, QueuedEvent};
+use super::{StoreError, StoreResult};
+use crate::domain::{EntryResult, Event, QueuedEvent};
 
 /// Most events put into one queue entry by a DLQ replay (a replay of many
 /// entries becomes several queue entries, so no worker gets one huge batch).
@@ -36,6 +36,23 @@ pub fn json_array<T>(items: &[T], size_hint: impl Fn(&T) -> usize, mut write: im
     }
     out.push(b']');
     out
+}
+
+/// Refuses results whose window deltas carry a number that is not finite
+/// (checked before a completion writes anything): the error names the
+/// entry, window, pane, group and field.
+pub fn check_finite(results: &[EntryResult]) -> StoreResult<()> {
+    for r in results {
+        for d in &r.window_deltas {
+            if let Some((i, part)) = d.agg.non_finite() {
+                return Err(StoreError::Internal(format!(
+                    "entry {}: window {:?} pane {} group {} aggregate {i} has a {part} that is not finite; nothing was written",
+                    r.delivery_id, d.window, d.pane, d.group
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a queue entry holds: its events as one JSON array.

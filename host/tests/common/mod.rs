@@ -51,3 +51,17 @@ macro_rules! conformance {
         }
     };
 }
+
+/// Limits bounding the depth only.
+pub fn depth(max_depth: u64) -> sluice::domain::QueueLimits {
+    sluice::domain::QueueLimits { max_depth, max_bytes: u64::MAX }
+}
+
+/// The counters, checking that queued bytes are there exactly when queued
+/// events are (each event takes bytes), then with `queue_bytes` zeroed so
+/// they compare with counters built without it.
+pub async fn counts<S: sluice::store::Store>(s: &S, pipeline: &str) -> sluice::domain::Counters {
+    let c = s.counters(pipeline).await.unwrap();
+    assert_eq!(c.queue_bytes == 0, c.queue_depth == 0, "queued bytes {} with depth {}", c.queue_bytes, c.queue_depth);
+    sluice::domain::Counters { queue_bytes: 0, ..c }
+}

@@ -114,6 +114,6 @@ async fn post_events(State(state): State<Arc<AppState>>, Path(pipeline): Path<St
             let body = Accepted { accepted, rejected, ids, errors: &errors, errors_truncated };
             Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
-        Enqueued::Full { depth } => Err(ApiError::Backpressure { queue_depth: depth, retry_after_s: BACKPRESSURE_RETRY_AFTER_S }),
+        Enqueued::Full { depth, bytes } => Err(ApiError::Backpressure { queue_depth: depth, queue_bytes: bytes, retry_after_s: BACKPRESSURE_RETRY_AFTER_S }),
     }
 }

@@ -77,11 +77,12 @@ impl DeadLetters for EmbeddedStore {
                     let mut meta = txn.open_table(META).map_err(db_err)?;
                     let mut seq = Seq::load(&meta)?;
                     let mut queue = txn.open_table(QUEUE).map_err(db_err)?;
-                    append_chunks(&mut queue, &mut seq, p, &events, REPLAY_CHUNK)?;
+                    let bytes = append_chunks(&mut queue, &mut seq, p, &events, REPLAY_CHUNK)?;
                     seq.save(&mut meta)?;
                     let n = events.len() as i64;
                     let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
                     add(&mut counters, p, DEPTH, n)?;
+                    add(&mut counters, p, QUEUE_BYTES, bytes as i64)?;
                     add(&mut counters, p, DLQ_SIZE, -n)?;
                     ReplayReport { replayed: n as u64, failed }
                 };

@@ -105,7 +105,9 @@ const REJECTED: &str = "rejected";
 const PROCESSED: &str = "processed";
 const EMITTED: &str = "emitted";
 const DLQ_SIZE: &str = "dlq_size";
-const COUNTER_NAMES: [&str; 6] = [DEPTH, ACCEPTED, REJECTED, PROCESSED, EMITTED, DLQ_SIZE];
+/// Queued bytes: queue entries' stored JSON and waiting retries' event JSON.
+const QUEUE_BYTES: &str = "queue_bytes";
+const COUNTER_NAMES: [&str; 7] = [DEPTH, ACCEPTED, REJECTED, PROCESSED, EMITTED, DLQ_SIZE, QUEUE_BYTES];
 
 /// The redb-backed [`Store`](crate::store::Store).
 pub struct EmbeddedStore {
@@ -289,19 +291,22 @@ fn read_u64(db: &Database, key: &str) -> StoreResult<u64> {
     Ok(meta.get(key).map_err(db_err)?.map(|v| v.value()).unwrap_or(0))
 }
 
-/// Appends `events` (QueuedEvent JSON each) to the queue in chunks.
+/// Appends `events` (QueuedEvent JSON each) to the queue in chunks;
+/// answers the bytes stored (what they add to the queued bytes).
 fn append_chunks(
     queue: &mut Table<(&'static str, u64), &'static [u8]>,
     seq: &mut Seq,
     pipeline: &str,
     events: &[Vec<u8>],
     chunk: usize,
-) -> StoreResult<()> {
+) -> StoreResult<u64> {
+    let mut bytes = 0u64;
     for part in events.chunks(chunk.max(1)) {
         let json = join_json(part);
+        bytes += json.len() as u64;
         queue.insert((pipeline, seq.take()), json.as_slice()).map_err(db_err)?;
     }
-    Ok(())
+    Ok(bytes)
 }
 
 #[async_trait]

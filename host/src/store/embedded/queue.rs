@@ -13,14 +13,16 @@ use redb::ReadableTable;
 use super::sketch::{new_sketch, parse_sketch, value_hash};
 use super::windows::{parse_pane, stored_clock};
 use super::*;
-use crate::domain::{CompleteReport, Counters, Delivery, DirtyMark, Enqueued, EntryResult, PaneAgg, PaneDelta, QueuedEvent};
-use crate::store::shared::queue_json;
+use crate::domain::{CompleteReport, Counters, Delivery, DirtyMark, Enqueued, EntryResult, PaneAgg, PaneDelta, QueueLimits, QueuedEvent};
+use crate::store::shared::{check_finite, queue_json};
 use crate::store::Queue;
 
 /// One entry's results, serialized before the transaction starts.
 struct Prepared {
     seq: Option<u64>,
     finished: u64,
+    /// The stored size of its waiting retries (what they add to the queued bytes).
+    retry_bytes: u64,
     outputs: Vec<Vec<u8>>,
     dead: Vec<Vec<u8>>,
     retries: Vec<(i64, Vec<u8>)>,
@@ -42,15 +44,15 @@ impl EmbeddedStore {
             for item in queue.range((pipeline.as_str(), start)..=(pipeline.as_str(), u64::MAX)).map_err(db_err)?.take(max) {
                 let (key, value) = item.map_err(db_err)?;
                 let seq = key.value().1;
-                out.push((seq, parse_chunk(seq, value.value())?));
+                out.push((seq, parse_chunk(seq, value.value())?, value.value().len() as u64));
             }
             let now = Instant::now();
             let deliveries = out
                 .into_iter()
-                .map(|(seq, events)| {
+                .map(|(seq, events, bytes)| {
                     mem.pending.insert(seq, (consumer.clone(), now));
                     mem.last_delivered = mem.last_delivered.max(seq);
-                    Delivery { id: seq.to_string(), events }
+                    Delivery { id: seq.to_string(), events, bytes }
                 })
                 .collect();
             Ok(deliveries)
@@ -65,7 +67,7 @@ fn parse_chunk(seq: u64, bytes: &[u8]) -> StoreResult<Vec<QueuedEvent>> {
 
 #[async_trait]
 impl Queue for EmbeddedStore {
-    async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, max_depth: u64) -> StoreResult<Enqueued> {
+    async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, limits: QueueLimits) -> StoreResult<Enqueued> {
         let n = events.len() as u64;
         let json = if n > 0 { queue_json(events) } else { Vec::new() };
         let p = pipeline.to_string();
@@ -77,14 +79,16 @@ impl Queue for EmbeddedStore {
                     let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
                     let mut depth = counter(&counters, p, DEPTH)?;
                     if n > 0 {
-                        if depth.saturating_add(n) > max_depth {
-                            return Ok(Enqueued::Full { depth });
+                        let bytes = counter(&counters, p, QUEUE_BYTES)?;
+                        if depth.saturating_add(n) > limits.max_depth || bytes.saturating_add(json.len() as u64) > limits.max_bytes {
+                            return Ok(Enqueued::Full { depth, bytes });
                         }
                         let mut meta = txn.open_table(META).map_err(db_err)?;
                         let mut seq = Seq::load(&meta)?;
                         txn.open_table(QUEUE).map_err(db_err)?.insert((p, seq.take()), json.as_slice()).map_err(db_err)?;
                         seq.save(&mut meta)?;
                         depth = add(&mut counters, p, DEPTH, n as i64)?;
+                        add(&mut counters, p, QUEUE_BYTES, json.len() as i64)?;
                         add(&mut counters, p, ACCEPTED, n as i64)?;
                     }
                     if rejected > 0 {
@@ -158,7 +162,7 @@ impl Queue for EmbeddedStore {
                     Some(value) => {
                         let events = parse_chunk(seq, value.value())?;
                         mem.pending.insert(seq, (consumer.clone(), now));
-                        out.push(Delivery { id: seq.to_string(), events });
+                        out.push(Delivery { id: seq.to_string(), events, bytes: value.value().len() as u64 });
                     }
                 }
             }
@@ -174,9 +178,12 @@ impl Queue for EmbeddedStore {
         valid_below: Option<i64>,
         now_ms: i64,
     ) -> StoreResult<CompleteReport> {
+        check_finite(results)?;
         let mut prepared = Vec::with_capacity(results.len());
         for r in results {
+            let retries = r.retries.iter().map(|t| Ok((t.due_at_ms, to_json(&t.event)?))).collect::<StoreResult<Vec<_>>>()?;
             prepared.push(Prepared {
+                retry_bytes: retries.iter().map(|(_, json)| json.len() as u64).sum(),
                 seq: r.delivery_id.parse().ok(),
                 finished: r.finished,
                 outputs: r
@@ -189,7 +196,7 @@ impl Queue for EmbeddedStore {
                     })
                     .collect(),
                 dead: r.dead.iter().map(to_json).collect::<StoreResult<_>>()?,
-                retries: r.retries.iter().map(|t| Ok((t.due_at_ms, to_json(&t.event)?))).collect::<StoreResult<_>>()?,
+                retries,
                 window_deltas: r.window_deltas.clone(),
                 dirty: r.dirty.clone(),
                 max_event_ts: r.max_event_ts,
@@ -220,6 +227,8 @@ impl Queue for EmbeddedStore {
                     let mut meta = txn.open_table(META).map_err(db_err)?;
                     let mut seq = Seq::load(&meta)?;
                     let (mut finished, mut emitted, mut dead) = (0u64, 0u64, 0u64);
+                    // Queued bytes: applied entries' stored size out, their retries' in.
+                    let (mut bytes_out, mut bytes_in) = (0u64, 0u64);
                     let mut last_output = None;
                     // Window updates of the applied entries, summed per key
                     // so each stored row and sketch is rewritten once.
@@ -228,14 +237,16 @@ impl Queue for EmbeddedStore {
                     let mut dirty_marks = Vec::new();
                     let (mut had_deltas, mut max_event_ts) = (false, None::<i64>);
                     for entry in prepared {
-                        let still_queued = match entry.seq {
-                            Some(s) => queue.remove((p, s)).map_err(db_err)?.is_some(),
-                            None => false,
+                        let removed = match entry.seq {
+                            Some(s) => queue.remove((p, s)).map_err(db_err)?.map(|v| v.value().len() as u64),
+                            None => None,
                         };
-                        if !still_queued {
+                        let Some(entry_bytes) = removed else {
                             report.skipped += 1;
                             continue;
-                        }
+                        };
+                        bytes_out += entry_bytes;
+                        bytes_in += entry.retry_bytes;
                         for event in &entry.outputs {
                             let at = seq.take();
                             output.insert((p, at), event.as_slice()).map_err(db_err)?;
@@ -281,6 +292,7 @@ impl Queue for EmbeddedStore {
                     }
                     let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
                     add(&mut counters, p, DEPTH, -(finished as i64))?;
+                    add(&mut counters, p, QUEUE_BYTES, bytes_in as i64 - bytes_out as i64)?;
                     add(&mut counters, p, PROCESSED, finished as i64)?;
                     add(&mut counters, p, EMITTED, emitted as i64)?;
                     add(&mut counters, p, DLQ_SIZE, dead as i64)?;
@@ -288,9 +300,16 @@ impl Queue for EmbeddedStore {
                     let mut panes = txn.open_table(PANES).map_err(db_err)?;
                     for ((w, pane, g), sum) in &pane_sums {
                         let key = (p, w.as_str(), *pane, g.as_str());
-                        let stored = panes.get(key).map_err(db_err)?.map(|v| parse_pane(v.value(), w, *pane, g)).transpose()?;
+                        // A stored row that cannot be read counts as missing (reported).
+                        let stored = panes.get(key).map_err(db_err)?.and_then(|v| parse_pane(v.value(), w, *pane, g));
                         let mut agg = stored.unwrap_or_default();
                         agg.merge(sum);
+                        if let Some((i, part)) = agg.non_finite() {
+                            // Returning drops the transaction: nothing of this call is written.
+                            return Err(StoreError::Internal(format!(
+                                "refused, nothing written: window {w:?} pane {pane} group {g} aggregate {i} would have a {part} that is not finite"
+                            )));
+                        }
                         panes.insert(key, to_json(&agg)?.as_slice()).map_err(db_err)?;
                     }
                     let mut sketches = txn.open_table(SKETCHES).map_err(db_err)?;
@@ -359,8 +378,11 @@ impl Queue for EmbeddedStore {
                     let mut meta = txn.open_table(META).map_err(db_err)?;
                     let mut seq = Seq::load(&meta)?;
                     let mut queue = txn.open_table(QUEUE).map_err(db_err)?;
-                    append_chunks(&mut queue, &mut seq, p, &events, events.len())?;
+                    let stored = append_chunks(&mut queue, &mut seq, p, &events, events.len())?;
                     seq.save(&mut meta)?;
+                    // Waiting, they counted their own JSON; joined, the brackets and commas too.
+                    let waiting: usize = events.iter().map(Vec::len).sum();
+                    add(&mut txn.open_table(COUNTERS).map_err(db_err)?, p, QUEUE_BYTES, stored as i64 - waiting as i64)?;
                     events.len() as u64
                 };
                 txn.commit().map_err(db_err)?;
@@ -386,6 +408,7 @@ impl Queue for EmbeddedStore {
                 emitted: counter(&t, p, EMITTED)?,
                 dlq_size: counter(&t, p, DLQ_SIZE)?,
                 queue_depth: counter(&t, p, DEPTH)?,
+                queue_bytes: counter(&t, p, QUEUE_BYTES)?,
             })
         })
         .await

@@ -8,10 +8,23 @@ use redb::ReadableTable;
 use super::sketch::{new_sketch, parse_sketch};
 use super::*;
 use crate::domain::{CloseCommit, DirtyMark, DistinctQuery, Page, PaneAgg, PaneRow, WindowClock, WindowRecord, NO_WATERMARK};
+use crate::internal_events::{emit, BadPaneRowSkipped};
 use crate::store::WindowState;
 
-pub(super) fn parse_pane(bytes: &[u8], window: &str, pane: i64, group: &str) -> StoreResult<PaneAgg> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Internal(format!("bad stored pane {window}/{pane}/{group}: {e}")))
+/// A stored pane row, or `None` (reported through `internal_events`) when
+/// it cannot be read or holds a number that is not finite (earlier
+/// versions stored an infinite sum as `null`): read as missing, so one bad
+/// row cannot make every later read or closer pass fail.
+pub(super) fn parse_pane(bytes: &[u8], window: &str, pane: i64, group: &str) -> Option<PaneAgg> {
+    let reason = match serde_json::from_slice::<PaneAgg>(bytes) {
+        Ok(agg) => match agg.non_finite() {
+            None => return Some(agg),
+            Some((i, part)) => format!("aggregate {i} has a {part} that is not finite"),
+        },
+        Err(e) => format!("bad JSON: {e}"),
+    };
+    emit(BadPaneRowSkipped { window, pane, group, reason: &reason });
+    None
 }
 
 /// The smallest string greater than `s`: with it as the next key part, a
@@ -113,7 +126,9 @@ impl WindowState for EmbeddedStore {
             for item in t.range(span(&p, &w, &w_next, from, to)).map_err(db_err)? {
                 let (key, value) = item.map_err(db_err)?;
                 let (_, _, pane, group) = key.value();
-                rows.push(PaneRow { pane, group: group.to_string(), agg: parse_pane(value.value(), &w, pane, group)? });
+                if let Some(agg) = parse_pane(value.value(), &w, pane, group) {
+                    rows.push(PaneRow { pane, group: group.to_string(), agg });
+                }
             }
             Ok(rows)
         })

@@ -111,6 +111,7 @@ impl PipelineCatalog for RedisStore {
                 ::redis::cmd("UNLINK")
                     .arg(&k.queue)
                     .arg(&k.depth)
+                    .arg(&k.bytes)
                     .arg(&k.counters)
                     .arg(&k.output)
                     .arg(&k.dlq)

@@ -1,13 +1,17 @@
 //! Completion on Redis: one `complete` script run acknowledges entries and
 //! applies, per entry still pending, its outputs, DLQ entries, retries and
-//! window deltas (or, when the watermark moved on, nothing at all).
+//! window deltas (or, when the watermark moved on, nothing at all). The
+//! script reads and checks everything before its first write (see
+//! `lua/complete.lua`), and deltas carrying a number that is not finite are
+//! refused here before it runs, so a completion is applied whole or not at
+//! all.
 
 use std::collections::HashSet;
 
 use super::dlq::DlqMeta;
 use super::*;
 use crate::domain::{CompleteReport, EntryResult};
-use crate::store::shared::output_json;
+use crate::store::shared::{check_finite, output_json};
 
 /// Panes and HyperLogLogs expire this long after their last update even if
 /// no closer ever drops them (a deleted window definition, say).
@@ -22,6 +26,7 @@ impl RedisStore {
         valid_below: Option<i64>,
         now_ms: i64,
     ) -> StoreResult<CompleteReport> {
+        check_finite(results)?;
         let k = self.keys(pipeline);
         let mut skipped = 0usize;
         let mut args: Vec<Vec<u8>> = Vec::new();
@@ -37,6 +42,10 @@ impl RedisStore {
             entries += 1;
             args.push(result.delivery_id.clone().into_bytes());
             args.push(result.finished.to_string().into_bytes());
+            args.push(result.entry_bytes.to_string().into_bytes());
+            let retries: Vec<String> = result.retries.iter().map(|retry| to_json(&retry.event)).collect::<StoreResult<_>>()?;
+            // A waiting retry counts its event JSON (what a promotion joins).
+            args.push(retries.iter().map(String::len).sum::<usize>().to_string().into_bytes());
             args.push(result.outputs.len().to_string().into_bytes());
             args.push(result.dead.len().to_string().into_bytes());
             args.push(result.retries.len().to_string().into_bytes());
@@ -51,9 +60,9 @@ impl RedisStore {
                 args.push(to_json(&dead.failed_at.replay_start())?.into_bytes());
                 args.push(to_json(&DlqMeta::of(dead))?.into_bytes());
             }
-            for retry in &result.retries {
+            for (retry, json) in result.retries.iter().zip(&retries) {
                 args.push(retry.due_at_ms.to_string().into_bytes());
-                let member = format!("{:032x}|{}", rand::random::<u128>(), to_json(&retry.event)?);
+                let member = format!("{:032x}|{json}", rand::random::<u128>());
                 args.push(member.into_bytes());
             }
         }
@@ -76,6 +85,7 @@ impl RedisStore {
                     .key(&k.depth)
                     .key(&k.counters)
                     .key(&k.clock)
+                    .key(&k.bytes)
                     .arg(GROUP)
                     .arg(entries)
                     .arg(expected.as_str())
@@ -101,9 +111,10 @@ impl RedisStore {
 /// the explicit dirty marks (`n`, then window, pane, group each); then one
 /// block per (window, pane): window, pane, dirty-at (or ""), aggregates per
 /// row, the groups (`n`, then each; marked dirty when the watermark has
-/// reached dirty-at), `HINCRBY`s (`n`, then field, amount each),
-/// `HINCRBYFLOAT`s, minima, maxima (same shape) and HyperLogLogs (`n`, then
-/// key suffix, value count, values each).
+/// reached dirty-at), integer additions (`n`, then field, amount each:
+/// counts and missing), integer sums (`si|`, kept exact up to 2^53, then
+/// moved on in the float sum), float sums, minima, maxima (same shape) and
+/// HyperLogLogs (`n`, then key suffix, value count, values each).
 fn push_window_args(args: &mut Vec<Vec<u8>>, result: &EntryResult) {
     use std::collections::BTreeMap;
     use std::fmt::Write as _;
@@ -113,6 +124,7 @@ fn push_window_args(args: &mut Vec<Vec<u8>>, result: &EntryResult) {
         aggregates: usize,
         groups: Vec<&'a str>,
         ints: Vec<(String, String)>,
+        int_sums: Vec<(String, String)>,
         floats: Vec<(String, String)>,
         mins: Vec<(String, String)>,
         maxs: Vec<(String, String)>,
@@ -134,7 +146,7 @@ fn push_window_args(args: &mut Vec<Vec<u8>>, result: &EntryResult) {
             if f.sum != 0.0 {
                 // `HINCRBY` is cheaper than `HINCRBYFLOAT`: integer sums go apart.
                 if f.sum.fract() == 0.0 && f.sum.abs() < 9.0e15 {
-                    b.ints.push((format!("si|{i}|{g}"), (f.sum as i64).to_string()));
+                    b.int_sums.push((format!("si|{i}|{g}"), (f.sum as i64).to_string()));
                 } else {
                     b.floats.push((format!("s|{i}|{g}"), format!("{:?}", f.sum)));
                 }
@@ -178,6 +190,7 @@ fn push_window_args(args: &mut Vec<Vec<u8>>, result: &EntryResult) {
         args.push(b.groups.len().to_string().into_bytes());
         args.extend(b.groups.iter().map(|g| g.as_bytes().to_vec()));
         pairs(args, b.ints);
+        pairs(args, b.int_sums);
         pairs(args, b.floats);
         pairs(args, b.mins);
         pairs(args, b.maxs);

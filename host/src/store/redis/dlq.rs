@@ -59,6 +59,7 @@ impl RedisStore {
                         .key(&keys.dlq)
                         .key(&keys.queue)
                         .key(&keys.depth)
+                        .key(&keys.bytes)
                         .arg("range")
                         .arg(REPLAY_CHUNK)
                         .arg("-")
@@ -127,7 +128,7 @@ impl DeadLetters for RedisStore {
                 let (n, failed): (u64, u64) = self
                     .run(|mut c| async move {
                         let mut invocation = self.scripts.replay.prepare_invoke();
-                        invocation.key(&k.dlq).key(&k.queue).key(&k.depth).arg("ids").arg(REPLAY_CHUNK);
+                        invocation.key(&k.dlq).key(&k.queue).key(&k.depth).key(&k.bytes).arg("ids").arg(REPLAY_CHUNK);
                         for id in valid {
                             invocation.arg(*id);
                         }

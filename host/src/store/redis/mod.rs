@@ -15,6 +15,7 @@
 //! | --- | --- | --- |
 //! | `P:{id}:queue` | stream, group `workers` | one entry per chunk: `e` = JSON array of queued events, `n` = count |
 //! | `P:{id}:depth` | string (int) | events accepted and not yet finished |
+//! | `P:{id}:bytes` | string (int) | their stored bytes: queue entries' `e` and waiting retries' event JSON (`max_queue_bytes`) |
 //! | `P:{id}:counters` | hash | `accepted`, `rejected`, `processed`, `emitted` |
 //! | `P:{id}:output` | stream | one entry per completed queue entry with outputs: `n` = count, `e` = JSON array of the output events (downstream consumers read this); trimmed by age (`XTRIM MINID`, the output retention) |
 //! | `P:{id}:dlq` | stream | one entry per failed event: `e` = event JSON, `s` = where a replay starts (JSON string: the stage, or `window:<name>`), `m` = the rest (JSON) |
@@ -93,6 +94,8 @@ struct Scripts {
 struct Keys {
     queue: String,
     depth: String,
+    /// Queued bytes (string, int).
+    bytes: String,
     counters: String,
     output: String,
     dlq: String,
@@ -130,6 +133,7 @@ impl RedisStore {
         Keys {
             queue: format!("{base}:queue"),
             depth: format!("{base}:depth"),
+            bytes: format!("{base}:bytes"),
             counters: format!("{base}:counters"),
             output: format!("{base}:output"),
             dlq: format!("{base}:dlq"),

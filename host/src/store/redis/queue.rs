@@ -6,7 +6,7 @@ use ::redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use async_trait::async_trait;
 
 use super::*;
-use crate::domain::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueuedEvent};
+use crate::domain::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueueLimits, QueuedEvent};
 use crate::store::shared::queue_json;
 use crate::store::Queue;
 
@@ -88,32 +88,35 @@ fn deliveries(reply: Option<StreamReadReply>) -> StoreResult<Vec<Delivery>> {
 
 fn delivery(entry: StreamId) -> StoreResult<Delivery> {
     let events: Vec<QueuedEvent> = json_field(&entry, "e")?;
-    Ok(Delivery { id: entry.id, events })
+    let bytes = field_bytes(&entry, "e")?.len() as u64;
+    Ok(Delivery { id: entry.id, events, bytes })
 }
 
 #[async_trait]
 impl Queue for RedisStore {
-    async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, max_depth: u64) -> StoreResult<Enqueued> {
+    async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, limits: QueueLimits) -> StoreResult<Enqueued> {
         let k = self.keys(pipeline);
         let json = queue_json(events);
         let n = events.len();
-        let (accepted, depth): (i64, i64) = self
+        let (accepted, depth, bytes): (i64, i64, i64) = self
             .run(|mut c| async move {
                 self.scripts
                     .enqueue
                     .key(&k.queue)
                     .key(&k.depth)
                     .key(&k.counters)
-                    .arg(max_depth.to_string())
+                    .key(&k.bytes)
+                    .arg(limits.max_depth.to_string())
                     .arg(n)
                     .arg(rejected)
                     .arg(&json)
+                    .arg(limits.max_bytes.to_string())
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
-        let depth = depth.max(0) as u64;
-        Ok(if accepted == 1 { Enqueued::Accepted { depth } } else { Enqueued::Full { depth } })
+        let (depth, bytes) = (depth.max(0) as u64, bytes.max(0) as u64);
+        Ok(if accepted == 1 { Enqueued::Accepted { depth } } else { Enqueued::Full { depth, bytes } })
     }
 
     async fn read(&self, pipeline: &str, consumer: &str, max_entries: usize, block_ms: u64) -> StoreResult<Vec<Delivery>> {
@@ -171,17 +174,18 @@ impl Queue for RedisStore {
         }
         let k = self.keys(pipeline);
         self.run(|mut c| async move {
-            self.scripts.promote.key(&k.retry).key(&k.queue).arg(now_ms).arg(max_events).invoke_async(&mut c).await
+            self.scripts.promote.key(&k.retry).key(&k.queue).key(&k.bytes).arg(now_ms).arg(max_events).invoke_async(&mut c).await
         })
         .await
     }
 
     async fn counters(&self, pipeline: &str) -> StoreResult<Counters> {
         let k = self.keys(pipeline);
-        let (depth, values, dlq_size): (Option<String>, Vec<Option<String>>, u64) = self
+        let (depth, bytes, values, dlq_size): (Option<String>, Option<String>, Vec<Option<String>>, u64) = self
             .run(|mut c| async move {
                 ::redis::pipe()
                     .get(&k.depth)
+                    .get(&k.bytes)
                     .cmd("HMGET")
                     .arg(&k.counters)
                     .arg(&["accepted", "rejected", "processed", "emitted"])
@@ -199,6 +203,7 @@ impl Queue for RedisStore {
             emitted: next(),
             dlq_size,
             queue_depth: parse_u64(depth),
+            queue_bytes: parse_u64(bytes),
         })
     }
 }

@@ -28,6 +28,7 @@ use super::*;
 use crate::domain::{
     CloseCommit, DirtyMark, DistinctQuery, FieldAgg, Page, PaneAgg, PaneRow, WindowClock, WindowRecord, MAX_AGGREGATES, NO_WATERMARK,
 };
+use crate::internal_events::{emit, BadPaneRowSkipped};
 use crate::store::WindowState;
 
 impl RedisStore {
@@ -75,7 +76,7 @@ impl RedisStore {
                 })
                 .await?;
             for (pane, fields) in chunk.iter().zip(hashes) {
-                rows.extend(parse_pane(*pane, fields)?);
+                rows.extend(parse_pane(window, *pane, fields));
             }
         }
         Ok(rows)
@@ -260,50 +261,52 @@ fn parse_clock(values: &[Option<String>]) -> WindowClock {
     WindowClock { watermark: num(0, NO_WATERMARK), max_event_ts: num(1, NO_WATERMARK), last_event_at: num(2, 0), gate_until: num(3, 0) }
 }
 
-/// Turns a pane hash into rows, one per group.
-fn parse_pane(pane: i64, fields: Vec<(String, String)>) -> StoreResult<Vec<PaneRow>> {
+/// Turns a pane hash into rows, one per group. A field that cannot be read
+/// (not a finite number where one belongs, an unknown name) drops its
+/// group's row, reported through `internal_events`: a row read as missing
+/// instead of a window whose every read fails.
+fn parse_pane(window: &str, pane: i64, fields: Vec<(String, String)>) -> Vec<PaneRow> {
     let mut groups: std::collections::BTreeMap<String, PaneAgg> = Default::default();
+    let mut bad: std::collections::BTreeMap<String, String> = Default::default();
     let mut aggregates = 0usize;
     for (name, value) in fields {
-        let bad = || corrupt("pane field", &name);
-        let (kind, rest) = name.split_once('|').ok_or_else(bad)?;
+        let Some((kind, rest)) = name.split_once('|') else {
+            skipped(window, pane, "", &format!("field {name:?}"));
+            continue;
+        };
         if kind == "k" {
-            aggregates = value.parse().map_err(|_| bad())?;
-            if aggregates > MAX_AGGREGATES {
-                return Err(bad());
+            match value.parse::<usize>() {
+                Ok(n) if n <= MAX_AGGREGATES => aggregates = n,
+                _ => skipped(window, pane, "", &format!("aggregates {value:?}")),
             }
             continue;
         }
         if kind == "h" {
             continue; // marks that a HyperLogLog exists
         }
-        if kind == "c" {
-            groups.entry(rest.to_string()).or_default().count = value.parse().map_err(|_| bad())?;
-            continue;
-        }
-        let (index, group) = rest.split_once('|').ok_or_else(bad)?;
-        let index: usize = index.parse().map_err(|_| bad())?;
-        if index >= MAX_AGGREGATES {
-            return Err(bad());
-        }
-        let agg = groups.entry(group.to_string()).or_default();
-        if agg.fields.len() <= index {
-            agg.fields.resize(index + 1, FieldAgg::default());
-        }
-        let field = &mut agg.fields[index];
-        let number = || value.parse::<f64>().map_err(|_| bad());
-        match kind {
-            // Written by earlier versions; derived from count - missing now.
-            "n" => {}
-            "s" => field.sum += number()?,
-            "si" => field.sum += value.parse::<i64>().map_err(|_| bad())? as f64,
-            "mn" => field.min = Some(number()?),
-            "mx" => field.max = Some(number()?),
-            "m" => field.missing = value.parse().map_err(|_| bad())?,
-            _ => return Err(bad()),
+        let (index, group) = match kind {
+            "c" => (None, rest),
+            _ => match rest.split_once('|').map(|(i, g)| (i.parse::<usize>(), g)) {
+                Some((Ok(i), g)) if i < MAX_AGGREGATES => (Some(i), g),
+                Some((_, g)) => {
+                    bad.insert(g.to_string(), format!("field {name:?}"));
+                    continue;
+                }
+                None => {
+                    skipped(window, pane, "", &format!("field {name:?}"));
+                    continue;
+                }
+            },
+        };
+        if let Err(reason) = parse_field(groups.entry(group.to_string()).or_default(), kind, index, &value) {
+            bad.insert(group.to_string(), format!("field {name:?} = {value:?}: {reason}"));
         }
     }
-    Ok(groups
+    for (group, reason) in &bad {
+        groups.remove(group);
+        skipped(window, pane, group, reason);
+    }
+    groups
         .into_iter()
         .map(|(group, mut agg)| {
             let count = agg.count;
@@ -315,7 +318,39 @@ fn parse_pane(pane: i64, fields: Vec<(String, String)>) -> StoreResult<Vec<PaneR
             }
             PaneRow { pane, group, agg }
         })
-        .collect())
+        .collect()
+}
+
+/// Adds one stored field to its row.
+fn parse_field(agg: &mut PaneAgg, kind: &str, index: Option<usize>, value: &str) -> Result<(), &'static str> {
+    let Some(index) = index else {
+        agg.count = value.parse().map_err(|_| "not a count")?;
+        return Ok(());
+    };
+    if agg.fields.len() <= index {
+        agg.fields.resize(index + 1, FieldAgg::default());
+    }
+    let field = &mut agg.fields[index];
+    let number = || value.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or("not a finite number");
+    match kind {
+        // Written by earlier versions; derived from count - missing now.
+        "n" => {}
+        "s" => field.sum += number()?,
+        // Integer sums; a float-looking one (written by a bad step) still counts.
+        "si" => field.sum += value.parse::<i64>().map(|v| v as f64).or_else(|_| number())?,
+        "mn" => field.min = Some(number()?),
+        "mx" => field.max = Some(number()?),
+        "m" => field.missing = value.parse().map_err(|_| "not a count")?,
+        _ => return Err("unknown field"),
+    }
+    if !field.sum.is_finite() {
+        return Err("the sum is not finite");
+    }
+    Ok(())
+}
+
+fn skipped(window: &str, pane: i64, group: &str, reason: &str) {
+    emit(BadPaneRowSkipped { window, pane, group, reason });
 }
 
 fn record_entry(window: &str, e: &StreamId) -> StoreResult<WindowRecord> {

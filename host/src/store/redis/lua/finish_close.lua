@@ -1,4 +1,7 @@
 -- KEYS: clock. ARGV: window key prefix, commit JSON (see `commit_close`).
+-- The only step that can fail (decoding the commit) comes before any write;
+-- every command after works on any stored value (a HyperLogLog marker
+-- without its index is skipped), so the script never stops half-way.
 local wbase = ARGV[1]
 local c = cjson.decode(ARGV[2])
 for _, r in ipairs(c.emit) do
@@ -37,7 +40,9 @@ for _, p in ipairs(c.drop) do
       if string.sub(f, 1, 2) == 'h|' then
         local rest = string.sub(f, 3)
         local bar = string.find(rest, '|', 1, true)
-        redis.call('UNLINK', base .. 'h:' .. pane .. ':' .. string.sub(rest, 1, bar - 1) .. ':' .. string.sub(rest, bar + 1))
+        if bar then
+          redis.call('UNLINK', base .. 'h:' .. pane .. ':' .. string.sub(rest, 1, bar - 1) .. ':' .. string.sub(rest, bar + 1))
+        end
       end
     end
     redis.call('UNLINK', hk)

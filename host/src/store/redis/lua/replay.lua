@@ -1,11 +1,18 @@
--- KEYS: dlq, queue, depth. ARGV: mode, events per queue entry, then for
--- mode `ids` the ids, for mode `range` start, end, count.
--- Answers {replayed, failed}.
+-- KEYS: dlq, queue, depth, bytes. ARGV: mode, events per queue entry, then
+-- for mode `ids` the ids, for mode `range` start, end, count.
+-- Answers {replayed, failed}. Reads and builds every queue entry first (a
+-- DLQ entry lacking its fields is left in place and counted as failed);
+-- the writes after cannot fail, so the script never stops half-way.
 local function field(fields, name)
   for j = 1, #fields, 2 do
     if fields[j] == name then return fields[j + 1] end
   end
   return nil
+end
+local function num(v)
+  local x = tonumber(v)
+  if x == nil or x ~= x or x == math.huge or x < 0 then return 0 end
+  return x
 end
 local entries = {}
 local failed = 0
@@ -22,22 +29,37 @@ else
   entries = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[4], 'COUNT', tonumber(ARGV[5]))
 end
 local chunk = tonumber(ARGV[2])
+local chunks, ids = {}, {}
 local parts = {}
-local n = 0
 for _, entry in ipairs(entries) do
-  local f = entry[2]
-  parts[#parts + 1] = '{"event":' .. field(f, 'e') .. ',"start_stage":' .. field(f, 's') .. ',"attempt":1}'
-  redis.call('XDEL', KEYS[1], entry[1])
-  n = n + 1
-  if #parts >= chunk then
-    redis.call('XADD', KEYS[2], '*', 'e', '[' .. table.concat(parts, ',') .. ']', 'n', #parts)
-    parts = {}
+  local e, s = field(entry[2], 'e'), field(entry[2], 's')
+  if e and s then
+    parts[#parts + 1] = '{"event":' .. e .. ',"start_stage":' .. s .. ',"attempt":1}'
+    ids[#ids + 1] = entry[1]
+    if #parts >= chunk then
+      chunks[#chunks + 1] = parts
+      parts = {}
+    end
+  else
+    failed = failed + 1
   end
 end
 if #parts > 0 then
-  redis.call('XADD', KEYS[2], '*', 'e', '[' .. table.concat(parts, ',') .. ']', 'n', #parts)
+  chunks[#chunks + 1] = parts
 end
-if n > 0 then
-  redis.call('INCRBY', KEYS[3], n)
+if #ids == 0 then
+  return {0, failed}
 end
-return {n, failed}
+local depth = num(redis.call('GET', KEYS[3]))
+local bytes = num(redis.call('GET', KEYS[4]))
+for s = 1, #ids, 1000 do
+  redis.call('XDEL', KEYS[1], unpack(ids, s, math.min(s + 999, #ids)))
+end
+for _, c in ipairs(chunks) do
+  local json = '[' .. table.concat(c, ',') .. ']'
+  redis.call('XADD', KEYS[2], '*', 'e', json, 'n', #c)
+  bytes = bytes + string.len(json)
+end
+redis.call('SET', KEYS[3], string.format('%d', depth + #ids))
+redis.call('SET', KEYS[4], string.format('%d', bytes))
+return {#ids, failed}

@@ -249,32 +249,27 @@ fn tokens_in_queries_and_live_feeds_are_bounded(store: StoreKind) {
 }
 on_both_stores!(tokens_in_queries_and_live_feeds_are_bounded);
 
-/// A completion that keeps failing ends: with the output stream's key made
-/// the wrong type behind the server's back, every completion that appends
-/// outputs is refused. The batch becomes a suspect, runs alone on its next
-/// delivery, and goes to the DLQ whole as `internal`; the counters stay
-/// exact, and a replay once the key is fixed delivers everything.
-#[test]
-fn a_completion_the_store_keeps_refusing_ends_in_the_dlq() {
-    let (store, _dir) = harness::redis_store("refused");
-    let StoreKind::Redis { url, prefix } = store.clone() else { unreachable!() };
+/// A completion that keeps failing ends: a sum that is finite in each
+/// batch but would overflow on top of what the pane holds is refused by the
+/// store (before it writes anything). The batch is retried, then run alone
+/// on its next delivery, then goes to the DLQ whole as `internal`; the
+/// counters stay exact and later batches flow.
+fn a_completion_the_store_keeps_refusing_ends_in_the_dlq(store: StoreKind) {
     let server = Server::start(store);
     server.upload("bot-filter", "bot_filter");
-    server.put_pipeline("refused", &json!({"stages": [{"name": "f", "plugin": "bot-filter"}]}));
-    let mut redis = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
-    let output_key = format!("{prefix}:{{refused}}:output");
-    let _: () = redis::cmd("SET").arg(&output_key).arg("not a stream").query(&mut redis).unwrap();
-    let events: Vec<Value> = (0..3).map(|i| json!({"type": "v", "id": format!("r{i}")})).collect();
-    let (status, _) = server.ingest_ndjson("refused", &events);
-    assert_eq!(status, 202);
-    let m = drained(&server, "refused", 3);
-    assert_eq!((m["emitted"].clone(), m["dlq_size"].clone()), (json!(0), json!(3)), "{m}");
+    server.put_pipeline("refused", &json!({"stages": [{"name": "f", "plugin": "bot-filter"}],
+        "windows": [{"name": "big", "kind": "tumbling", "size_ms": 3_600_000, "aggregates": [{"op": "sum", "field": "data.big"}]}]}));
+    let t = now_ms();
+    let big = |id: &str| json!({"type": "v", "id": id, "timestamp": t, "data": {"big": 1.7e308}});
+    assert_eq!(server.ingest_ndjson("refused", &[big("first")]).0, 202);
+    drained(&server, "refused", 1);
+    assert_eq!(server.ingest_ndjson("refused", &[big("second")]).0, 202);
+    let m = drained(&server, "refused", 2);
+    assert_eq!((m["emitted"].clone(), m["dlq_size"].clone()), (json!(1), json!(1)), "{m}");
     let dlq = server.dlq("refused");
-    assert!(dlq.iter().all(|e| e["error_kind"] == json!("internal") && e["stage"] == json!("f")), "{:?}", dlq[0]);
-    let _: () = redis::cmd("DEL").arg(&output_key).query(&mut redis).unwrap();
-    let (status, replayed) = server.post_json("/v1/pipelines/refused/dlq/replay", &json!({}));
-    assert_eq!((status, replayed["replayed"].clone()), (200, json!(3)), "{replayed}");
-    wait_for("the replayed events in the output", Duration::from_secs(30), || (server.outputs("refused").len() == 3).then_some(()));
-    let m = server.metrics("refused");
-    assert_eq!((m["queue_depth"].clone(), m["dlq_size"].clone()), (json!(0), json!(0)), "{m}");
+    assert_eq!((dlq[0]["event"]["id"].clone(), dlq[0]["error_kind"].clone(), dlq[0]["stage"].clone()), (json!("second"), json!("internal"), json!("f")), "{}", dlq[0]);
+    // Later batches go through.
+    assert_eq!(server.ingest_ndjson("refused", &[json!({"type": "v", "timestamp": t, "data": {"big": 1}})]).0, 202);
+    drained(&server, "refused", 3);
 }
+on_both_stores!(a_completion_the_store_keeps_refusing_ends_in_the_dlq);

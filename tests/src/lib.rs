@@ -89,10 +89,17 @@ fn find_sluice_bin() -> PathBuf {
 /// A source of the binary changed after it was built, if there is one: the
 /// sources are those cargo lists in the binary's dep-info (`sluice.d` beside
 /// it, the host's files, not registry crates), so a file cargo would not
-/// rebuild for never counts. No dep-info, no check.
+/// rebuild for never counts. Only sources in this workspace count: a target
+/// directory copied from another checkout keeps a `sluice.d` naming that
+/// checkout's files (`cargo test --no-run` rebuilds the binary without
+/// rewriting it). No dep-info, no check.
 fn newer_source(bin: &Path, built: SystemTime) -> Option<PathBuf> {
     let dep_info = std::fs::read_to_string(bin.with_extension("d")).ok()?;
-    dep_info_sources(&dep_info).into_iter().find(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|m| m > built))
+    let root = std::fs::canonicalize(workspace()).unwrap_or_else(|_| workspace());
+    dep_info_sources(&dep_info)
+        .into_iter()
+        .filter(|p| p.starts_with(&root))
+        .find(|p| std::fs::metadata(p).and_then(|m| m.modified()).is_ok_and(|m| m > built))
 }
 
 /// The sources a make-style dep-info line lists (`target: a b c`); a space

@@ -5,6 +5,7 @@
 //! answers as JSON. May use: the crate root (binary, plugins, stores),
 //! `sluice-testkit`, `reqwest`.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ pub struct Server {
     pub admin_token: Option<String>,
     /// More `sluice serve` flags, kept across restarts.
     pub extra_args: Vec<String>,
+    /// Where the process's stderr (its log, and any panic) is appended, when
+    /// set; else it is inherited.
+    pub log_file: Option<PathBuf>,
     client: Client,
 }
 
@@ -37,6 +41,18 @@ impl Server {
 
     /// [`Server::start`] with an admin token and more `sluice serve` flags.
     pub fn start_with(store: StoreKind, admin_token: Option<&str>, extra_args: &[&str]) -> Server {
+        Server::start_full(store, admin_token, extra_args, None)
+    }
+
+    /// [`Server::start_with`] with the process's stderr appended to
+    /// `log_file` (kept across restarts), so a test can read what it logged
+    /// (at `SLUICE_LOG`'s level, `error` by default) and find panics, which
+    /// are printed to stderr whatever the level.
+    pub fn start_logging(store: StoreKind, extra_args: &[&str], log_file: &Path) -> Server {
+        Server::start_full(store, None, extra_args, Some(log_file))
+    }
+
+    fn start_full(store: StoreKind, admin_token: Option<&str>, extra_args: &[&str], log_file: Option<&Path>) -> Server {
         let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
         let mut server = Server {
             child: None,
@@ -44,6 +60,7 @@ impl Server {
             store,
             admin_token: admin_token.map(String::from),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log_file: log_file.map(Path::to_path_buf),
             client,
         };
         server.launch();
@@ -67,6 +84,10 @@ impl Server {
         }
         if let Some(token) = &self.admin_token {
             cmd.args(["--admin-token", token]);
+        }
+        if let Some(path) = &self.log_file {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+            cmd.stderr(file.unwrap_or_else(|e| panic!("server log {}: {e}", path.display())));
         }
         self.child = Some(cmd.spawn().expect("sluice serve starts"));
         let started = Instant::now();
@@ -97,6 +118,11 @@ impl Server {
     /// The full URL of `path` on this server.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Whether the process is still running (it has not exited or been killed).
+    pub fn is_alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().is_ok_and(|status| status.is_none()))
     }
 
     /// SIGKILL: no shutdown, no flushing.

@@ -4,7 +4,9 @@
 
 mod checks;
 pub mod parse;
-mod split;
+/// Public so the ingest fuzz test (`host/tests/ingest_fuzz.rs`) can compare
+/// it with serde_json; the route is its only caller in the crate.
+pub mod split;
 
 use std::sync::Arc;
 

@@ -112,7 +112,8 @@ pub fn parse_ingest(text: &str, now_ms: i64, new_id: impl FnOnce() -> String) ->
     let id = match members.id {
         raw if is_null(raw) => new_id(),
         Some(raw) => match string_member(raw) {
-            Ok(s) if !s.is_empty() && s.len() <= 256 => s,
+            // Characters, as the message and the README say (not UTF-8 bytes).
+            Ok(s) if (1..=256).contains(&s.chars().count()) => s,
             Ok(_) => return Err("`id` must be 1 to 256 characters".into()),
             Err(()) => return Err("`id` must be a string".into()),
         },
@@ -155,7 +156,8 @@ pub fn parse_ingest(text: &str, now_ms: i64, new_id: impl FnOnce() -> String) ->
 /// RFC 3339 text to ms since the epoch.
 pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
     let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok().filter(|ms| *ms >= 0)
+    // Rounded down, so a time just before the epoch is refused rather than taken as 0.
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).ok().filter(|ms| *ms >= 0)
 }
 
 #[cfg(test)]

@@ -198,7 +198,10 @@ impl RedisStore {
     async fn xrange_page(&self, key: &str, cursor: &str, limit: usize) -> StoreResult<(Vec<StreamId>, String)> {
         let start = match cursor {
             "" => "-".to_string(),
-            c if is_stream_id(c) => format!("({c}"),
+            c if is_stream_id(c) => match start_after(c) {
+                Some(start) => start,
+                None => return Ok((Vec::new(), c.to_string())),
+            },
             c => return Err(invalid_cursor(c)),
         };
         let empty_cursor = if cursor.is_empty() { "0-0".to_string() } else { cursor.to_string() };
@@ -229,6 +232,16 @@ fn json_field<T: for<'de> Deserialize<'de>>(entry: &StreamId, name: &str) -> Sto
 }
 
 /// `123-4` or `123` (what Redis accepts as a stream id).
+/// The last stream id there can be: nothing comes after it.
+const LAST_STREAM_ID: &str = "18446744073709551615-18446744073709551615";
+
+/// The `XRANGE` start just after stream id `id` (`(id`), or `None` when `id`
+/// is the last one there can be: Redis refuses to range after it ("invalid
+/// start ID for the interval"), and the page after it is empty.
+fn start_after(id: &str) -> Option<String> {
+    (id != LAST_STREAM_ID).then(|| format!("({id}"))
+}
+
 fn is_stream_id(text: &str) -> bool {
     let mut parts = text.splitn(2, '-');
     let ms = parts.next().unwrap_or("");

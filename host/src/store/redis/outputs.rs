@@ -55,7 +55,10 @@ impl Outputs for RedisStore {
         }
         let mut start = match &position {
             None => "-".to_string(),
-            Some(OutputCursor { entry, taken: 0 }) => format!("({entry}"),
+            Some(OutputCursor { entry, taken: 0 }) => match start_after(entry) {
+                Some(start) => start,
+                None => return Ok(Page { items: Vec::new(), next_cursor: unchanged }),
+            },
             Some(OutputCursor { entry, .. }) => entry.clone(),
         };
         let output = &k.output;

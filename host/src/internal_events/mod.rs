@@ -13,12 +13,14 @@
 mod engine;
 mod pipeline;
 mod plugin;
+mod store;
 
 pub use engine::{
     ApiInternalError, ChainFailed, CompletionGaveUp, EntriesReclaimed, PipelineNotStarted, SpikeAlerted, StoreFailed, StoreNotReady,
     WindowApplyWaiting, WindowsClosed,
 };
 pub use pipeline::{BatchProcessed, IngestAnswered, PipelineMetrics, StageBatch};
+pub use store::{CatalogReset, CatalogRestored, StoreNotDurable};
 pub use plugin::{CompiledPluginRejected, PluginCacheProblem, PluginLogDropped, PluginLogged, PluginPrinted, PluginRef, StageTrapped};
 
 /// Something that happened inside the host, worth a log line, a metric or both.

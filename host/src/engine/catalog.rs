@@ -136,6 +136,20 @@ impl Engine {
         Ok(())
     }
 
+    /// The component bytes of plugin `name` version `version` (404 if there
+    /// is no such version): what `sluice catalog export` keeps.
+    pub async fn plugin_wasm(&self, name: &str, version: u32) -> Result<Vec<u8>, EngineError> {
+        self.store.plugin_bytes(name, version).await?.ok_or_else(|| EngineError::NotFound(format!("no plugin `{name}` version {version}")))
+    }
+
+    /// Every lookup table's name and size, by name (to list them, e.g. for
+    /// `sluice catalog export`).
+    pub async fn table_sizes(&self) -> Result<Vec<(String, usize)>, EngineError> {
+        let mut tables: Vec<(String, usize)> = self.store.list_tables().await?.into_iter().map(|(name, t)| (name, t.len())).collect();
+        tables.sort();
+        Ok(tables)
+    }
+
     /// A lookup table as stored (404 if there is none).
     pub async fn table(&self, name: &str) -> Result<BTreeMap<String, String>, EngineError> {
         self.store.get_table(name).await?.ok_or_else(|| EngineError::NotFound(format!("no table `{name}`")))

@@ -105,10 +105,17 @@ impl Engine {
         Ok((created, spec))
     }
 
-    /// The stored spec of pipeline `id` (404 if there is none).
+    /// The stored spec of pipeline `id` (404 if there is none); while the
+    /// store lost its catalog, the spec of a pipeline this process still
+    /// runs from its last known catalog.
     pub async fn pipeline_spec(&self, id: &str) -> Result<Arc<PipelineSpec>, EngineError> {
-        let json = self.store.get_pipeline(id).await?.ok_or_else(|| EngineError::NotFound(format!("no pipeline `{id}`")))?;
-        self.known_spec(id, json)
+        match self.store.get_pipeline(id).await? {
+            Some(json) => self.known_spec(id, json),
+            None => match self.running(id).filter(|_| self.catalog_reset()) {
+                Some(kept) => Ok(kept.spec.clone()),
+                None => Err(EngineError::NotFound(format!("no pipeline `{id}`"))),
+            },
+        }
     }
 
     /// Every stored pipeline, by id, with its spec (`None`: stored text this

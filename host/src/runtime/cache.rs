@@ -102,26 +102,33 @@ impl VerifiedCache {
         write_atomic(&Self::mac_path(&path), mac.as_bytes())
     }
 
-    /// HMAC-SHA256 (RFC 2104) of what binds the artifact.
+    /// The MAC of what binds the artifact: the component's hash, the engine
+    /// and the bytes.
     fn mac(&self, sha256: &str, artifact: &[u8]) -> [u8; 32] {
-        let mut ipad = [0x36u8; BLOCK];
-        let mut opad = [0x5cu8; BLOCK];
-        for (i, k) in self.key.iter().enumerate() {
-            ipad[i] ^= k;
-            opad[i] ^= k;
-        }
-        let mut inner = Sha256::new();
-        inner.update(ipad);
-        inner.update(DOMAIN);
-        inner.update((sha256.len() as u64).to_le_bytes());
-        inner.update(sha256.as_bytes());
-        inner.update(self.engine_id);
-        inner.update(artifact);
-        let mut outer = Sha256::new();
-        outer.update(opad);
-        outer.update(inner.finalize());
-        outer.finalize().into()
+        let len = (sha256.len() as u64).to_le_bytes();
+        hmac_sha256(&self.key, &[DOMAIN, &len, sha256.as_bytes(), &self.engine_id, artifact])
     }
+}
+
+/// HMAC-SHA256 (RFC 2104) of the concatenated `parts`, for a key of at most
+/// one block (ours is 32 bytes).
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    debug_assert!(key.len() <= BLOCK);
+    let mut ipad = [0x36u8; BLOCK];
+    let mut opad = [0x5cu8; BLOCK];
+    for (i, k) in key.iter().enumerate() {
+        ipad[i] ^= k;
+        opad[i] ^= k;
+    }
+    let mut inner = Sha256::new();
+    inner.update(ipad);
+    for part in parts {
+        inner.update(part);
+    }
+    let mut outer = Sha256::new();
+    outer.update(opad);
+    outer.update(inner.finalize());
+    outer.finalize().into()
 }
 
 /// Feeds `Hash` into SHA-256 (wasmtime's compatibility hash is only `Hash`).
@@ -215,9 +222,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hmac_matches_rfc_4231_shape() {
-        // The MAC is keyed: the same artifact under another key differs, and
-        // it binds the component hash.
+    fn hmac_matches_rfc_4231() {
+        // Test case 2 of RFC 4231 (a key shorter than a block), split in parts.
+        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(hex::encode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn the_mac_binds_key_component_and_bytes() {
         let engine = Engine::default();
         let dir = tempfile::tempdir().unwrap();
         let cache = VerifiedCache::open(dir.path(), &engine).unwrap();

@@ -74,6 +74,19 @@ fn export_then_restore_into_a_fresh_server_gives_the_same_catalog() {
     let (ok, out) = catalog(&other, "restore", dir.path());
     assert!(!ok, "{out}");
     assert!(out.contains("plugin `parts` version 1") && out.contains("other bytes"), "{out}");
+    let (_, tables) = other.get("/v1/tables");
+    assert_eq!(tables, json!({"tables": []}), "a restore that cannot be done changes nothing");
+
+    // A version that comes after one the export lacks cannot be numbered
+    // the same: refused before anything is uploaded.
+    std::fs::remove_file(dir.path().join("plugins/parts/1.wasm")).unwrap();
+    std::fs::remove_file(dir.path().join("plugins/parts/1.json")).unwrap();
+    let (store, _dir4) = harness::embedded_store();
+    let fresh = Server::start(store);
+    let (ok, out) = catalog(&fresh, "restore", dir.path());
+    assert!(!ok, "{out}");
+    assert!(out.contains("plugin `parts` version 2 cannot be reproduced"), "{out}");
+    assert_eq!(fresh.get("/v1/plugins").1, json!({"plugins": []}), "nothing uploaded: {out}");
 }
 
 #[test]

@@ -252,9 +252,12 @@ fn stem(path: &Path) -> anyhow::Result<String> {
     path.file_stem().and_then(|s| s.to_str()).map(str::to_string).with_context(|| format!("{}: not a usable file name", path.display()))
 }
 
-/// The plugin versions kept in `DIR/plugins`, by name then version.
-fn read_plugins(dir: &Path) -> anyhow::Result<BTreeMap<String, BTreeMap<u32, (PluginMeta, Vec<u8>)>>> {
-    let mut plugins: BTreeMap<String, BTreeMap<u32, (PluginMeta, Vec<u8>)>> = BTreeMap::new();
+/// Exported plugin versions: by name, then version, with their bytes.
+type ExportedPlugins = BTreeMap<String, BTreeMap<u32, (PluginMeta, Vec<u8>)>>;
+
+/// The plugin versions kept in `DIR/plugins`.
+fn read_plugins(dir: &Path) -> anyhow::Result<ExportedPlugins> {
+    let mut plugins = ExportedPlugins::new();
     let root = dir.join("plugins");
     if !root.exists() {
         return Ok(plugins);
@@ -278,15 +281,17 @@ fn read_plugins(dir: &Path) -> anyhow::Result<BTreeMap<String, BTreeMap<u32, (Pl
     Ok(plugins)
 }
 
-fn restore(api: &Api, dir: &Path) -> anyhow::Result<()> {
-    anyhow::ensure!(dir.is_dir(), "{} is not a directory (write one with `sluice catalog export`)", dir.display());
-    let plugins = read_plugins(dir)?;
-    let (mut uploaded, mut present) = (0, 0);
-    for (name, versions) in &plugins {
+/// Which exported plugin versions to upload, in order (those the server has
+/// already, with the same bytes, are skipped). Checks up front that every
+/// version can be reproduced, so a restore that cannot be done uploads
+/// nothing.
+fn plan_plugins<'a>(api: &Api, plugins: &'a ExportedPlugins) -> anyhow::Result<(Vec<(&'a str, u32, &'a [u8])>, usize)> {
+    let (mut upload, mut present) = (Vec::new(), 0);
+    for (name, versions) in plugins {
         let on_server: BTreeMap<u32, PluginMeta> = api.plugin_versions(name)?.into_iter().map(|m| (m.version, m)).collect();
-        // Versions count up per name and are never reused: a version the
-        // server lacks can be reproduced only past every version it has.
-        let highest = on_server.keys().max().copied().unwrap_or(0);
+        // Versions count up per name and are never reused: the server hands
+        // out at least its highest version + 1 next, one at a time.
+        let mut next = on_server.keys().max().copied().unwrap_or(0) + 1;
         for (version, (meta, bytes)) in versions {
             if let Some(there) = on_server.get(version) {
                 if there.sha256 != meta.sha256 {
@@ -301,24 +306,37 @@ fn restore(api: &Api, dir: &Path) -> anyhow::Result<()> {
                 present += 1;
                 continue;
             }
-            if *version <= highest {
+            if *version != next {
                 bail!(
-                    "plugin `{name}` version {version} cannot be reproduced: the server already has version {highest} of `{name}` \
-                     and hands out only higher numbers; restore into a server without plugin `{name}`"
+                    "plugin `{name}` version {version} cannot be reproduced: the next version the server can hand out is {next} \
+                     at best (it has versions {:?} of `{name}`, and the export has no version {next}); restore into a server \
+                     without plugin `{name}`, or re-export after uploading the versions in between",
+                    on_server.keys().collect::<Vec<_>>()
                 );
             }
-            let answer = api.put(&format!("/v1/plugins/{name}"), "application/wasm", bytes.clone())?;
-            let got = answer.get("version").and_then(Value::as_u64).unwrap_or(0);
-            if got != u64::from(*version) {
-                bail!(
-                    "plugin `{name}` version {version} came back as version {got}: the server has handed out other versions of \
-                     `{name}` before (deleted, or a gap in the exported versions); restore into a server without plugin `{name}`"
-                );
-            }
-            println!("plugin {name} version {version}: uploaded");
-            uploaded += 1;
+            next += 1;
+            upload.push((name.as_str(), *version, bytes.as_slice()));
         }
     }
+    Ok((upload, present))
+}
+
+fn restore(api: &Api, dir: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(dir.is_dir(), "{} is not a directory (write one with `sluice catalog export`)", dir.display());
+    let plugins = read_plugins(dir)?;
+    let (upload, present) = plan_plugins(api, &plugins)?;
+    for (name, version, bytes) in &upload {
+        let answer = api.put(&format!("/v1/plugins/{name}"), "application/wasm", bytes.to_vec())?;
+        let got = answer.get("version").and_then(Value::as_u64).unwrap_or(0);
+        if got != u64::from(*version) {
+            bail!(
+                "plugin `{name}` version {version} came back as version {got}: the server handed out versions of `{name}` \
+                 before that it no longer has (deleted); restore into a server without plugin `{name}`"
+            );
+        }
+        println!("plugin {name} version {version}: uploaded");
+    }
+    let uploaded = upload.len();
     let tables = files(&dir.join("tables"), "json")?;
     for path in &tables {
         let name = stem(path)?;

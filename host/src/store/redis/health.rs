@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use super::*;
 use crate::domain::StoreHealth;
 
-/// Redis's settings as read with `CONFIG GET` (`None`: refused, e.g. a
-/// managed Redis that renames `CONFIG`).
+/// Redis's settings as read with `CONFIG GET` (a managed Redis that renames
+/// `CONFIG` gives none: see [`RedisStore::settings`]).
 struct Settings {
     appendonly: String,
     save: String,
@@ -19,6 +19,7 @@ struct Settings {
 }
 
 impl RedisStore {
+    /// One setting; `None` when Redis refuses (not when it does not answer).
     async fn config_get(&self, name: &'static str) -> StoreResult<Option<String>> {
         let reply: StoreResult<Vec<String>> =
             self.run(|mut c| async move { ::redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut c).await }).await;
@@ -30,6 +31,8 @@ impl RedisStore {
         }
     }
 
+    /// The persistence and eviction settings; `None` when Redis refuses
+    /// `CONFIG GET`.
     async fn settings(&self) -> StoreResult<Option<Settings>> {
         let (Some(appendonly), Some(save), Some(eviction_policy)) =
             (self.config_get("appendonly").await?, self.config_get("save").await?, self.config_get("maxmemory-policy").await?)

@@ -3,21 +3,10 @@
 
 use sluice_blackbox_tests as harness;
 
-use std::path::Path;
 use std::process::Command;
 
 use harness::{sluice_bin, Server};
 use serde_json::{json, Value};
-
-fn catalog(server: &Server, verb: &str, dir: &Path) -> (bool, String) {
-    let out = Command::new(sluice_bin())
-        .args(["catalog", verb])
-        .arg(dir)
-        .args(["--server", &server.url("")])
-        .output()
-        .unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
 
 /// The plugin list without `uploaded_at` (a restore uploads anew).
 fn plugins(server: &Server) -> Value {
@@ -44,7 +33,7 @@ fn export_then_restore_into_a_fresh_server_gives_the_same_catalog() {
     source.put_pipeline("second", &json!({"stages": [{"name": "check", "plugin": "parts", "config": {"required": ["data.n"]}}]}));
 
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out) = catalog(&source, "export", dir.path());
+    let (ok, out) = source.catalog("export", dir.path());
     assert!(ok, "{out}");
     for file in ["plugins/parts/1.wasm", "plugins/parts/2.wasm", "plugins/parts/2.json", "plugins/redact/1.wasm", "pipelines/first.json", "pipelines/second.json", "tables/countries.json"] {
         assert!(dir.path().join(file).is_file(), "{file} exported:\n{out}");
@@ -52,7 +41,7 @@ fn export_then_restore_into_a_fresh_server_gives_the_same_catalog() {
 
     let (store, _dir2) = harness::embedded_store();
     let target = Server::start(store);
-    let (ok, out) = catalog(&target, "restore", dir.path());
+    let (ok, out) = target.catalog("restore", dir.path());
     assert!(ok, "{out}");
     assert!(out.contains("plugin parts version 2: uploaded") && out.contains("pipeline second: put"), "{out}");
     assert_eq!(plugins(&target), plugins(&source));
@@ -61,7 +50,7 @@ fn export_then_restore_into_a_fresh_server_gives_the_same_catalog() {
     assert_eq!(target.get("/v1/tables"), (200, json!({"tables": [{"name": "countries", "size": 2}]})));
 
     // Again: nothing to upload, the same catalog.
-    let (ok, out) = catalog(&target, "restore", dir.path());
+    let (ok, out) = target.catalog("restore", dir.path());
     assert!(ok, "{out}");
     assert!(out.contains("plugin parts version 1: already there"), "{out}");
     assert_eq!(plugins(&target), plugins(&source));
@@ -71,7 +60,7 @@ fn export_then_restore_into_a_fresh_server_gives_the_same_catalog() {
     let (store, _dir3) = harness::embedded_store();
     let other = Server::start(store);
     other.upload("parts", "bot_filter");
-    let (ok, out) = catalog(&other, "restore", dir.path());
+    let (ok, out) = other.catalog("restore", dir.path());
     assert!(!ok, "{out}");
     assert!(out.contains("plugin `parts` version 1") && out.contains("other bytes"), "{out}");
     let (_, tables) = other.get("/v1/tables");
@@ -83,7 +72,7 @@ fn export_then_restore_into_a_fresh_server_gives_the_same_catalog() {
     std::fs::remove_file(dir.path().join("plugins/parts/1.json")).unwrap();
     let (store, _dir4) = harness::embedded_store();
     let fresh = Server::start(store);
-    let (ok, out) = catalog(&fresh, "restore", dir.path());
+    let (ok, out) = fresh.catalog("restore", dir.path());
     assert!(!ok, "{out}");
     assert!(out.contains("plugin `parts` version 2 cannot be reproduced"), "{out}");
     assert_eq!(fresh.get("/v1/plugins").1, json!({"plugins": []}), "nothing uploaded: {out}");

@@ -59,16 +59,6 @@ fn readyz_says_which_store_and_whether_it_is_durable() {
     assert_eq!(server.get("/readyz"), (200, json!({"status": "ready", "store": "embedded", "durable": true})));
 }
 
-fn catalog(server: &Server, verb: &str, dir: &std::path::Path) -> (bool, String) {
-    let out = Command::new(sluice_bin())
-        .args(["catalog", verb])
-        .arg(dir)
-        .args(["--server", &server.url("")])
-        .output()
-        .unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
-
 fn output_ids(server: &Server, pipeline: &str) -> Vec<String> {
     server.outputs(pipeline).iter().map(|e| e["id"].as_str().unwrap_or_default().to_string()).collect()
 }
@@ -83,7 +73,7 @@ fn a_flushed_redis_is_a_store_reset_and_catalog_restore_brings_the_pipelines_bac
     assert_eq!(status, 202, "{body}");
     wait_for("the first event emitted", Duration::from_secs(30), || output_ids(&server, "p").contains(&"before".to_string()).then_some(()));
     let kept = tempfile::tempdir().unwrap();
-    let (ok, out) = catalog(&server, "export", kept.path());
+    let (ok, out) = server.catalog("export", kept.path());
     assert!(ok, "{out}");
 
     redis.flush_all();
@@ -102,7 +92,7 @@ fn a_flushed_redis_is_a_store_reset_and_catalog_restore_brings_the_pipelines_bac
     });
     assert_eq!(server.get("/readyz").1["error"], json!("store_reset"), "still reset until the catalog is restored");
 
-    let (ok, out) = catalog(&server, "restore", kept.path());
+    let (ok, out) = server.catalog("restore", kept.path());
     assert!(ok, "{out}");
     wait_for("readyz ready again", Duration::from_secs(20), || (server.get("/readyz").0 == 200).then_some(()));
     let (status, body) = server.get("/v1/pipelines/p");

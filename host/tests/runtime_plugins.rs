@@ -427,6 +427,53 @@ fn compiled_plugins_are_cached_by_content_hash() {
     assert!(started.elapsed() < Duration::from_secs(1), "cache load took {:?}", started.elapsed());
 }
 
+/// The compiled cache is native code: an artifact is loaded only when its
+/// MAC (bound to the component's hash and the engine) verifies.
+#[test]
+fn a_tampered_or_foreign_compiled_artifact_is_not_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = || Runtime::new(RuntimeConfig { cache_dir: Some(dir.path().into()), ..Default::default() }).unwrap();
+    let (flaky, bot) = (wasm_bytes("flaky"), wasm_bytes("bot_filter"));
+    let first = runtime();
+    let (a, b) = (first.load(&flaky).unwrap(), first.load(&bot).unwrap());
+    let artifact = |sha: &str| dir.path().join(format!("{sha}.cwasm"));
+    let mac = |sha: &str| dir.path().join(format!("{sha}.cwasm.mac"));
+    assert!(mac(&a.sha256).exists(), "every artifact has its MAC");
+    let good = std::fs::read(artifact(&a.sha256)).unwrap();
+    let modified = |sha: &str| std::fs::metadata(artifact(sha)).unwrap().modified().unwrap();
+
+    // A valid artifact is reused: loaded, not compiled and written again.
+    let before = modified(&a.sha256);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(runtime().load(&flaky).unwrap().sha256, a.sha256);
+    assert_eq!(modified(&a.sha256), before, "a valid artifact is not rewritten");
+
+    // Bytes flipped: rejected, the plugin compiled again (and the entry rewritten).
+    let mut flipped = good.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0xff;
+    std::fs::write(artifact(&a.sha256), &flipped).unwrap();
+    let reloaded = runtime().load(&flaky).unwrap();
+    assert_eq!(reloaded.sha256, a.sha256);
+    assert_eq!(std::fs::read(artifact(&a.sha256)).unwrap().len(), good.len());
+    assert_ne!(std::fs::read(artifact(&a.sha256)).unwrap(), flipped, "the tampered artifact was replaced");
+
+    // Another plugin's artifact (with its own valid MAC) renamed: rejected.
+    std::fs::copy(artifact(&b.sha256), artifact(&a.sha256)).unwrap();
+    std::fs::copy(mac(&b.sha256), mac(&a.sha256)).unwrap();
+    let foreign = std::fs::read(artifact(&b.sha256)).unwrap();
+    let reloaded = runtime().load(&flaky).unwrap();
+    assert_eq!(reloaded.sha256, a.sha256);
+    assert_ne!(std::fs::read(artifact(&a.sha256)).unwrap(), foreign, "the foreign artifact was not kept");
+
+    // No MAC at all (an artifact dropped in by someone else): rejected too.
+    std::fs::remove_file(mac(&a.sha256)).unwrap();
+    std::fs::write(artifact(&a.sha256), &foreign).unwrap();
+    runtime().load(&flaky).unwrap();
+    assert!(mac(&a.sha256).exists(), "compiled again and cached with a MAC");
+    assert_ne!(std::fs::read(artifact(&a.sha256)).unwrap(), foreign);
+}
+
 #[test]
 fn an_invalid_output_event_is_refused_and_attributed() {
     let runner = stage("bad_output", json!({}));

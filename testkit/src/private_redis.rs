@@ -2,7 +2,8 @@
 //!
 //! Owns: starting the server on a free port, waiting until it answers,
 //! stopping and restarting it, and making sure it never outlives the test
-//! process. May use: the standard library, `tempfile`, the crate root.
+//! process. May use: the standard library, `tempfile`, `redis` (FLUSHALL),
+//! the crate root.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -25,6 +26,9 @@ pub struct PrivateRedis {
     /// `Some` for a durable server: where its append-only file lives, so a
     /// restart finds it again.
     dir: Option<TempDir>,
+    /// More `redis-server` arguments (e.g. `--maxmemory-policy`), kept
+    /// across restarts.
+    args: Vec<String>,
     server: Option<Child>,
     watchdog: Option<Child>,
 }
@@ -44,14 +48,36 @@ impl PrivateRedis {
         PrivateRedis::launched(Some(dir))
     }
 
+    /// A memory-only server started with more `redis-server` arguments, for
+    /// tests of how Sluice treats a Redis's settings (e.g.
+    /// `["--maxmemory-policy", "allkeys-lru"]`).
+    pub fn start_with_args(args: &[&str]) -> PrivateRedis {
+        let mut redis = PrivateRedis::unlaunched(None);
+        redis.args = args.iter().map(|a| a.to_string()).collect();
+        redis.launch();
+        redis
+    }
+
+    /// Deletes every key of every database (`FLUSHALL`): a Redis that lost
+    /// everything under a running server, as a restart with no persistence
+    /// does.
+    pub fn flush_all(&self) {
+        let flushed = crate::connect(&self.url()).and_then(|mut c| redis::cmd("FLUSHALL").query::<String>(&mut c));
+        assert!(flushed.is_ok_and(|reply| reply == "OK"), "FLUSHALL on the private redis-server on port {} failed", self.port);
+    }
+
     fn launched(dir: Option<TempDir>) -> PrivateRedis {
+        let mut redis = PrivateRedis::unlaunched(dir);
+        redis.launch();
+        redis
+    }
+
+    fn unlaunched(dir: Option<TempDir>) -> PrivateRedis {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap_or_else(|e| panic!("no free port for a private redis-server: {e}"))
             .port();
-        let mut redis = PrivateRedis { port, dir, server: None, watchdog: None };
-        redis.launch();
-        redis
+        PrivateRedis { port, dir, args: Vec::new(), server: None, watchdog: None }
     }
 
     /// The port the server listens on (127.0.0.1 only).
@@ -92,6 +118,7 @@ impl PrivateRedis {
                 cmd.args(["--appendonly", "no"]);
             }
         }
+        cmd.args(&self.args);
         let server = cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap_or_else(|e| {
             panic!(
                 "no Redis for the tests: cannot start `redis-server` ({e}). Install it (e.g. `apt-get install \

@@ -180,6 +180,18 @@ impl Server {
         (status, value, headers)
     }
 
+    /// Runs `sluice catalog <verb> <dir>` against this server; answers
+    /// whether it succeeded and what it printed (stdout, then stderr).
+    pub fn catalog(&self, verb: &str, dir: &std::path::Path) -> (bool, String) {
+        let mut cmd = Command::new(sluice_bin());
+        cmd.args(["catalog", verb]).arg(dir).args(["--server", &self.url("")]);
+        if let Some(token) = &self.admin_token {
+            cmd.args(["--token", token]);
+        }
+        let out = cmd.output().expect("sluice catalog runs");
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+
     /// Uploads a plugin's component under `name`; answers its version.
     pub fn upload(&self, name: &str, crate_name: &str) -> u32 {
         let (status, body, _) = self.raw(reqwest::Method::PUT, &format!("/v1/plugins/{name}"), Some("application/wasm"), wasm(crate_name));

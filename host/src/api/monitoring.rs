@@ -4,13 +4,14 @@ use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{json, Value};
 
 use super::error::ApiResult;
+use crate::engine::Readiness;
 use super::AppState;
 
 /// `/healthz` and `/readyz` (no token).
@@ -35,9 +36,19 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    state.engine.ping().await?;
-    Ok(Json(json!({"status": "ready"})))
+/// `{"status": "ready", "store", "durable"}`; 503 `store_unavailable` (the
+/// store does not answer) or `store_reset` (the catalog vanished under
+/// this process: restore it with `sluice catalog restore`).
+async fn readyz(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
+    Ok(match state.engine.readiness().await? {
+        Readiness::Ready { store, durable } => Json(json!({"status": "ready", "store": store, "durable": durable})).into_response(),
+        Readiness::StoreReset => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "store_reset", "message": "the store lost its catalog (a Redis restarted empty?): this process keeps running \
+                its last known pipelines; restore the catalog with `sluice catalog restore DIR`"})),
+        )
+            .into_response(),
+    })
 }
 
 async fn prometheus(State(state): State<Arc<AppState>>) -> impl IntoResponse {

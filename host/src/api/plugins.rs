@@ -1,11 +1,12 @@
 //! `/v1/plugins`: upload (validated and compiled before it is stored),
-//! list, show, delete a version (refused while a pipeline uses it).
+//! list, show, download a version's bytes, delete a version (refused while
+//! a pipeline uses it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -22,6 +23,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/plugins", get(list))
         .route("/v1/plugins/{name}", get(show).put(upload))
         .route("/v1/plugins/{name}/versions/{version}", delete(remove))
+        .route("/v1/plugins/{name}/versions/{version}/wasm", get(download))
 }
 
 fn check_name(name: &str) -> ApiResult<()> {
@@ -58,8 +60,18 @@ async fn show(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> A
     entries(versions).pop().map(Json).ok_or_else(|| ApiError::NotFound(format!("no plugin `{name}`")))
 }
 
+fn parse_version(version: &str) -> ApiResult<u32> {
+    version.parse().map_err(|_| ApiError::bad_request("invalid_version", format!("version {version:?} must be a positive integer")))
+}
+
 async fn remove(State(state): State<Arc<AppState>>, Path((name, version)): Path<(String, String)>) -> ApiResult<StatusCode> {
-    let version: u32 = version.parse().map_err(|_| ApiError::bad_request("invalid_version", format!("version {version:?} must be a positive integer")))?;
-    state.engine.delete_plugin_version(&name, version).await?;
+    state.engine.delete_plugin_version(&name, parse_version(&version)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The component bytes of one version (`application/wasm`), so a catalog
+/// can be exported (`sluice catalog export`) and uploaded elsewhere.
+async fn download(State(state): State<Arc<AppState>>, Path((name, version)): Path<(String, String)>) -> ApiResult<Response> {
+    let bytes = state.engine.plugin_wasm(&name, parse_version(&version)?).await?;
+    Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
 }

@@ -1,4 +1,5 @@
-//! `/v1/tables/{name}`: lookup tables stages read through `host.lookup`.
+//! `/v1/tables/{name}`: lookup tables stages read through `host.lookup`;
+//! `/v1/tables` lists them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use crate::engine::spec::valid_name;
 
 /// The table routes (behind the admin layer).
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/v1/tables/{name}", get(show).put(put))
+    Router::new().route("/v1/tables", get(list)).route("/v1/tables/{name}", get(show).put(put))
 }
 
 async fn put(State(state): State<Arc<AppState>>, Path(name): Path<String>, Body(body, _permit): Body) -> ApiResult<Json<Value>> {
@@ -26,6 +27,12 @@ async fn put(State(state): State<Arc<AppState>>, Path(name): Path<String>, Body(
     let size = entries.len();
     state.engine.put_table(&name, entries).await?;
     Ok(Json(json!({"name": name, "size": size})))
+}
+
+/// `{"tables": [{"name", "size"}]}`, by name (so a catalog can be exported).
+async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let tables: Vec<Value> = state.engine.table_sizes().await?.into_iter().map(|(name, size)| json!({"name": name, "size": size})).collect();
+    Ok(Json(json!({"tables": tables})))
 }
 
 async fn show(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Json<BTreeMap<String, String>>> {

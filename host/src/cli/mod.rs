@@ -1,10 +1,12 @@
 //! The `sluice` command line: `serve` (wires the store, the runtime, the
 //! engine and the API together), `plugin test` (the sandbox on local
-//! events) and `bench` (the load benchmark, driving a real server).
+//! events), `catalog export`/`restore` (a server's catalog as plain files)
+//! and `bench` (the load benchmark, driving a real server).
 //!
 //! May use every module; nothing uses it.
 
 mod bench;
+mod catalog;
 mod plugin_test;
 pub mod serve;
 
@@ -23,6 +25,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// The load benchmark: a server under HTTP load on the chosen store.
     Bench(bench::BenchArgs),
+    /// Export a server's catalog (plugins, pipeline specs, tables) as plain
+    /// files, or restore one.
+    Catalog {
+        #[command(subcommand)]
+        command: catalog::CatalogCommand,
+    },
     /// Work with stage plugins.
     Plugin {
         #[command(subcommand)]
@@ -41,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Catalog { command } => catalog::run(command),
         Command::Plugin { command: PluginCommand::Test(args) } => plugin_test::run(args),
     }
 }

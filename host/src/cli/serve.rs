@@ -175,6 +175,26 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     }
 }
 
+/// Refuses a store that may evict keys (as Sidekiq does: an evicted queue,
+/// depth counter or catalog loses accepted events silently) and warns about
+/// one that keeps nothing on disk.
+async fn check_store(store: &dyn Store, name: &str) -> anyhow::Result<()> {
+    let health = store.health().await.with_context(|| format!("reading the settings of the store {name}"))?;
+    if health.evicting() {
+        bail!(
+            "refusing to start: Redis at {name} has maxmemory-policy `{}`, which lets Redis evict Sluice's queues, counters, \
+             DLQs, windows or catalog under memory pressure and lose accepted events silently. Set maxmemory-policy to \
+             noeviction (`redis-cli CONFIG SET maxmemory-policy noeviction`, and `maxmemory-policy noeviction` in redis.conf \
+             so it survives a restart), then start again",
+            health.eviction_policy.as_deref().unwrap_or_default()
+        );
+    }
+    if !health.durable {
+        crate::internal_events::emit(crate::internal_events::StoreNotDurable { store: name, persistence: &health.persistence });
+    }
+    Ok(())
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     let settings = args.settings()?;
     if settings.tokens.open() && !settings.listen.ip().is_loopback() {
@@ -191,6 +211,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
+    check_store(store.as_ref(), &settings.store).await?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(settings.data_dir.join("compiled")), ..Default::default() })?);
     let engine = Engine::start(store, runtime, settings.engine.clone()).await.context("starting the engine")?;
     let state = Arc::new(AppState::new(engine.clone(), api::monitoring::prometheus_handle(), settings.api));

@@ -11,12 +11,14 @@
 pub mod catalog;
 pub mod dlq;
 pub mod event;
+pub mod health;
 pub mod queue;
 pub mod window;
 
 pub use catalog::{PluginVersion, PutPlugin};
 pub use dlq::{DlqEntry, DlqSelector, ErrorKind, FailedAt, ReplayReport};
 pub use event::{now_ms, write_json_str, Event};
+pub use health::StoreHealth;
 pub use queue::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueueLimits, QueuedEvent, ReplayStart, Retry};
 pub use window::{
     AlertRecord, CloseCommit, DirtyMark, DistinctQuery, FieldAgg, PaneAgg, PaneDelta, PaneRef, PaneRow, WindowClock, WindowRecord,

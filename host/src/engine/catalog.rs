@@ -105,10 +105,17 @@ impl Engine {
         Ok((created, spec))
     }
 
-    /// The stored spec of pipeline `id` (404 if there is none).
+    /// The stored spec of pipeline `id` (404 if there is none); while the
+    /// store lost its catalog, the spec of a pipeline this process still
+    /// runs from its last known catalog.
     pub async fn pipeline_spec(&self, id: &str) -> Result<Arc<PipelineSpec>, EngineError> {
-        let json = self.store.get_pipeline(id).await?.ok_or_else(|| EngineError::NotFound(format!("no pipeline `{id}`")))?;
-        self.known_spec(id, json)
+        match self.store.get_pipeline(id).await? {
+            Some(json) => self.known_spec(id, json),
+            None => match self.running(id).filter(|_| self.catalog_reset()) {
+                Some(kept) => Ok(kept.spec.clone()),
+                None => Err(EngineError::NotFound(format!("no pipeline `{id}`"))),
+            },
+        }
     }
 
     /// Every stored pipeline, by id, with its spec (`None`: stored text this
@@ -134,6 +141,20 @@ impl Engine {
         self.store.put_table(name, &entries).await?;
         self.tables.put(name, entries.into_iter().collect());
         Ok(())
+    }
+
+    /// The component bytes of plugin `name` version `version` (404 if there
+    /// is no such version): what `sluice catalog export` keeps.
+    pub async fn plugin_wasm(&self, name: &str, version: u32) -> Result<Vec<u8>, EngineError> {
+        self.store.plugin_bytes(name, version).await?.ok_or_else(|| EngineError::NotFound(format!("no plugin `{name}` version {version}")))
+    }
+
+    /// Every lookup table's name and size, by name (to list them, e.g. for
+    /// `sluice catalog export`).
+    pub async fn table_sizes(&self) -> Result<Vec<(String, usize)>, EngineError> {
+        let mut tables: Vec<(String, usize)> = self.store.list_tables().await?.into_iter().map(|(name, t)| (name, t.len())).collect();
+        tables.sort();
+        Ok(tables)
     }
 
     /// A lookup table as stored (404 if there is none).

@@ -46,11 +46,6 @@ pub struct PipelineReport {
 }
 
 impl Engine {
-    /// Whether the store answers (`/readyz`).
-    pub async fn ping(&self) -> Result<(), EngineError> {
-        Ok(self.store.ping().await?)
-    }
-
     /// What ingest into pipeline `id` needs to know (404 if there is no
     /// such pipeline): from memory when it runs here, else from the store.
     pub async fn ingest_target(&self, id: &str) -> Result<IngestTarget, EngineError> {

@@ -4,7 +4,7 @@
 //! swapping the stages afterwards) and stops a deleted pipeline.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +61,7 @@ impl Engine {
             config,
             pipelines: RwLock::new(HashMap::new()),
             specs: RwLock::new(HashMap::new()),
+            catalog_reset: AtomicBool::new(false),
         });
         engine.sync_tables().await?;
         engine.sync_pipelines().await?;
@@ -70,6 +71,9 @@ impl Engine {
             loop {
                 let Some(engine) = weak.upgrade() else { break };
                 let interval = engine.config.sync_interval;
+                if engine.catalog_reset() {
+                    let _ = engine.check_catalog().await; // notices the catalog is back
+                }
                 if let Ok(v) = engine.store.tables_version().await {
                     if tables_seen != Some(v) && engine.sync_tables().await.is_ok() {
                         tables_seen = Some(v);
@@ -106,7 +110,9 @@ impl Engine {
         spec.map_err(EngineError::Unreadable)
     }
 
-    /// Installs specs that changed in the store, stops deleted pipelines.
+    /// Installs specs that changed in the store, stops deleted pipelines;
+    /// while the store lost its catalog (see [`super::health`]) it stops
+    /// nothing and keeps the last known specs.
     async fn sync_pipelines(self: &Arc<Self>) -> Result<(), StoreError> {
         let stored = self.store.list_pipelines().await?;
         let ids: Vec<String> = stored.iter().map(|(id, _)| id.clone()).collect();
@@ -128,6 +134,10 @@ impl Engine {
             }
         }
         let gone: Vec<String> = self.pipelines.read().keys().filter(|id| !ids.contains(id)).cloned().collect();
+        let forgotten = self.specs.read().keys().any(|id| !ids.contains(id));
+        if (!gone.is_empty() || forgotten) && !self.check_catalog().await?.catalog_intact {
+            return Ok(());
+        }
         for id in gone {
             self.stop(&id).await;
         }

@@ -5,6 +5,8 @@
 //! - [`lifecycle`]: start, picking up specs and tables changed elsewhere,
 //!   building and installing pipelines, stopping them.
 //! - [`catalog`]: plugins, pipeline specs and lookup tables, as the API asks.
+//! - [`health`]: readiness, and keeping the last known catalog while the
+//!   store lost it.
 //! - [`data`]: ingest, the DLQ, outputs and metrics, as the API asks;
 //!   [`window_data`]: window results, alerts and the live feed.
 //! - [`worker`]: reading queue entries and the per-batch path: run the
@@ -21,6 +23,7 @@ mod catalog;
 pub mod chain;
 mod closer;
 mod data;
+mod health;
 mod window_data;
 mod lifecycle;
 mod maintenance;
@@ -29,6 +32,7 @@ pub mod stats;
 mod worker;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +47,7 @@ use spec::PipelineSpec;
 use stats::Stats;
 
 pub use data::{IngestTarget, PipelineReport};
+pub use health::Readiness;
 pub use window_data::{watermark_value, LiveCursor, LiveNews, WindowAnswer};
 
 /// How the engine runs (per process).
@@ -132,4 +137,7 @@ pub struct Engine {
     pipelines: RwLock<HashMap<String, lifecycle::Running>>,
     /// Every stored spec seen, parsed once per change.
     specs: RwLock<HashMap<String, KnownSpec>>,
+    /// The store lost the catalog under this process and it was not
+    /// restored yet ([`health`]): keep the last known pipelines.
+    catalog_reset: AtomicBool,
 }

@@ -20,8 +20,8 @@ pub use engine::{
     WindowApplyWaiting, WindowsClosed,
 };
 pub use pipeline::{BatchProcessed, IngestAnswered, PipelineMetrics, StageBatch};
-pub use store::BadPaneRowSkipped;
-pub use plugin::{PluginCacheProblem, PluginLogDropped, PluginLogged, PluginPrinted, PluginRef, StageTrapped};
+pub use store::{BadPaneRowSkipped, CatalogReset, CatalogRestored, StoreNotDurable};
+pub use plugin::{CompiledPluginRejected, PluginCacheProblem, PluginLogDropped, PluginLogged, PluginPrinted, PluginRef, StageTrapped};
 
 /// Something that happened inside the host, worth a log line, a metric or both.
 pub trait InternalEvent {

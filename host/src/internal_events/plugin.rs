@@ -96,3 +96,20 @@ impl InternalEvent for PluginCacheProblem<'_> {
         tracing::warn!(target: "sluice::runtime", path = %self.path.display(), "{}: {}", self.what, self.error);
     }
 }
+
+/// A compiled-plugin cache artifact did not verify against its MAC (changed
+/// on disk, another plugin's artifact, another wasmtime or engine
+/// configuration): it is not loaded as native code; the plugin is compiled
+/// again from its component.
+pub struct CompiledPluginRejected<'a> {
+    pub path: &'a std::path::Path,
+    pub why: &'a str,
+}
+
+impl InternalEvent for CompiledPluginRejected<'_> {
+    fn emit(self) {
+        tracing::warn!(target: "sluice::runtime", path = %self.path.display(),
+            "compiled-plugin cache entry rejected, compiling the plugin again: {}", self.why);
+        metrics::counter!("sluice_compiled_plugin_rejected_total").increment(1);
+    }
+}

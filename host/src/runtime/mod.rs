@@ -6,6 +6,7 @@
 //! - [`StageRunner`] runs batches of events through one plugin with one
 //!   config, pooling instances and isolating poison events.
 
+mod cache;
 mod guest_log;
 mod imports;
 mod instance;
@@ -43,7 +44,8 @@ use sandbox::StoreState;
 /// Engine-wide settings (per-stage limits are in [`StageLimits`]).
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Where compiled plugins are cached by content hash (`None`: memory only).
+    /// Where compiled plugins are cached by content hash, each artifact
+    /// verified before it is loaded (`None`: memory only).
     pub cache_dir: Option<PathBuf>,
     /// The wasm stack limit for every call, bytes. Engine-wide in wasmtime.
     pub max_wasm_stack: usize,
@@ -68,6 +70,9 @@ pub struct Runtime {
     linker: Linker<StoreState>,
     config: RuntimeConfig,
     plugins: Mutex<HashMap<String, Arc<Plugin>>>,
+    /// The verified on-disk cache (`None`: memory only, or the directory
+    /// or its key could not be used).
+    disk_cache: Option<cache::VerifiedCache>,
     ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
@@ -93,6 +98,13 @@ impl Runtime {
         let engine = Engine::new(&wasm).map_err(anyhow::Error::from).context("creating the wasmtime engine")?;
         let linker = imports::build_linker(&engine).map_err(anyhow::Error::from).context("linking the host interface")?;
 
+        let disk_cache = config.cache_dir.as_deref().and_then(|dir| match cache::VerifiedCache::open(dir, &engine) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                report::cache_problem(dir, "compiled plugins are not cached on disk", &format!("{e:#}"));
+                None
+            }
+        });
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
             let engine = engine.clone();
@@ -108,7 +120,7 @@ impl Runtime {
                 })
                 .context("starting the epoch ticker")?
         };
-        Ok(Runtime { engine, linker, config, plugins: Mutex::new(HashMap::new()), ticker: Some((stop, ticker)) })
+        Ok(Runtime { engine, linker, config, plugins: Mutex::new(HashMap::new()), disk_cache, ticker: Some((stop, ticker)) })
     }
 
     /// Validates and compiles component bytes (or answers the cached plugin
@@ -118,7 +130,7 @@ impl Runtime {
         if let Some(plugin) = self.plugins.lock().get(&sha256) {
             return Ok(plugin.clone());
         }
-        let component = plugin::compile(&self.engine, self.config.cache_dir.as_deref(), bytes, &sha256)?;
+        let component = plugin::compile(&self.engine, self.disk_cache.as_ref(), bytes, &sha256)?;
         let plugin = Arc::new(plugin::prepare(&self.engine, &self.linker, &component, sha256.clone(), bytes.len(), self.config.packed_batches)?);
         self.plugins.lock().insert(sha256, plugin.clone());
         Ok(plugin)

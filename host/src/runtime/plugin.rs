@@ -1,14 +1,13 @@
 //! Loading a plugin: check the bytes are a component of the stage world that
 //! imports only what the host grants, compile it once per content hash (in
-//! memory and on disk), and pre-instantiate it.
+//! memory and on disk, the disk copy verified: see [`super::cache`]), and
+//! pre-instantiate it.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{types::ComponentItem, Component, InstancePre, Linker};
 use wasmtime::Engine;
 
+use super::cache::VerifiedCache;
 use super::report;
 use super::imports::import_allowed;
 use super::sandbox::StoreState;
@@ -73,36 +72,29 @@ fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
     Ok(())
 }
 
-pub(crate) fn compile(engine: &Engine, cache_dir: Option<&Path>, bytes: &[u8], sha256: &str) -> Result<Component, PluginError> {
+pub(crate) fn compile(engine: &Engine, cache: Option<&VerifiedCache>, bytes: &[u8], sha256: &str) -> Result<Component, PluginError> {
     check_header(bytes)?;
-    let cached: Option<PathBuf> = cache_dir.map(|dir| dir.join(format!("{sha256}.cwasm")));
-    if let Some(path) = &cached {
-        if path.exists() {
-            // SAFETY: the file is one this host wrote from `Component::serialize`
-            // into its own cache directory; wasmtime checks it matches the engine.
-            match unsafe { Component::deserialize_file(engine, path) } {
+    if let Some(cache) = cache {
+        match cache.read(sha256) {
+            Ok(None) => {}
+            // SAFETY: these bytes are exactly the ones whose MAC verified: an
+            // artifact this host serialized for this component with this
+            // engine (wasmtime checks the engine again).
+            Ok(Some(artifact)) => match unsafe { Component::deserialize(engine, &artifact) } {
                 Ok(component) => return Ok(component),
-                Err(e) => report::cache_problem(path, "ignoring unusable compiled-plugin cache entry", &e.to_string()),
-            }
+                Err(e) => report::cache_problem(&cache.artifact_path(sha256), "ignoring unusable compiled-plugin cache entry", &e.to_string()),
+            },
+            Err(why) => report::cache_rejected(&cache.artifact_path(sha256), &why.to_string()),
         }
     }
     let component = Component::new(engine, bytes).map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
-    if let Some(path) = &cached {
-        if let Err(e) = write_cache(&component, path) {
-            report::cache_problem(path, "could not cache compiled plugin", &format!("{e:#}"));
+    if let Some(cache) = cache {
+        let written = component.serialize().map_err(anyhow::Error::from).and_then(|artifact| cache.write(sha256, &artifact));
+        if let Err(e) = written {
+            report::cache_problem(&cache.artifact_path(sha256), "could not cache compiled plugin", &format!("{e:#}"));
         }
     }
     Ok(component)
-}
-
-fn write_cache(component: &Component, path: &Path) -> anyhow::Result<()> {
-    let dir = path.parent().context("cache path has no parent")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let bytes = component.serialize()?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
 }
 
 /// Checks imports and exports, then pre-instantiates.

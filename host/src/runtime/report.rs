@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::outcome::FailureKind;
 use super::sandbox::Attribution;
-use crate::internal_events::{emit, PluginCacheProblem, PluginLogDropped, PluginLogged, PluginPrinted, PluginRef, StageTrapped};
+use crate::internal_events::{emit, CompiledPluginRejected, PluginCacheProblem, PluginLogDropped, PluginLogged, PluginPrinted, PluginRef, StageTrapped};
 
 fn plugin_ref(who: &Attribution) -> PluginRef<'_> {
     PluginRef { pipeline: &who.pipeline, stage: &who.stage, plugin: &who.plugin, version: who.plugin_version }
@@ -39,4 +39,10 @@ pub(crate) fn stage_trap(who: &Attribution, event_id: &str, kind: FailureKind, m
 /// says how); the plugin is compiled from its bytes instead.
 pub(crate) fn cache_problem(path: &Path, what: &str, error: &str) {
     emit(PluginCacheProblem { path, what, error });
+}
+
+/// The cached artifact at `path` did not verify (`why`); it is not loaded,
+/// the plugin is compiled again and the entry rewritten.
+pub(crate) fn cache_rejected(path: &Path, why: &str) {
+    emit(CompiledPluginRejected { path, why });
 }

@@ -38,6 +38,8 @@ pub mod windows;
 
 use async_trait::async_trait;
 
+use crate::domain::StoreHealth;
+
 pub use catalog::{PipelineCatalog, PluginCatalog, TableCatalog};
 pub use dlq::DeadLetters;
 pub use outputs::Outputs;
@@ -68,11 +70,21 @@ pub enum StoreError {
 /// What every store method answers.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Whether the backend answers at all.
+/// Whether the backend answers, what it keeps, and whether the catalog is
+/// still the one this process knows.
 #[async_trait]
 pub trait Health: Send + Sync {
-    /// Whether the backend answers (`/readyz`).
+    /// Whether the backend answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// The store's persistence, eviction policy and catalog marker
+    /// (`/readyz` and the start-up check). Errors only when the store does
+    /// not answer.
+    async fn health(&self) -> StoreResult<StoreHealth>;
+    /// Makes the catalog marker this process checks: writes one when the
+    /// store has none (first use, or after the store lost everything) and
+    /// adopts whichever is there. Called at connect, and by the engine once
+    /// the catalog it knew is back after a reset.
+    async fn adopt_catalog(&self) -> StoreResult<()>;
 }
 
 /// The whole store interface: every capability. Implemented for any type

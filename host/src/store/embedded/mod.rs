@@ -44,6 +44,7 @@ use tokio::sync::Notify;
 
 use super::shared::{invalid_cursor, join_json};
 use super::{Health, StoreError, StoreResult};
+use crate::domain::StoreHealth;
 
 /// The database file inside the store directory.
 const FILE_NAME: &str = "sluice.redb";
@@ -318,5 +319,17 @@ impl Health for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    /// A redb file is durable (each step commits before it is answered),
+    /// never evicts, and its catalog cannot vanish under the process that
+    /// holds it open.
+    async fn health(&self) -> StoreResult<StoreHealth> {
+        self.ping().await?;
+        Ok(StoreHealth { kind: "embedded", durable: true, persistence: "redb file".into(), eviction_policy: None, catalog_intact: true })
+    }
+
+    async fn adopt_catalog(&self) -> StoreResult<()> {
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! This file holds the connection, the key layout and the helpers; each
 //! capability is in its own file (`catalog`, `queue`, `complete`, `dlq`,
-//! `outputs`, `windows`, `alerts`), and the Lua scripts in `lua/*.lua`,
+//! `outputs`, `windows`, `alerts`, `health`), and the Lua scripts in `lua/*.lua`,
 //! each opening with what its KEYS and ARGV are. May use `crate::domain`,
 //! `super` (the store traits and shared rules) and external crates.
 //!
@@ -28,6 +28,7 @@
 //! | `P:{_catalog}:pipelines-version` | string (int) | bumped on every spec change |
 //! | `P:{_catalog}:tables` | hash | name → table JSON object |
 //! | `P:{_catalog}:tables-version` | string (int) | bumped on every table change |
+//! | `P:{_catalog}:marker` | string | a random token written when the store is first used; gone after a Redis restarted empty (`health.rs`) |
 //!
 //! Connections: one shared multiplexed connection for everything that does
 //! not block (dropped and re-made on I/O errors and timeouts, so the store
@@ -39,6 +40,7 @@ mod alerts;
 mod catalog;
 mod complete;
 mod dlq;
+mod health;
 mod outputs;
 mod queue;
 mod windows;
@@ -49,7 +51,6 @@ use std::time::Duration;
 use ::redis::aio::MultiplexedConnection;
 use ::redis::streams::{StreamId, StreamRangeReply};
 use ::redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
-use async_trait::async_trait;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +73,8 @@ pub struct RedisStore {
     shared: Mutex<Option<MultiplexedConnection>>,
     blocking: Mutex<Vec<MultiplexedConnection>>,
     scripts: Scripts,
+    /// The catalog marker this process adopted (see `health.rs`).
+    catalog_token: Mutex<Option<String>>,
 }
 
 struct Scripts {
@@ -118,8 +121,10 @@ impl RedisStore {
             shared: Mutex::new(None),
             blocking: Mutex::new(Vec::new()),
             scripts: Scripts::new(),
+            catalog_token: Mutex::new(None),
         };
         store.ping().await?;
+        store.adopt_catalog().await?;
         Ok(store)
     }
 
@@ -272,14 +277,6 @@ fn map_err(e: &RedisError) -> StoreError {
 
 fn parse_u64(value: Option<String>) -> u64 {
     value.and_then(|v| v.parse::<i64>().ok()).map(|v| v.max(0) as u64).unwrap_or(0)
-}
-
-#[async_trait]
-impl Health for RedisStore {
-    async fn ping(&self) -> StoreResult<()> {
-        let _: String = self.run(|mut c| async move { ::redis::cmd("PING").query_async(&mut c).await }).await?;
-        Ok(())
-    }
 }
 
 impl Scripts {

@@ -12,10 +12,11 @@
 --
 -- Two phases, so the script can never stop half-way (Redis keeps what a
 -- failed script wrote): the first only reads (which entries are pending,
--- the stored value of every field the applied entries change) and
--- computes every new value, refusing the whole call if one is not a finite
+-- the stored sums, minima and maxima the applied entries change) and
+-- computes their new values, refusing the whole call if one is not a finite
 -- number; the second writes with commands that cannot fail (computed
--- values SET or HSET, XADD, ZADD, SADD, PFADD on sketches checked first).
+-- values SET or HSET, counts by HINCRBY with an HSET fallback, XADD, ZADD,
+-- SADD, PFADD on sketches checked first).
 -- A stored value that is not a finite number reads as missing.
 local group = ARGV[1]
 local count = tonumber(ARGV[2])
@@ -146,9 +147,12 @@ end
 local INT, FLOAT = 1, 2
 for _, hk in ipairs(hlist) do
   local h = hashes[hk]
+  -- Counts (the ints) are added in phase 2 by `HINCRBY`, which cannot
+  -- overflow them and falls back to a plain `HSET` on a stored non-number,
+  -- so only sums, minima and maxima are read.
   local names = {}
   for _, r in ipairs(h.ranges) do
-    for q = 1, 5 do
+    for q = 2, 5 do
       local first, n = r[2 * q - 1], r[2 * q]
       for k = first, first + 2 * n - 2, 2 do names[#names + 1] = ARGV[k] end
     end
@@ -165,10 +169,6 @@ for _, hk in ipairs(hlist) do
     new[name] = c + v
   end
   for _, r in ipairs(h.ranges) do
-    for k = r[1], r[1] + 2 * r[2] - 2, 2 do
-      add(ARGV[k], tonumber(ARGV[k + 1]))
-      text[ARGV[k]] = INT
-    end
     for k = r[3], r[3] + 2 * r[4] - 2, 2 do
       local name, v = ARGV[k], tonumber(ARGV[k + 1])
       local c = new[name]
@@ -277,6 +277,15 @@ for _, hk in ipairs(hlist) do
   redis.call('HSET', hk, 'k|', h.k)
   for s = 1, #h.pairs, 4000 do
     redis.call('HSET', hk, unpack(h.pairs, s, math.min(s + 3999, #h.pairs)))
+  end
+  for _, r in ipairs(h.ranges) do
+    for k = r[1], r[1] + 2 * r[2] - 2, 2 do
+      local done = redis.pcall('HINCRBY', hk, ARGV[k], ARGV[k + 1])
+      if type(done) == 'table' and done.err then
+        -- A stored non-number reads as missing: the count starts again here.
+        redis.call('HSET', hk, ARGV[k], ARGV[k + 1])
+      end
+    end
   end
   for s = 1, #h.dels, 4000 do
     redis.call('HDEL', hk, unpack(h.dels, s, math.min(s + 3999, #h.dels)))

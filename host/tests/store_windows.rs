@@ -547,6 +547,13 @@ async fn finish_close_emits_finalizes_drops_and_expires<S: Store>(s: &S) {
     assert_eq!(s.final_results(P, W, T + 1, T + MIN - 1).await.unwrap(), vec![]);
     assert_eq!(s.final_results(P, HOUR, T, T).await.unwrap(), vec![finals[3].clone()]);
     assert_eq!(s.final_results(P, W_LIKE, i64::MIN, i64::MAX).await.unwrap(), vec![]);
+    // A bounded read: the first `max` by start then group, and whether there were more.
+    let (first, more) = s.final_results_at_most(P, W, i64::MIN, i64::MAX, 2).await.unwrap();
+    assert_eq!((first.len(), more), (2, true));
+    assert_eq!(first[0].start, T);
+    let (all, more) = s.final_results_at_most(P, W, i64::MIN, i64::MAX, 3).await.unwrap();
+    assert_eq!((all.len(), more), (3, false));
+    assert_eq!(s.final_results_at_most(P, W, i64::MIN, i64::MAX, 0).await.unwrap(), (vec![], true));
 
     // Pass 2: a late update re-finalizes (T, a): replaced, and re-emitted to the stream.
     let again = rec(W, T, "a", r#"{"final":"a2"}"#);

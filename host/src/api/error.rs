@@ -60,6 +60,7 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::NotFound(m) => ApiError::NotFound(m),
             EngineError::InvalidSpec(m) => ApiError::bad_request("invalid_spec", m),
+            EngineError::InvalidQuery(m) => ApiError::bad_request("invalid_query", m),
             EngineError::InvalidPlugin(m) => ApiError::bad_request("invalid_plugin", m),
             EngineError::InUse(m) => ApiError::Conflict(m),
             EngineError::Unreadable(m) => ApiError::Internal(m),

@@ -90,6 +90,9 @@ pub enum EngineError {
     /// No such pipeline, plugin, version, table or window (404).
     #[error("{0}")]
     NotFound(String),
+    /// A window query that would read too much (400 `invalid_query`).
+    #[error("{0}")]
+    InvalidQuery(String),
     /// A pipeline spec that cannot be stored (400 `invalid_spec`).
     #[error("{0}")]
     InvalidSpec(String),

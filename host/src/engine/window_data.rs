@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::{Engine, EngineError};
 use crate::domain::{AlertRecord, Page, WindowRecord, NO_WATERMARK};
-use crate::window::query::{window_results, WindowQuery};
+use crate::window::query::{window_results, TooMany, WindowQuery};
 use crate::window::{Shape, WindowSpec};
 
 /// A window query's answer.
@@ -59,7 +59,12 @@ impl Engine {
     /// The results of window `def` of pipeline `id` matching `query`.
     pub async fn window_answer(&self, id: &str, def: &WindowSpec, query: &WindowQuery) -> Result<WindowAnswer, EngineError> {
         let clock = self.store.window_clock(id).await?;
-        let results = window_results(self.store.as_ref(), id, def, query).await?;
+        let results = window_results(self.store.as_ref(), id, def, query).await?.map_err(|TooMany(max)| {
+            EngineError::InvalidQuery(format!(
+                "more than {max} stored windows of `{}` match this query; narrow `from`/`to` (ms, on the window start)",
+                def.name
+            ))
+        })?;
         Ok(WindowAnswer { results, watermark: clock.watermark })
     }
 
@@ -106,7 +111,8 @@ impl Engine {
             Ok(clock) if clock.max_event_ts != NO_WATERMARK => {
                 let newest = clock.max_event_ts.max(clock.watermark);
                 match window_results(store, id, def, &current_query(def, newest)).await {
-                    Ok(results) => {
+                    Ok(Err(TooMany(max))) => news.errors.push(format!("more than {max} stored windows match the live view")),
+                    Ok(Ok(results)) => {
                         let update = json!({"window": def.name, "watermark": watermark_value(clock.watermark), "results": results}).to_string();
                         if update != cursor.last_update {
                             cursor.last_update = update.clone();

@@ -24,8 +24,14 @@ pub trait WindowState: Send + Sync {
     async fn dirty_marks(&self, pipeline: &str, window: &str) -> StoreResult<Vec<DirtyMark>>;
     /// Applies a closer pass and releases the gate, atomically.
     async fn finish_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<()>;
-    /// Stored final results of `window` with `from <= start <= to`, by start.
-    async fn final_results(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<WindowRecord>>;
+    /// Stored final results of `window` with `from <= start <= to`, by
+    /// start then group: the first `max` of them, and whether there were
+    /// more (a query reads a bounded amount whatever the range).
+    async fn final_results_at_most(&self, pipeline: &str, window: &str, from: i64, to: i64, max: usize) -> StoreResult<(Vec<WindowRecord>, bool)>;
+    /// Every stored final result of `window` with `from <= start <= to`.
+    async fn final_results(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<WindowRecord>> {
+        Ok(self.final_results_at_most(pipeline, window, from, to, usize::MAX).await?.0)
+    }
     /// The window's results stream, oldest first, after `cursor`.
     async fn read_window_results(&self, pipeline: &str, window: &str, cursor: &str, limit: usize) -> StoreResult<Page<WindowRecord>>;
     /// A cursor past everything stored so far in `window`'s results stream

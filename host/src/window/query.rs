@@ -34,15 +34,43 @@ fn group_matches(filter: &Option<String>, key: &str) -> bool {
     }
 }
 
-/// The result objects of `def` matching `query`, by start then group.
-pub async fn window_results(store: &dyn Store, pipeline: &str, def: &WindowSpec, query: &WindowQuery) -> StoreResult<Vec<Value>> {
+/// At most this many stored final windows are read for one query; a
+/// query matching more is refused (narrow `from`/`to` or `group`).
+pub const MAX_FINAL_WINDOWS: usize = 10_000;
+
+/// A query's answer, or why it would read too much.
+pub type QueryAnswer = Result<Vec<Value>, TooMany>;
+
+/// The query matches more than [`MAX_FINAL_WINDOWS`] stored windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooMany(pub usize);
+
+/// The result objects of `def` matching `query`, by start then group,
+/// reading at most [`MAX_FINAL_WINDOWS`] stored windows (what the API asks).
+pub async fn window_results(store: &dyn Store, pipeline: &str, def: &WindowSpec, query: &WindowQuery) -> StoreResult<QueryAnswer> {
+    window_results_within(store, pipeline, def, query, MAX_FINAL_WINDOWS).await
+}
+
+/// [`window_results`] reading at most `max_finals` stored windows (the
+/// spike rules' baselines, bounded by their own `baseline_windows`, read them all).
+pub async fn window_results_within(
+    store: &dyn Store,
+    pipeline: &str,
+    def: &WindowSpec,
+    query: &WindowQuery,
+    max_finals: usize,
+) -> StoreResult<QueryAnswer> {
     let clock = store.window_clock(pipeline).await?;
     let wm = clock.watermark;
     let from = query.from.unwrap_or(i64::MIN);
     let to = query.to.unwrap_or(i64::MAX);
     let lateness = def.lateness();
     let mut out: Vec<(i64, String, Value)> = Vec::new();
-    for record in store.final_results(pipeline, &def.name, from, to).await? {
+    let (finals, more) = store.final_results_at_most(pipeline, &def.name, from, to, max_finals).await?;
+    if more {
+        return Ok(Err(TooMany(max_finals)));
+    }
+    for record in finals {
         if group_matches(&query.group, &record.group) {
             let value = serde_json::from_str(&record.json).unwrap_or(Value::Null);
             out.push((record.start, record.group, value));
@@ -84,5 +112,5 @@ pub async fn window_results(store: &dyn Store, pipeline: &str, def: &WindowSpec,
         }
     }
     out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    Ok(out.into_iter().map(|(_, _, v)| v).collect())
+    Ok(Ok(out.into_iter().map(|(_, _, v)| v).collect()))
 }

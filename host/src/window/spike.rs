@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::query::{window_results, WindowQuery};
+use super::query::{window_results_within, WindowQuery};
 use super::spec::{Shape, WindowSpec};
 use crate::store::{Store, StoreResult};
 use crate::domain::{AlertRecord, NO_WATERMARK};
@@ -85,7 +85,8 @@ async fn baseline(store: &dyn Store, pipeline: &str, def: &WindowSpec, start: i6
     let Shape::Panes { size, .. } = def.shape() else { return Ok(HashMap::new()) };
     let query = WindowQuery { group: None, from: Some(start.saturating_sub(size * n as i64)), to: Some(start - 1) };
     let mut sums: HashMap<String, f64> = HashMap::new();
-    for result in window_results(store, pipeline, def, &query).await? {
+    let results = window_results_within(store, pipeline, def, &query, usize::MAX).await?.unwrap_or_default();
+    for result in results {
         let group = result["group"].to_string();
         *sums.entry(group).or_default() += result["count"].as_f64().unwrap_or(0.0);
     }

@@ -270,9 +270,9 @@ impl WindowState for EmbeddedStore {
         .await
     }
 
-    async fn final_results(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<WindowRecord>> {
+    async fn final_results_at_most(&self, pipeline: &str, window: &str, from: i64, to: i64, max: usize) -> StoreResult<(Vec<WindowRecord>, bool)> {
         if from > to {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         let (p, w) = (pipeline.to_string(), window.to_string());
         self.blocking(move |db| {
@@ -280,12 +280,14 @@ impl WindowState for EmbeddedStore {
             let txn = db.begin_read().map_err(db_err)?;
             let t = txn.open_table(FINALS).map_err(db_err)?;
             let mut out = Vec::new();
-            for item in t.range(span(&p, &w, &w_next, from, to)).map_err(db_err)? {
+            for item in t.range(span(&p, &w, &w_next, from, to)).map_err(db_err)?.take(max.saturating_add(1)) {
                 let (key, value) = item.map_err(db_err)?;
                 let (_, _, start, group) = key.value();
                 out.push(WindowRecord { window: w.clone(), start, group: group.to_string(), json: value.value().to_string() });
             }
-            Ok(out)
+            let more = out.len() > max;
+            out.truncate(max);
+            Ok((out, more))
         })
         .await
     }

@@ -143,13 +143,19 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn finals(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<WindowRecord>> {
+    pub(super) async fn finals(&self, pipeline: &str, window: &str, from: i64, to: i64, max: usize) -> StoreResult<(Vec<WindowRecord>, bool)> {
         let base = format!("{}{window}:", self.keys(pipeline).windows);
         let (index, hash) = (format!("{base}final"), format!("{base}finalh"));
         let (index, hash) = (&index, &hash);
-        let members: Vec<String> = self
-            .run(|mut c| async move { ::redis::cmd("ZRANGEBYSCORE").arg(index).arg(from).arg(to).query_async(&mut c).await })
+        // One more than asked for says whether there are more.
+        let count = i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1);
+        let mut members: Vec<String> = self
+            .run(|mut c| async move {
+                ::redis::cmd("ZRANGEBYSCORE").arg(index).arg(from).arg(to).arg("LIMIT").arg(0).arg(count).query_async(&mut c).await
+            })
             .await?;
+        let more = members.len() > max;
+        members.truncate(max);
         let mut records = Vec::with_capacity(members.len());
         for chunk in members.chunks(1000) {
             let values: Vec<Option<String>> =
@@ -162,7 +168,7 @@ impl RedisStore {
             }
         }
         records.sort_by(|a, b| (a.start, &a.group).cmp(&(b.start, &b.group)));
-        Ok(records)
+        Ok((records, more))
     }
 
     pub(super) async fn results_page(
@@ -243,8 +249,8 @@ impl WindowState for RedisStore {
         self.commit_close(pipeline, commit).await
     }
 
-    async fn final_results(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<WindowRecord>> {
-        self.finals(pipeline, window, from, to).await
+    async fn final_results_at_most(&self, pipeline: &str, window: &str, from: i64, to: i64, max: usize) -> StoreResult<(Vec<WindowRecord>, bool)> {
+        self.finals(pipeline, window, from, to, max).await
     }
 
     async fn read_window_results(&self, pipeline: &str, window: &str, cursor: &str, limit: usize) -> StoreResult<Page<WindowRecord>> {

@@ -171,8 +171,9 @@ pub struct CloseLease {
 pub enum CloseOutcome {
     /// Applied, and the gate is open again.
     Committed,
-    /// Nothing written: the commit's token is not the lease the store holds
-    /// (the lease ran out and was taken again, or was revoked). The pass's
+    /// Nothing written: the commit's lease is not the live one (it ran out
+    /// and was taken again, or a window apply revoked it, or it committed
+    /// already: a lease commits once). The pass's
     /// decisions were taken on a state that may have changed; the current
     /// holder (or the next pass) decides again.
     Fenced,

@@ -24,9 +24,9 @@ pub trait WindowState: Send + Sync {
     /// The window's dirty marks (closed windows updated since they were emitted).
     async fn dirty_marks(&self, pipeline: &str, window: &str) -> StoreResult<Vec<DirtyMark>>;
     /// Applies a closer pass and releases the gate, atomically, if
-    /// `commit.token` is still the stored lease's token; otherwise writes
-    /// nothing and answers [`CloseOutcome::Fenced`] (checked before the first
-    /// write). Never moves the watermark backwards (see
+    /// `commit.token` is still the stored lease's token and the gate is
+    /// still held (a lease commits once); otherwise writes nothing and
+    /// answers [`CloseOutcome::Fenced`] (checked before the first write). Never moves the watermark backwards (see
     /// [`CloseCommit::watermark_over`]).
     async fn finish_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<CloseOutcome>;
     /// Stored final results of `window` with `from <= start <= to`, by start.

@@ -193,9 +193,14 @@ impl WindowState for EmbeddedStore {
         self.blocking(move |db| {
             let p = p.as_str();
             let txn = db.begin_write().map_err(db_err)?;
-            // Fenced before any write: held under the write transaction, the
-            // token cannot change between this check and the commit.
-            if state.gate.lock().token != commit.token {
+            // Fenced before any write (another token, or a gate already open:
+            // this lease committed). Under the write transaction the gate
+            // cannot change between this check and the commit.
+            let live = {
+                let gate = state.gate.lock();
+                gate.token == commit.token && gate.until != 0
+            };
+            if !live {
                 txn.abort().map_err(db_err)?;
                 return Ok(CloseOutcome::Fenced);
             }

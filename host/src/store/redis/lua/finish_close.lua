@@ -1,12 +1,14 @@
 -- KEYS: clock. ARGV: window key prefix, commit JSON (see `commit_close`),
 -- the lease's fencing token. Answers 1 when applied, 0 (nothing written)
--- when the stored token is not the given one: the lease ran out and was
--- taken again (or revoked by an apply), so this pass's decisions are void.
+-- when that lease is not the live one: the stored token is another (the
+-- lease ran out and was taken again, or an apply revoked it), or the gate
+-- is open (this lease committed already), so this pass's decisions are void.
 -- The checks and the only step that can fail (decoding the commit) come
 -- before any write; every command after works on any stored value (a
 -- HyperLogLog marker without its index is skipped), so the script never
 -- stops half-way.
-if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[3] then
+local lease = redis.call('HMGET', KEYS[1], 'tok', 'gate')
+if lease[1] ~= ARGV[3] or not lease[2] or lease[2] == '0' then
   return 0
 end
 local wbase = ARGV[1]

@@ -43,6 +43,7 @@ conformance!(
     output_pages_span_many_entries,
     queued_bytes_follow_entries_retries_and_replays,
     enqueue_over_max_bytes_appends_nothing,
+    touch_keeps_an_entry_from_being_reclaimed,
 );
 
 // ---- helpers ----------------------------------------------------------------
@@ -461,6 +462,39 @@ async fn reclaim_takes_over_idle_entries<S: Store>(s: &S) {
     assert_eq!(read_now(s, P, "x").await.len(), 2);
     assert_eq!(all_ids(&s.reclaim(P, "y", 0, 2).await.unwrap()), vec!["b", "c"]);
     assert_eq!(counts(s, P).await, counters(4, 0, 1, 1, 0, 3));
+}
+
+/// A worker still running an entry refreshes its claim (`touch`): no
+/// reclaim takes it over, however long it runs, while entries it stops
+/// touching are taken over as before; touching an entry that is no longer
+/// the caller's (taken over, completed) leaves it alone.
+async fn touch_keeps_an_entry_from_being_reclaimed<S: Store>(s: &S) {
+    enqueue_ok(s, P, &qes(&["a"])).await;
+    enqueue_ok(s, P, &qes(&["b"])).await;
+    let got = read_now(s, P, "busy").await;
+    assert_eq!(all_ids(&got), vec!["a", "b"]);
+    let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
+    // Twice the reclaim time (250 ms) goes by, touched every 100 ms: kept.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.touch(P, "busy", &ids).await.unwrap(), 2);
+        assert_eq!(s.reclaim(P, "rescuer", 250, 10).await.unwrap(), vec![], "a touched entry is not taken over");
+    }
+    // Only "a" is touched from now on: "b" goes idle and is taken over.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.touch(P, "busy", &ids[..1]).await.unwrap(), 1);
+    }
+    let taken = s.reclaim(P, "rescuer", 250, 10).await.unwrap();
+    assert_eq!(all_ids(&taken), vec!["b"]);
+    // "b" is the rescuer's now: touching it is not taking it back.
+    assert_eq!(s.touch(P, "busy", &ids).await.unwrap(), 1);
+    assert_eq!(s.touch(P, "rescuer", &ids).await.unwrap(), 1);
+    // Completed entries are not pending for anyone.
+    assert_eq!(s.complete(P, &[done(&got[0], vec![]), done(&taken[0], vec![])]).await.unwrap().applied, 2);
+    assert_eq!(s.touch(P, "busy", &ids).await.unwrap(), 0);
+    assert_eq!(s.touch(P, "busy", &[]).await.unwrap(), 0);
+    assert_eq!(s.reclaim(P, "third", 0, 10).await.unwrap(), vec![]);
 }
 
 async fn read_blocks_until_an_entry_arrives<S: Store>(s: &S) {

@@ -19,7 +19,7 @@ use sluice::domain::Event;
 use sluice::store::embedded::EmbeddedStore;
 use sluice::store::prelude::*;
 use sluice::store::{Store, StoreError};
-use sluice::domain::{AlertRecord, CloseCommit, CompleteReport, Counters, Delivery, DirtyMark, DistinctQuery, Enqueued, EntryResult, FieldAgg, PaneAgg, PaneDelta, PaneRef, PaneRow, QueuedEvent, WindowClock, WindowRecord, NO_WATERMARK};
+use sluice::domain::{AlertRecord, CloseCommit, CloseOutcome, CompleteReport, Counters, Delivery, DirtyMark, DistinctQuery, Enqueued, EntryResult, FieldAgg, PaneAgg, PaneDelta, PaneRef, PaneRow, QueuedEvent, WindowClock, WindowRecord, NO_WATERMARK};
 
 // ---- fixtures ---------------------------------------------------------------
 
@@ -37,6 +37,8 @@ conformance!(
     tail_cursor_skips_what_is_stored,
     non_finite_completion_writes_nothing,
     integer_sums_past_i64_keep_counting,
+    fenced_closer_writes_nothing,
+    finish_close_never_moves_the_watermark_backwards,
 );
 
 // ---- helpers ----------------------------------------------------------------
@@ -144,6 +146,21 @@ const STALE: CompleteReport = CompleteReport { applied: 0, skipped: 0, stale: tr
 
 fn clock(watermark: i64, max_event_ts: i64, last_event_at: i64, gate_until: i64) -> WindowClock {
     WindowClock { watermark, max_event_ts, last_event_at, gate_until }
+}
+
+/// The stored watermark of `P`.
+async fn watermark<S: Store>(s: &S) -> i64 {
+    s.window_clock(P).await.unwrap().watermark
+}
+
+/// Takes the close gate (it must be free) and answers the lease's token.
+async fn lease<S: Store>(s: &S, pipeline: &str, now_ms: i64, lease_ms: i64) -> u64 {
+    s.begin_close(pipeline, now_ms, lease_ms).await.unwrap().expect("the gate is free").token
+}
+
+/// Commits a closer pass that holds its lease: it must apply.
+async fn commit<S: Store>(s: &S, pipeline: &str, commit: CloseCommit) {
+    assert_eq!(s.finish_close(pipeline, &commit).await.unwrap(), CloseOutcome::Committed);
 }
 
 fn assert_within(actual: u64, expected: u64, tolerance: f64, what: &str) {
@@ -296,7 +313,7 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
 
     // A closer takes the gate until 2_000 + 30_000.
     let got = s.begin_close(P, 2_000, 30_000).await.unwrap().expect("the gate is free");
-    assert_eq!((got.watermark, got.max_event_ts, got.last_event_at), (NO_WATERMARK, T + 7, 1_000));
+    assert_eq!((got.clock.watermark, got.clock.max_event_ts, got.clock.last_event_at), (NO_WATERMARK, T + 7, 1_000));
     assert_eq!(s.window_clock(P).await.unwrap(), clock(NO_WATERMARK, T + 7, 1_000, 32_000));
     // Nobody else gets it, not even just before it runs out.
     assert_eq!(s.begin_close(P, 2_500, 30_000).await.unwrap(), None);
@@ -309,7 +326,7 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     assert_eq!(counts(s, P).await.queue_depth, 1);
 
     // The closer commits: the watermark moves, the gate is free again.
-    s.finish_close(P, &CloseCommit { watermark: T, ..Default::default() }).await.unwrap();
+    commit(s, P, CloseCommit { token: got.token, watermark: T, ..Default::default() }).await;
     assert_eq!(s.window_clock(P).await.unwrap(), clock(T, T + 7, 1_000, 0));
     // Decisions valid only below T are stale now; valid below T + 1 they apply.
     assert_eq!(s.complete_windowed(P, &[r2.clone()], Some(NO_WATERMARK), 4_000).await.unwrap(), STALE);
@@ -324,24 +341,30 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
     assert!(s.begin_close(P, 10_000, 1_000).await.unwrap().is_some());
     assert_eq!(s.begin_close(P, 10_500, 1_000).await.unwrap(), None);
     let got = s.begin_close(P, 11_001, 1_000).await.unwrap().expect("the lease ran out");
-    assert_eq!(got.watermark, T);
+    assert_eq!(got.clock.watermark, T);
     assert_eq!(s.window_clock(P).await.unwrap().gate_until, 12_001);
     let d3 = deliver(s, P, "c").await;
     let r3 = windowed(&d3, vec![counted(W, T + 2 * MIN, "g", 1, vec![])], vec![], Some(T + 2 * MIN));
     assert_eq!(s.complete_windowed(P, &[r3.clone()], Some(T + 1), 11_500).await.unwrap(), STALE);
-    // Past the lease the gate no longer holds applies back.
+    // Past the lease the gate no longer holds applies back, and such an
+    // apply revokes the lease that ran out: that pass read the panes before
+    // the apply, so its commit is fenced (nothing written; the gate is free).
     assert_eq!(s.complete_windowed(P, &[r3], Some(T + 1), 12_002).await.unwrap(), applied(1));
-    s.finish_close(P, &CloseCommit { watermark: T + MIN, ..Default::default() }).await.unwrap();
+    assert_eq!(s.finish_close(P, &CloseCommit { token: got.token, watermark: T + MIN, ..Default::default() }).await.unwrap(), CloseOutcome::Fenced);
+    assert_eq!(s.window_clock(P).await.unwrap(), clock(T, T + 2 * MIN, 12_002, 0));
+    // The next pass decides again, on what is stored now.
+    let token = lease(s, P, 12_003, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: T + MIN, ..Default::default() }).await;
     assert_eq!(s.window_clock(P).await.unwrap(), clock(T + MIN, T + 2 * MIN, 12_002, 0));
 
     // The gate is per pipeline.
     assert!(s.begin_close(P, 20_000, 60_000).await.unwrap().is_some());
     let other = s.begin_close("p2", 20_000, 60_000).await.unwrap().expect("p2 has a gate of its own");
-    assert_eq!((other.watermark, other.max_event_ts, other.last_event_at), (NO_WATERMARK, NO_WATERMARK, 0));
+    assert_eq!((other.clock.watermark, other.clock.max_event_ts, other.clock.last_event_at), (NO_WATERMARK, NO_WATERMARK, 0));
     assert_eq!(s.window_clock("p2").await.unwrap(), clock(NO_WATERMARK, NO_WATERMARK, 0, 80_000));
     let d4 = deliver(s, "p2", "x").await;
     assert_eq!(s.complete_windowed("p2", &[windowed(&d4, vec![], vec![], None)], Some(NO_WATERMARK), 20_001).await.unwrap(), STALE);
-    s.finish_close("p2", &CloseCommit { watermark: NO_WATERMARK, ..Default::default() }).await.unwrap();
+    commit(s, "p2", CloseCommit { token: other.token, watermark: NO_WATERMARK, ..Default::default() }).await;
     assert_eq!(s.window_clock(P).await.unwrap().gate_until, 80_000);
     assert_eq!(s.window_clock("p2").await.unwrap(), WindowClock::default());
 }
@@ -349,8 +372,8 @@ async fn stale_watermark_and_close_gate_apply_nothing<S: Store>(s: &S) {
 /// A delta marks its (window, pane, group) dirty when the stored watermark
 /// has reached its `dirty_at` as it is applied.
 async fn dirty_at_marks_updates_to_closed_windows<S: Store>(s: &S) {
-    assert!(s.begin_close(P, 1_000, 1_000).await.unwrap().is_some());
-    s.finish_close(P, &CloseCommit { watermark: T, ..Default::default() }).await.unwrap();
+    let token = lease(s, P, 1_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: T, ..Default::default() }).await;
     let d = deliver(s, P, "a").await;
     let mut closed = counted(W, T - MIN, "g", 1, vec![]);
     closed.dirty_at = Some(T);
@@ -392,8 +415,8 @@ async fn clock_tracks_event_time_and_last_apply<S: Store>(s: &S) {
     // Newer events move it forward; a closer pass keeps both fields.
     assert_eq!(s.complete_windowed(P, &[r4], Some(i64::MAX), 6_000).await.unwrap(), applied(1));
     assert_eq!(s.window_clock(P).await.unwrap(), clock(NO_WATERMARK, T + 9 * MIN, 6_000, 0));
-    assert!(s.begin_close(P, 7_000, 1_000).await.unwrap().is_some());
-    s.finish_close(P, &CloseCommit { watermark: T + 5 * MIN, ..Default::default() }).await.unwrap();
+    let token = lease(s, P, 7_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: T + 5 * MIN, ..Default::default() }).await;
     assert_eq!(s.window_clock(P).await.unwrap(), clock(T + 5 * MIN, T + 9 * MIN, 6_000, 0));
     // Other pipelines have their own clock.
     assert_eq!(s.window_clock("p2").await.unwrap(), WindowClock::default());
@@ -479,7 +502,7 @@ async fn finish_close_emits_finalizes_drops_and_expires<S: Store>(s: &S) {
     assert_eq!(s.distinct_counts(P, W, &sketches).await.unwrap(), vec![5, 6, 7, 8]);
 
     // Pass 1: close T; drop pane T whole and group b of T+1m.
-    assert!(s.begin_close(P, 2_000, 60_000).await.unwrap().is_some());
+    let token = lease(s, P, 2_000, 60_000).await;
     let emits = vec![
         rec(W, T, "a", r#"{"group":"a","start":1}"#),
         rec(W, T, "b", r#"{"group":"b","start":1}"#),
@@ -494,9 +517,11 @@ async fn finish_close_emits_finalizes_drops_and_expires<S: Store>(s: &S) {
         rec(W, T + MIN, "b", r#"{"final":"b2"}"#),
         rec(HOUR, T, "a", r#"{"final":"hour"}"#),
     ];
-    s.finish_close(
+    commit(
+        s,
         P,
-        &CloseCommit {
+        CloseCommit {
+            token,
             watermark: T + MIN,
             emit,
             finals: finals.clone(),
@@ -506,10 +531,10 @@ async fn finish_close_emits_finalizes_drops_and_expires<S: Store>(s: &S) {
             ],
             dirty_done: vec![mark(W, T, "a"), mark(HOUR, T, "a")],
             expire: vec![],
+            ..Default::default()
         },
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(s.window_clock(P).await.unwrap(), clock(T + MIN, T + 2 * MIN, 1_000, 0));
 
     // Dropped: pane T (both groups, with their sketches) and (T+1m, b).
@@ -557,10 +582,12 @@ async fn finish_close_emits_finalizes_drops_and_expires<S: Store>(s: &S) {
 
     // Pass 2: a late update re-finalizes (T, a): replaced, and re-emitted to the stream.
     let again = rec(W, T, "a", r#"{"final":"a2"}"#);
-    assert!(s.begin_close(P, 3_000, 60_000).await.unwrap().is_some());
-    s.finish_close(
+    let token = lease(s, P, 3_000, 60_000).await;
+    commit(
+        s,
         P,
-        &CloseCommit {
+        CloseCommit {
+            token,
             watermark: T + MIN,
             emit: vec![again.clone()],
             finals: vec![again.clone()],
@@ -568,8 +595,7 @@ async fn finish_close_emits_finalizes_drops_and_expires<S: Store>(s: &S) {
             ..Default::default()
         },
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(s.final_results(P, W, T, T).await.unwrap(), vec![again.clone(), fb1]);
     let mut stream = emits.clone();
     stream.push(again.clone());
@@ -578,16 +604,112 @@ async fn finish_close_emits_finalizes_drops_and_expires<S: Store>(s: &S) {
     assert_eq!(s.dirty_marks(P, W).await.unwrap(), vec![]);
 
     // Pass 3: expire everything of W that started before T+1m, finals and stream alike.
-    assert!(s.begin_close(P, 4_000, 60_000).await.unwrap().is_some());
-    s.finish_close(P, &CloseCommit { watermark: T + 2 * MIN, expire: vec![(W.to_string(), T + MIN)], ..Default::default() })
-        .await
-        .unwrap();
+    let token = lease(s, P, 4_000, 60_000).await;
+    commit(s, P, CloseCommit { token, watermark: T + 2 * MIN, expire: vec![(W.to_string(), T + MIN)], ..Default::default() })
+        .await;
     assert_eq!(s.final_results(P, W, i64::MIN, i64::MAX).await.unwrap(), vec![fb2]);
     assert_eq!(all_results(s, P, W, 10).await, vec![emits[2].clone()]);
     // Other windows are untouched.
     assert_eq!(s.final_results(P, HOUR, i64::MIN, i64::MAX).await.unwrap(), vec![finals[3].clone()]);
     assert_eq!(all_results(s, P, HOUR, 10).await, vec![hour_emit]);
     assert_eq!(s.window_clock(P).await.unwrap(), clock(T + 2 * MIN, T + 2 * MIN, 1_000, 0));
+}
+
+/// A closer paused past its lease, taken over by another closer meanwhile,
+/// cannot commit: its watermark, results, finals, dropped panes and dirty
+/// marks are all refused (nothing written), so a window is emitted once and
+/// the watermark never goes back. The holder's commit applies as usual.
+async fn fenced_closer_writes_nothing<S: Store>(s: &S) {
+    let d = deliver(s, P, "a").await;
+    let r = windowed(&d, vec![counted(W, T, "g", 2, values("v", 0..4))], vec![mark(W, T, "g")], Some(T + 9));
+    assert_eq!(s.complete_windowed(P, &[r], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
+
+    // Closer A takes the gate until 3_000, plans, and pauses past its lease.
+    let a = lease(s, P, 2_000, 1_000).await;
+    let a_result = rec(W, T, "g", r#"{"count":2,"by":"a"}"#);
+    let a_commit = CloseCommit {
+        token: a,
+        watermark: T + MIN,
+        horizon: Some(T + MIN),
+        emit: vec![a_result.clone()],
+        finals: vec![a_result],
+        drop_panes: vec![PaneRef { window: W.into(), pane: T, group: None }],
+        dirty_done: vec![mark(W, T, "g")],
+        expire: vec![(W.to_string(), T + MIN)],
+    };
+    // Closer B takes the gate over once A's lease ran out, and closes the
+    // window without finalizing it (the lateness keeps its panes).
+    let b = lease(s, P, 3_001, 10_000).await;
+    assert!(b > a, "every lease gets a greater token: {b} > {a}");
+    let b_result = rec(W, T, "g", r#"{"count":2,"by":"b"}"#);
+    commit(s, P, CloseCommit { token: b, watermark: T + MIN, emit: vec![b_result.clone()], ..Default::default() }).await;
+
+    // A wakes up: its commit is refused, nothing of it is written.
+    assert_eq!(s.finish_close(P, &a_commit).await.unwrap(), CloseOutcome::Fenced);
+    assert_eq!(s.window_clock(P).await.unwrap(), clock(T + MIN, T + 9, 1_000, 0));
+    assert_eq!(all_results(s, P, W, 10).await, vec![b_result.clone()], "emitted once, by B");
+    assert_eq!(s.final_results(P, W, i64::MIN, i64::MAX).await.unwrap(), vec![]);
+    assert_eq!(s.read_panes(P, W, T, T).await.unwrap(), vec![row(T, "g", pa(2, vec![]))]);
+    assert_eq!(s.distinct_counts(P, W, &[q(0, "g", &[T])]).await.unwrap(), vec![4]);
+    assert_eq!(s.dirty_marks(P, W).await.unwrap(), vec![mark(W, T, "g")]);
+
+    // A stale token does not release the gate of the closer holding it now,
+    // nor does a made-up one (0: no lease at all).
+    let c = lease(s, P, 4_000, 10_000).await;
+    for token in [a, b, 0, c + 1] {
+        let stale = CloseCommit { token, watermark: T + 5 * MIN, emit: vec![rec(W, T + MIN, "g", "{}")], ..Default::default() };
+        assert_eq!(s.finish_close(P, &stale).await.unwrap(), CloseOutcome::Fenced, "token {token}");
+    }
+    assert_eq!(s.window_clock(P).await.unwrap(), clock(T + MIN, T + 9, 1_000, 14_000));
+    assert_eq!(all_results(s, P, W, 10).await, vec![b_result.clone()]);
+    // The holder commits; its token is spent (a second commit is fenced).
+    let final_result = rec(W, T, "g", r#"{"final":true}"#);
+    let c_commit = CloseCommit { token: c, watermark: T + 2 * MIN, finals: vec![final_result.clone()], dirty_done: vec![mark(W, T, "g")], ..Default::default() };
+    commit(s, P, c_commit.clone()).await;
+    assert_eq!(s.finish_close(P, &c_commit).await.unwrap(), CloseOutcome::Fenced, "a lease commits once");
+    assert_eq!(s.window_clock(P).await.unwrap(), clock(T + 2 * MIN, T + 9, 1_000, 0));
+    assert_eq!(s.final_results(P, W, i64::MIN, i64::MAX).await.unwrap(), vec![final_result]);
+    assert_eq!(all_results(s, P, W, 10).await, vec![b_result]);
+    assert_eq!(s.dirty_marks(P, W).await.unwrap(), vec![]);
+}
+
+/// `finish_close` never moves the watermark backwards (the rest of such a
+/// commit applies), except the clamp of `next_watermark`: a stored watermark
+/// past the commit's horizon (the clock plus `max_future_ms`) comes down to
+/// that horizon, and no further.
+async fn finish_close_never_moves_the_watermark_backwards<S: Store>(s: &S) {
+    let token = lease(s, P, 1_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: T + MIN, ..Default::default() }).await;
+    assert_eq!(watermark(s).await, T + MIN);
+
+    // Lower, without and with a horizon the stored watermark is within.
+    let r = rec(W, T, "g", "{}");
+    let token = lease(s, P, 2_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: T, emit: vec![r.clone()], ..Default::default() }).await;
+    assert_eq!(watermark(s).await, T + MIN, "kept");
+    assert_eq!(all_results(s, P, W, 10).await, vec![r], "the rest of the commit applied");
+    let token = lease(s, P, 3_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: NO_WATERMARK, horizon: Some(T + MIN), ..Default::default() }).await;
+    assert_eq!(watermark(s).await, T + MIN, "at the horizon is not past it");
+    assert_eq!(s.window_clock(P).await.unwrap().gate_until, 0, "the gate opened all the same");
+
+    // Stored past the horizon: down to the horizon, not below.
+    let token = lease(s, P, 4_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: T + 10 * MIN, ..Default::default() }).await;
+    let token = lease(s, P, 5_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: T + 2 * MIN, horizon: Some(T + 5 * MIN), ..Default::default() }).await;
+    assert_eq!(watermark(s).await, T + 5 * MIN);
+    // A far-future watermark (as stored by earlier versions) comes back too.
+    let token = lease(s, P, 6_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: i64::MAX - 1, ..Default::default() }).await;
+    assert_eq!(watermark(s).await, i64::MAX - 1);
+    let token = lease(s, P, 7_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: T + 3 * MIN, horizon: Some(T + 3 * MIN), ..Default::default() }).await;
+    assert_eq!(watermark(s).await, T + 3 * MIN);
+    // Forward is always fine.
+    let token = lease(s, P, 8_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: T + 4 * MIN, horizon: Some(T + 9 * MIN), ..Default::default() }).await;
+    assert_eq!(watermark(s).await, T + 4 * MIN);
 }
 
 // ---- alerts -------------------------------------------------------------------
@@ -597,16 +719,16 @@ async fn tail_cursor_skips_what_is_stored<S: Store>(s: &S) {
     let tail = s.tail_cursor(P, Some(W)).await.unwrap();
     assert_eq!(s.read_window_results(P, W, &tail, 10).await.unwrap().items, vec![], "an empty stream");
     let old = rec(W, T, "a", r#"{"n":1}"#);
-    assert!(s.begin_close(P, 1_000, 1_000).await.unwrap().is_some());
-    s.finish_close(P, &CloseCommit { watermark: T, emit: vec![old.clone()], ..Default::default() }).await.unwrap();
+    let token = lease(s, P, 1_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: T, emit: vec![old.clone()], ..Default::default() }).await;
     assert!(s.put_alert(P, &alert(W, T, "a", r#"{"a":1}"#), 1_000, 60_000).await.unwrap());
     let results_tail = s.tail_cursor(P, Some(W)).await.unwrap();
     let alerts_tail = s.tail_cursor(P, None).await.unwrap();
     assert_eq!(s.read_window_results(P, W, &results_tail, 10).await.unwrap().items, vec![]);
     assert_eq!(s.read_alerts(P, &alerts_tail, 10).await.unwrap().items, vec![]);
     let new = rec(W, T + MIN, "a", r#"{"n":2}"#);
-    assert!(s.begin_close(P, 2_000, 1_000).await.unwrap().is_some());
-    s.finish_close(P, &CloseCommit { watermark: T + MIN, emit: vec![new.clone()], ..Default::default() }).await.unwrap();
+    let token = lease(s, P, 2_000, 1_000).await;
+    commit(s, P, CloseCommit { token, watermark: T + MIN, emit: vec![new.clone()], ..Default::default() }).await;
     let a2 = alert(W, T + MIN, "a", r#"{"a":2}"#);
     assert!(s.put_alert(P, &a2, 2_000, 60_000).await.unwrap());
     assert_eq!(s.read_window_results(P, W, &results_tail, 10).await.unwrap().items, vec![new]);
@@ -728,18 +850,19 @@ async fn delete_pipeline_removes_window_data<S: Store>(s: &S) {
             Some(T + MIN),
         );
         assert_eq!(s.complete_windowed(p, &[r], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
-        assert!(s.begin_close(p, 2_000, 60_000).await.unwrap().is_some());
-        s.finish_close(
+        let token = lease(s, p, 2_000, 60_000).await;
+        commit(
+            s,
             p,
-            &CloseCommit {
+            CloseCommit {
+                token,
                 watermark: T,
                 emit: vec![rec(W, T, "g", "{}")],
                 finals: vec![rec(W, T, "g", "{}")],
                 ..Default::default()
             },
         )
-        .await
-        .unwrap();
+        .await;
         assert!(s.put_alert(p, &alert(W, T, "g", "{}"), 3_000, 3_600_000).await.unwrap());
         // A closer holds the gate when the pipeline goes.
         assert!(s.begin_close(p, 4_000, 60_000).await.unwrap().is_some());
@@ -779,10 +902,9 @@ async fn embedded_window_state_survives_reopen() {
         let d = deliver(&s, P, "a").await;
         let r = windowed(&d, vec![counted(W, T, "g", 2, values("v", 0..30))], vec![mark(W, T, "g")], Some(T + 9));
         assert_eq!(s.complete_windowed(P, &[r], Some(i64::MAX), 1_000).await.unwrap(), applied(1));
-        assert!(s.begin_close(P, 2_000, 60_000).await.unwrap().is_some());
-        s.finish_close(P, &CloseCommit { watermark: T, emit: vec![rec(W, T, "g", "{}")], finals: vec![rec(W, T, "g", "{}")], ..Default::default() })
-            .await
-            .unwrap();
+        let token = lease(&s, P, 2_000, 60_000).await;
+        commit(&s, P, CloseCommit { token, watermark: T, emit: vec![rec(W, T, "g", "{}")], finals: vec![rec(W, T, "g", "{}")], ..Default::default() })
+            .await;
         assert!(s.put_alert(P, &alert(W, T, "g", "{}"), 3_000, 3_600_000).await.unwrap());
         // Held when the process stops.
         assert!(s.begin_close(P, 4_000, 60_000).await.unwrap().is_some());

@@ -21,7 +21,7 @@ pub use event::{now_ms, write_json_str, Event};
 pub use health::StoreHealth;
 pub use queue::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueueLimits, QueuedEvent, ReplayStart, Retry};
 pub use window::{
-    AlertRecord, CloseCommit, DirtyMark, DistinctQuery, FieldAgg, PaneAgg, PaneDelta, PaneRef, PaneRow, WindowClock, WindowRecord,
+    AlertRecord, CloseCommit, CloseLease, CloseOutcome, DirtyMark, DistinctQuery, FieldAgg, PaneAgg, PaneDelta, PaneRef, PaneRow, WindowClock, WindowRecord,
     MAX_AGGREGATES, NO_WATERMARK,
 };
 

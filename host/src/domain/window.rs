@@ -152,6 +152,33 @@ impl Default for WindowClock {
     }
 }
 
+/// A close gate taken by `begin_close`: the clock as it was when taken, and
+/// the lease's fencing token. Every `begin_close` hands out a greater token
+/// than the one before, so a pass that outlived its lease (someone else
+/// took the gate since) holds a token the store no longer has and cannot
+/// commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseLease {
+    /// The clock when the gate was taken (its `gate_until` is this lease's end).
+    pub clock: WindowClock,
+    /// The fencing token to hand back in [`CloseCommit::token`].
+    pub token: u64,
+}
+
+/// What `finish_close` did with a [`CloseCommit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum CloseOutcome {
+    /// Applied, and the gate is open again.
+    Committed,
+    /// Nothing written: the commit's lease is not the live one (it ran out
+    /// and was taken again, or a window apply revoked it, or it committed
+    /// already: a lease commits once). The pass's
+    /// decisions were taken on a state that may have changed; the current
+    /// holder (or the next pass) decides again.
+    Fenced,
+}
+
 /// One (pane, group) row read back from the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PaneRow {
@@ -201,11 +228,20 @@ pub struct PaneRef {
 }
 
 /// Everything one closer pass decided, applied atomically; it also sets the
-/// watermark and opens the gate again.
+/// watermark and opens the gate again. Applied only while `token` is the
+/// store's current lease (else nothing is written: [`CloseOutcome::Fenced`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CloseCommit {
-    /// The new watermark.
+    /// The fencing token of the lease the pass holds ([`CloseLease::token`]).
+    pub token: u64,
+    /// The new watermark. The store never moves the watermark backwards: a
+    /// lower one leaves the stored one, except that a stored watermark past
+    /// `horizon` is lowered to `horizon` (and no further).
     pub watermark: i64,
+    /// The server's clock plus the spec's `max_future_ms` when the pass was
+    /// planned: the only bound a stored watermark is brought back to
+    /// (`None`: the watermark only moves forward).
+    pub horizon: Option<i64>,
     /// Appended to the window's results stream (closed windows, re-emits).
     pub emit: Vec<WindowRecord>,
     /// Stored as the final result of their window (queries read these once
@@ -217,6 +253,19 @@ pub struct CloseCommit {
     pub dirty_done: Vec<DirtyMark>,
     /// Per window: results (final and emitted) older than this are removed.
     pub expire: Vec<(String, i64)>,
+}
+
+impl CloseCommit {
+    /// The watermark to store on top of `stored` (see
+    /// [`watermark`](Self::watermark)): never backwards, except down to the
+    /// horizon from past it.
+    pub fn watermark_over(&self, stored: i64) -> i64 {
+        match self.horizon {
+            _ if self.watermark >= stored => self.watermark,
+            Some(horizon) if stored > horizon => self.watermark.max(horizon),
+            _ => stored,
+        }
+    }
 }
 
 /// A spike alert (API.md `GET .../alerts`); `json` is the API object.

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::lifecycle::Shared;
 use crate::domain::now_ms;
-use crate::internal_events::{emit, SpikeAlerted, StoreFailed, WindowsClosed};
+use crate::internal_events::{emit, CloseFenced, SpikeAlerted, StoreFailed, WindowsClosed};
 use crate::window::closer::{close_pass, CloserConfig};
 use crate::window::spike::SpikeWatch;
 
@@ -33,6 +33,9 @@ pub(super) async fn run(shared: Shared, mut stop: watch::Receiver<bool>) {
         let config = CloserConfig { idle_ms: spec.watermark_idle_ms as i64, lease_ms: CLOSE_LEASE_MS, max_future_ms: spec.max_future_ms as i64 };
         match close_pass(engine.store.as_ref(), id, defs, now_ms(), config).await {
             Ok(report) => {
+                if report.fenced {
+                    emit(CloseFenced { pipeline: id });
+                }
                 if let Some(wm) = report.watermark {
                     shared.watermark.store(wm, Ordering::Relaxed);
                 }

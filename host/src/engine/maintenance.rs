@@ -1,10 +1,14 @@
 //! A pipeline's housekeeping, every 100 ms in a process with workers:
 //! promote retries that are due, apply the output retention (every 5 s) and
-//! take over entries a silent worker (in any process) left pending.
+//! take over entries a silent worker (in any process) left pending. A
+//! reclaimed batch runs in a task of its own (at most one at a time per
+//! pipeline), never inside this loop, so retries and trimming go on while
+//! it runs.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use super::lifecycle::Shared;
 use super::worker;
@@ -19,6 +23,8 @@ pub(super) async fn run(shared: Shared, mut stop: watch::Receiver<bool>) {
     let (engine, id) = (&shared.engine, shared.id.as_str());
     let consumer = format!("{}-reclaim", engine.config.consumer_prefix);
     let mut tick: u64 = 0;
+    // The reclaimed batch being run, if any.
+    let mut reclaimed: Option<JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -39,15 +45,21 @@ pub(super) async fn run(shared: Shared, mut stop: watch::Receiver<bool>) {
             }
         }
         let every = (engine.config.reclaim_idle_ms / 400).clamp(1, 50);
-        if tick % every == 0 {
+        let idle = reclaimed.as_ref().is_none_or(|task| task.is_finished());
+        if tick % every == 0 && idle {
             match engine.store.reclaim(id, &consumer, engine.config.reclaim_idle_ms, engine.config.read_entries).await {
                 Ok(deliveries) if !deliveries.is_empty() => {
                     emit(EntriesReclaimed { pipeline: id, entries: deliveries.len() });
-                    worker::process(&shared, deliveries).await;
+                    let (shared, consumer) = (shared.clone(), consumer.clone());
+                    reclaimed = Some(tokio::spawn(async move { worker::process(&shared, &consumer, deliveries).await }));
                 }
                 Ok(_) => {}
                 Err(e) => emit(StoreFailed { operation: "reclaim", pipeline: id, error: &e }),
             }
         }
+    }
+    // Stopping waits for the batch in hand, as a worker does.
+    if let Some(task) = reclaimed {
+        let _ = task.await;
     }
 }

@@ -1,7 +1,9 @@
 //! Workers and the per-batch path: read queue entries, **run** them through
 //! the stages (and assign the outputs to windows) on a blocking thread,
 //! **complete** them in one atomic store step (bounded retries, never a
-//! spin), and **record** what happened.
+//! spin), and **record** what happened. While a batch is in hand its claim
+//! is refreshed (`Queue::touch`), so an entry that runs longer than the
+//! reclaim time is not taken over and run a second time.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -41,7 +43,7 @@ pub(super) async fn run(shared: Shared, consumer: String, mut stop: watch::Recei
         };
         match read {
             Ok(deliveries) if deliveries.is_empty() => {}
-            Ok(deliveries) => process(&shared, deliveries).await,
+            Ok(deliveries) => process(&shared, &consumer, deliveries).await,
             Err(e) => {
                 emit(StoreFailed { operation: "read", pipeline: id, error: &e });
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -73,10 +75,19 @@ enum Stopped {
     Refused(String),
 }
 
-/// Runs delivered entries through the current stages and completes them.
+/// Runs delivered entries (pending for `consumer`) through the current
+/// stages and completes them, keeping their claim fresh meanwhile.
 /// Entries a store refused before are run one at a time; one refused on
 /// its own goes to the DLQ whole (`internal`), so no entry loops forever.
-pub(super) async fn process(shared: &Shared, deliveries: Vec<Delivery>) {
+pub(super) async fn process(shared: &Shared, consumer: &str, deliveries: Vec<Delivery>) {
+    let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
+    tokio::select! {
+        () = process_claimed(shared, deliveries) => {}
+        () = keep_claimed(shared, consumer, &ids) => {}
+    }
+}
+
+async fn process_claimed(shared: &Shared, deliveries: Vec<Delivery>) {
     let suspect = {
         let suspects = shared.suspects.lock();
         deliveries.iter().any(|d| suspects.contains_key(&d.id))
@@ -87,6 +98,19 @@ pub(super) async fn process(shared: &Shared, deliveries: Vec<Delivery>) {
     for delivery in deliveries {
         let alone = delivery.events.clone();
         process_batch(shared, vec![delivery], Some(alone)).await;
+    }
+}
+
+/// Refreshes `consumer`'s claim on `ids` every third of the reclaim time,
+/// for as long as it is polled (the batch's processing ends it). Never
+/// returns by itself.
+async fn keep_claimed(shared: &Shared, consumer: &str, ids: &[String]) {
+    let every = Duration::from_millis((shared.engine.config.reclaim_idle_ms / 3).max(10));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = shared.engine.store.touch(&shared.id, consumer, ids).await {
+            emit(StoreFailed { operation: "touch", pipeline: &shared.id, error: &e });
+        }
     }
 }
 

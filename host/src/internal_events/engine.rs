@@ -106,6 +106,22 @@ impl InternalEvent for WindowsClosed<'_> {
     }
 }
 
+/// A closer pass outlived its lease and the store refused its commit
+/// (nothing written): another closer took the gate, or a window apply
+/// revoked the lease that ran out. Worth a warning: passes should take
+/// milliseconds, not the lease's seconds.
+pub struct CloseFenced<'a> {
+    pub pipeline: &'a str,
+}
+
+impl InternalEvent for CloseFenced<'_> {
+    fn emit(self) {
+        tracing::warn!(target: "sluice::windows", pipeline = self.pipeline,
+            "a window closer pass outlived its lease and was fenced: nothing it decided was written");
+        metrics::counter!("sluice_close_fenced_total", "pipeline" => self.pipeline.to_string()).increment(1);
+    }
+}
+
 /// A spike rule fired.
 pub struct SpikeAlerted<'a> {
     pub pipeline: &'a str,

@@ -16,7 +16,7 @@ mod plugin;
 mod store;
 
 pub use engine::{
-    ApiInternalError, ChainFailed, CompletionGaveUp, EntriesReclaimed, EntryDeadLettered, PipelineNotStarted, SpikeAlerted, StoreFailed, StoreNotReady,
+    ApiInternalError, ChainFailed, CloseFenced, CompletionGaveUp, EntriesReclaimed, EntryDeadLettered, PipelineNotStarted, SpikeAlerted, StoreFailed, StoreNotReady,
     WindowApplyWaiting, WindowsClosed,
 };
 pub use pipeline::{BatchProcessed, IngestAnswered, PipelineMetrics, StageBatch};

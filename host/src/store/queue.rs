@@ -48,4 +48,10 @@ pub trait Queue: Send + Sync {
     async fn promote_retries(&self, pipeline: &str, now_ms: i64, max_events: usize) -> StoreResult<u64>;
     /// The pipeline's counters (API.md's pipeline metrics).
     async fn counters(&self, pipeline: &str) -> StoreResult<Counters>;
+    /// Refreshes `consumer`'s claim on the entries `ids` it is still
+    /// running: their idle time starts again, so `reclaim` does not take
+    /// over an entry that runs longer than the reclaim time. Entries no
+    /// longer pending for `consumer` (completed, or taken over already) are
+    /// left alone; answers how many were refreshed.
+    async fn touch(&self, pipeline: &str, consumer: &str, ids: &[String]) -> StoreResult<usize>;
 }

@@ -2,14 +2,17 @@
 //! the store's close gate). It moves the watermark, emits every window that
 //! closed, re-emits closed windows that late updates touched, stores the
 //! results of windows that became final and drops the panes no window needs
-//! any more, all in one atomic commit.
+//! any more, all in one atomic commit. The commit carries the lease's
+//! fencing token: a pass that outlived its lease (another closer took the
+//! gate since, or a window apply revoked it) writes nothing, so it can
+//! neither move the watermark nor emit a window a second time.
 
 use std::collections::{BTreeSet, HashSet};
 
 use super::compute::{fill_distinct, pane_windows, render, sessions, starts_covering, WindowValue};
 use super::spec::{Shape, WindowSpec};
 use crate::store::{Store, StoreResult};
-use crate::domain::{CloseCommit, DirtyMark, PaneRef, WindowClock, WindowRecord, NO_WATERMARK};
+use crate::domain::{CloseCommit, CloseOutcome, DirtyMark, PaneRef, WindowClock, WindowRecord, NO_WATERMARK};
 
 /// How the closer moves the watermark.
 #[derive(Debug, Clone, Copy)]
@@ -27,10 +30,16 @@ pub struct CloserConfig {
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PassReport {
-    /// The watermark after the pass (`None`: the gate was held elsewhere).
+    /// The watermark after the pass (`None`: the gate was held elsewhere,
+    /// or the pass was fenced).
     pub watermark: Option<i64>,
+    /// The result records appended to the results streams.
     pub emitted: Vec<WindowRecord>,
+    /// How many windows became final.
     pub finalized: usize,
+    /// The pass outlived its lease and the store refused its commit
+    /// (nothing written; the gate's current holder decides again).
+    pub fenced: bool,
 }
 
 /// The watermark a pass moves to: the newest event time, or further once
@@ -71,21 +80,29 @@ pub async fn close_pass(
             return Ok(PassReport { watermark: Some(peek.watermark), ..Default::default() });
         }
     }
-    let Some(clock) = store.begin_close(pipeline, now_ms, config.lease_ms).await? else {
+    let Some(lease) = store.begin_close(pipeline, now_ms, config.lease_ms).await? else {
         return Ok(PassReport::default());
     };
+    let clock = lease.clock;
     let result = plan(store, pipeline, defs, &clock, now_ms, config).await;
-    let commit = match result {
+    let mut commit = match result {
         Ok(commit) => commit,
         Err(e) => {
             // Give the gate back unchanged so workers are not held up.
-            let release = CloseCommit { watermark: clock.watermark, ..Default::default() };
+            let release = CloseCommit { token: lease.token, watermark: clock.watermark, ..Default::default() };
             let _ = store.finish_close(pipeline, &release).await;
             return Err(e);
         }
     };
-    store.finish_close(pipeline, &commit).await?;
-    Ok(PassReport { watermark: Some(commit.watermark), finalized: commit.finals.len(), emitted: commit.emit })
+    commit.token = lease.token;
+    commit.horizon = Some(now_ms.saturating_add(config.max_future_ms));
+    match store.finish_close(pipeline, &commit).await? {
+        CloseOutcome::Committed => {
+            let watermark = Some(commit.watermark_over(clock.watermark));
+            Ok(PassReport { watermark, finalized: commit.finals.len(), emitted: commit.emit, fenced: false })
+        }
+        CloseOutcome::Fenced => Ok(PassReport { fenced: true, ..Default::default() }),
+    }
 }
 
 async fn plan(

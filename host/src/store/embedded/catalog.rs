@@ -162,7 +162,7 @@ impl PipelineCatalog for EmbeddedStore {
             .await?;
         let state = self.state(id);
         state.mem.lock().pending.clear();
-        *state.gate.lock() = 0;
+        state.gate.lock().until = 0;
         Ok(existed)
     }
 

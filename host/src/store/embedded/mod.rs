@@ -20,7 +20,8 @@
 //! the same write transaction that acknowledges the entry. The clock's
 //! watermark, newest event time and last apply time are stored; the close
 //! gate is kept in memory (one process owns the file, and a gate lost in a
-//! crash only means the next closer need not wait). The gate is checked and
+//! crash only means the next closer need not wait), with its fencing token
+//! (a process restart ends every pass of the old one). The gate is checked and
 //! taken while holding redb's single write transaction, so an apply that
 //! passed the check is committed before a closer can take the gate.
 
@@ -122,9 +123,20 @@ struct PipeState {
     mem: Mutex<PipeMem>,
     /// Woken whenever entries are added to the queue.
     notify: Notify,
-    /// The clock's `gate_until` (0: free). Read and written only while
-    /// holding a redb write transaction, which orders it with window applies.
-    gate: Mutex<i64>,
+    /// The close gate. Read and written only while holding a redb write
+    /// transaction, which orders it with window applies.
+    gate: Mutex<Gate>,
+}
+
+/// A pipeline's close gate, in memory.
+#[derive(Default)]
+struct Gate {
+    /// The clock's `gate_until` (0: free).
+    until: i64,
+    /// The last fencing token handed out by `begin_close`; `finish_close`
+    /// applies only a commit carrying it. Never reset (not even when the
+    /// pipeline is deleted), so a token is never handed out twice.
+    token: u64,
 }
 
 #[derive(Default)]

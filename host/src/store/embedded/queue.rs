@@ -214,8 +214,15 @@ impl Queue for EmbeddedStore {
                 // too, so the gate cannot be taken between check and commit.
                 let (stored_watermark, _, _) = stored_clock(&txn.open_table(WINDOW_CLOCK).map_err(db_err)?, p)?;
                 if let Some(v) = valid_below {
-                    if stored_watermark >= v || *gate.gate.lock() > now_ms {
+                    let mut held = gate.gate.lock();
+                    if stored_watermark >= v || held.until > now_ms {
                         return Ok(CompleteReport { stale: true, ..Default::default() });
+                    }
+                    // A lease that ran out is revoked: that pass read panes
+                    // this apply changes, so its commit must be fenced.
+                    if held.until != 0 {
+                        held.until = 0;
+                        held.token += 1;
                     }
                 }
                 let mut report = CompleteReport::default();
@@ -412,5 +419,21 @@ impl Queue for EmbeddedStore {
             })
         })
         .await
+    }
+
+    async fn touch(&self, pipeline: &str, consumer: &str, ids: &[String]) -> StoreResult<usize> {
+        let state = self.state(pipeline);
+        let mut mem = state.mem.lock();
+        let now = Instant::now();
+        let mut touched = 0;
+        for seq in ids.iter().filter_map(|id| id.parse::<u64>().ok()) {
+            if let Some((owner, since)) = mem.pending.get_mut(&seq) {
+                if owner == consumer {
+                    *since = now;
+                    touched += 1;
+                }
+            }
+        }
+        Ok(touched)
     }
 }

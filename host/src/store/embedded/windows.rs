@@ -7,7 +7,7 @@ use redb::ReadableTable;
 
 use super::sketch::{new_sketch, parse_sketch};
 use super::*;
-use crate::domain::{CloseCommit, DirtyMark, DistinctQuery, Page, PaneAgg, PaneRow, WindowClock, WindowRecord, NO_WATERMARK};
+use crate::domain::{CloseCommit, CloseLease, CloseOutcome, DirtyMark, DistinctQuery, Page, PaneAgg, PaneRow, WindowClock, WindowRecord, NO_WATERMARK};
 use crate::internal_events::{emit, BadPaneRowSkipped};
 use crate::store::WindowState;
 
@@ -86,12 +86,12 @@ impl WindowState for EmbeddedStore {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let (watermark, max_event_ts, last_event_at) = stored_clock(&txn.open_table(WINDOW_CLOCK).map_err(db_err)?, &p)?;
-            Ok(WindowClock { watermark, max_event_ts, last_event_at, gate_until: *state.gate.lock() })
+            Ok(WindowClock { watermark, max_event_ts, last_event_at, gate_until: state.gate.lock().until })
         })
         .await
     }
 
-    async fn begin_close(&self, pipeline: &str, now_ms: i64, lease_ms: i64) -> StoreResult<Option<WindowClock>> {
+    async fn begin_close(&self, pipeline: &str, now_ms: i64, lease_ms: i64) -> StoreResult<Option<CloseLease>> {
         let state = self.state(pipeline);
         let p = pipeline.to_string();
         self.blocking(move |db| {
@@ -99,16 +99,18 @@ impl WindowState for EmbeddedStore {
             // apply that already passed the gate check has committed.
             let txn = db.begin_write().map_err(db_err)?;
             let (watermark, max_event_ts, last_event_at) = stored_clock(&txn.open_table(WINDOW_CLOCK).map_err(db_err)?, &p)?;
-            let clock = {
+            let lease = {
                 let mut gate = state.gate.lock();
-                if *gate > now_ms {
+                if gate.until > now_ms {
                     return Ok(None);
                 }
-                *gate = now_ms.saturating_add(lease_ms);
-                WindowClock { watermark, max_event_ts, last_event_at, gate_until: *gate }
+                gate.until = now_ms.saturating_add(lease_ms);
+                gate.token += 1;
+                let clock = WindowClock { watermark, max_event_ts, last_event_at, gate_until: gate.until };
+                CloseLease { clock, token: gate.token }
             };
             txn.abort().map_err(db_err)?;
-            Ok(Some(clock))
+            Ok(Some(lease))
         })
         .await
     }
@@ -179,7 +181,7 @@ impl WindowState for EmbeddedStore {
         .await
     }
 
-    async fn finish_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<()> {
+    async fn finish_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<CloseOutcome> {
         let emit = commit
             .emit
             .iter()
@@ -191,10 +193,21 @@ impl WindowState for EmbeddedStore {
         self.blocking(move |db| {
             let p = p.as_str();
             let txn = db.begin_write().map_err(db_err)?;
+            // Fenced before any write (another token, or a gate already open:
+            // this lease committed). Under the write transaction the gate
+            // cannot change between this check and the commit.
+            let live = {
+                let gate = state.gate.lock();
+                gate.token == commit.token && gate.until != 0
+            };
+            if !live {
+                txn.abort().map_err(db_err)?;
+                return Ok(CloseOutcome::Fenced);
+            }
             {
                 let mut clock = txn.open_table(WINDOW_CLOCK).map_err(db_err)?;
-                let (_, max_event_ts, last_event_at) = stored_clock(&clock, p)?;
-                clock.insert(p, (commit.watermark, max_event_ts, last_event_at)).map_err(db_err)?;
+                let (stored_watermark, max_event_ts, last_event_at) = stored_clock(&clock, p)?;
+                clock.insert(p, (commit.watermark_over(stored_watermark), max_event_ts, last_event_at)).map_err(db_err)?;
 
                 if !emit.is_empty() {
                     let mut meta = txn.open_table(META).map_err(db_err)?;
@@ -264,8 +277,8 @@ impl WindowState for EmbeddedStore {
             // gets the write transaction next waits here and then sees it free.
             let mut gate = state.gate.lock();
             txn.commit().map_err(db_err)?;
-            *gate = 0;
-            Ok(())
+            gate.until = 0;
+            Ok(CloseOutcome::Committed)
         })
         .await
     }

@@ -91,6 +91,7 @@ struct Scripts {
     delete_plugin: Script,
     put_pipeline: Script,
     delete_pipeline: Script,
+    touch: Script,
 }
 
 /// The keys of one pipeline.
@@ -103,7 +104,7 @@ struct Keys {
     output: String,
     dlq: String,
     retry: String,
-    /// The event-time clock (hash: `wm`, `maxts`, `last`, `gate`).
+    /// The event-time clock (hash: `wm`, `maxts`, `last`, `gate`, `tok`).
     clock: String,
     alerts: String,
     /// Prefix of every window key: `P:{id}:w:`.
@@ -295,6 +296,7 @@ impl Scripts {
             delete_plugin: Script::new(include_str!("lua/delete_plugin.lua")),
             put_pipeline: Script::new(include_str!("lua/put_pipeline.lua")),
             delete_pipeline: Script::new(include_str!("lua/delete_pipeline.lua")),
+            touch: Script::new(include_str!("lua/touch.lua")),
         }
     }
 }

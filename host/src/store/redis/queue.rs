@@ -206,4 +206,16 @@ impl Queue for RedisStore {
             queue_bytes: parse_u64(bytes),
         })
     }
+
+    async fn touch(&self, pipeline: &str, consumer: &str, ids: &[String]) -> StoreResult<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let k = self.keys(pipeline);
+        let queue = &k.queue;
+        self.run(|mut c| async move {
+            self.scripts.touch.key(queue).arg(GROUP).arg(consumer).arg(ids).invoke_async(&mut c).await
+        })
+        .await
+    }
 }

@@ -9,7 +9,7 @@
 //!
 //! | key | type | what |
 //! | --- | --- | --- |
-//! | `P:{id}:wclock` | hash | `wm` watermark, `maxts` newest event time, `last` wall ms of the last apply, `gate` close lease deadline |
+//! | `P:{id}:wclock` | hash | `wm` watermark, `maxts` newest event time, `last` wall ms of the last apply, `gate` close lease deadline, `tok` the lease's fencing token (the last one handed out) |
 //! | `W panes` | sorted set | pane starts (score = member) |
 //! | `W p:<pane>` | hash | `k\|` aggregates per row; `c\|<group>` count; per aggregate `i`: `s\|<i>\|<group>` + `si\|…` sum (float + integer part), `mn\|…`, `mx\|…`, `m\|…` missing (values taken = count − missing), `h\|…` a HyperLogLog exists |
 //! | `W h:<pane>:<i>:<group>` | HyperLogLog | `count_distinct` aggregate `i` |
@@ -26,7 +26,7 @@ use serde_json::json;
 
 use super::*;
 use crate::domain::{
-    CloseCommit, DirtyMark, DistinctQuery, FieldAgg, Page, PaneAgg, PaneRow, WindowClock, WindowRecord, MAX_AGGREGATES, NO_WATERMARK,
+    CloseCommit, CloseLease, CloseOutcome, DirtyMark, DistinctQuery, FieldAgg, Page, PaneAgg, PaneRow, WindowClock, WindowRecord, MAX_AGGREGATES, NO_WATERMARK,
 };
 use crate::internal_events::{emit, BadPaneRowSkipped};
 use crate::store::WindowState;
@@ -44,7 +44,7 @@ impl RedisStore {
         Ok(parse_clock(&values))
     }
 
-    pub(super) async fn take_gate(&self, pipeline: &str, now_ms: i64, lease_ms: i64) -> StoreResult<Option<WindowClock>> {
+    pub(super) async fn take_gate(&self, pipeline: &str, now_ms: i64, lease_ms: i64) -> StoreResult<Option<CloseLease>> {
         let k = self.keys(pipeline);
         let key = &k.clock;
         let reply: Option<Vec<Option<String>>> = self
@@ -52,7 +52,13 @@ impl RedisStore {
                 self.scripts.begin_close.key(key).arg(now_ms).arg(now_ms + lease_ms).invoke_async(&mut c).await
             })
             .await?;
-        Ok(reply.map(|values| parse_clock(&values)))
+        reply
+            .map(|values| {
+                let token = values.get(4).and_then(|v| v.as_deref()).unwrap_or_default();
+                let token = token.parse().map_err(|_| corrupt("close token", token))?;
+                Ok(CloseLease { clock: parse_clock(&values), token })
+            })
+            .transpose()
     }
 
     pub(super) async fn panes(&self, pipeline: &str, window: &str, from: i64, to: i64) -> StoreResult<Vec<PaneRow>> {
@@ -122,11 +128,12 @@ impl RedisStore {
         Ok(marks)
     }
 
-    pub(super) async fn commit_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<()> {
+    pub(super) async fn commit_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<CloseOutcome> {
         let k = self.keys(pipeline);
         let record = |r: &WindowRecord| json!([r.window, r.start.to_string(), r.group, r.json]);
         let payload = json!({
             "wm": commit.watermark.to_string(),
+            "horizon": commit.horizon.map(|h| h.to_string()),
             "emit": commit.emit.iter().map(record).collect::<Vec<_>>(),
             "finals": commit.finals.iter().map(record).collect::<Vec<_>>(),
             "drop": commit.drop_panes.iter().map(|p| json!([p.window, p.pane.to_string(), p.group])).collect::<Vec<_>>(),
@@ -135,12 +142,14 @@ impl RedisStore {
         })
         .to_string();
         let (k, payload) = (&k, &payload);
-        let _: i64 = self
+        let token = commit.token.to_string();
+        let token = &token;
+        let applied: i64 = self
             .run(|mut c| async move {
-                self.scripts.finish_close.key(&k.clock).arg(&k.windows).arg(payload).invoke_async(&mut c).await
+                self.scripts.finish_close.key(&k.clock).arg(&k.windows).arg(payload).arg(token).invoke_async(&mut c).await
             })
             .await?;
-        Ok(())
+        Ok(if applied == 1 { CloseOutcome::Committed } else { CloseOutcome::Fenced })
     }
 
     pub(super) async fn finals(&self, pipeline: &str, window: &str, from: i64, to: i64, max: usize) -> StoreResult<(Vec<WindowRecord>, bool)> {
@@ -229,7 +238,7 @@ impl WindowState for RedisStore {
         self.clock(pipeline).await
     }
 
-    async fn begin_close(&self, pipeline: &str, now_ms: i64, lease_ms: i64) -> StoreResult<Option<WindowClock>> {
+    async fn begin_close(&self, pipeline: &str, now_ms: i64, lease_ms: i64) -> StoreResult<Option<CloseLease>> {
         self.take_gate(pipeline, now_ms, lease_ms).await
     }
 
@@ -245,7 +254,7 @@ impl WindowState for RedisStore {
         self.dirty(pipeline, window).await
     }
 
-    async fn finish_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<()> {
+    async fn finish_close(&self, pipeline: &str, commit: &CloseCommit) -> StoreResult<CloseOutcome> {
         self.commit_close(pipeline, commit).await
     }
 

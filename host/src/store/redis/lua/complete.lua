@@ -244,6 +244,13 @@ local counts = redis.call('HMGET', KEYS[6], 'processed', 'emitted')
 local clockmax = maxts and stored(redis.call('HGET', KEYS[7], 'maxts'))
 
 -- ---- phase 2: write (nothing below can fail) -----------------------------
+-- A window apply that finds a closer's lease run out (the gate set but past)
+-- revokes it: that pass read panes this apply may change, so its commit must
+-- be fenced (a new token), and the gate opens.
+if ARGV[3] ~= '' and (stored(clock[2]) or 0) > 0 then
+  redis.call('HINCRBY', KEYS[7], 'tok', 1)
+  redis.call('HSET', KEYS[7], 'gate', '0')
+end
 local applied, skipped = 0, 0
 for _, ent in ipairs(entries) do
   if ent.pending then

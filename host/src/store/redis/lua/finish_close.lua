@@ -1,9 +1,32 @@
--- KEYS: clock. ARGV: window key prefix, commit JSON (see `commit_close`).
--- The only step that can fail (decoding the commit) comes before any write;
--- every command after works on any stored value (a HyperLogLog marker
--- without its index is skipped), so the script never stops half-way.
+-- KEYS: clock. ARGV: window key prefix, commit JSON (see `commit_close`),
+-- the lease's fencing token. Answers 1 when applied, 0 (nothing written)
+-- when that lease is not the live one: the stored token is another (the
+-- lease ran out and was taken again, or an apply revoked it), or the gate
+-- is open (this lease committed already), so this pass's decisions are void.
+-- The checks and the only step that can fail (decoding the commit) come
+-- before any write; every command after works on any stored value (a
+-- HyperLogLog marker without its index is skipped), so the script never
+-- stops half-way.
+local lease = redis.call('HMGET', KEYS[1], 'tok', 'gate')
+if lease[1] ~= ARGV[3] or not lease[2] or lease[2] == '0' then
+  return 0
+end
 local wbase = ARGV[1]
 local c = cjson.decode(ARGV[2])
+-- The watermark never moves backwards, except that one stored past the
+-- horizon (the clock plus `max_future_ms`) is brought down to it. Compared
+-- as numbers, written as the exact decimal text given or stored.
+-- (A stored value that is not a number is replaced; no horizon is null.)
+local stored_wm = redis.call('HGET', KEYS[1], 'wm')
+local sw, cw, h = tonumber(stored_wm), tonumber(c.wm), tonumber(c.horizon)
+local new_wm = c.wm
+if sw and cw and cw < sw then
+  if h and sw > h then
+    if cw < h then new_wm = c.horizon end
+  else
+    new_wm = stored_wm
+  end
+end
 for _, r in ipairs(c.emit) do
   local id = redis.call('XADD', wbase .. r[1] .. ':results', '*', 's', r[2], 'g', r[3], 'j', r[4])
   redis.call('ZADD', wbase .. r[1] .. ':resultsidx', r[2], id)
@@ -67,5 +90,5 @@ for _, e in ipairs(c.expire) do
   end
   redis.call('ZREMRANGEBYSCORE', base .. 'resultsidx', '-inf', '(' .. e[2])
 end
-redis.call('HSET', KEYS[1], 'wm', c.wm, 'gate', '0')
+redis.call('HSET', KEYS[1], 'wm', new_wm, 'gate', '0')
 return 1

@@ -3,7 +3,7 @@
 //! enqueue's write transaction, so what it writes commits with the queue
 //! entry or not at all.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::*;
@@ -87,35 +87,36 @@ pub(super) fn drop_seen(
     Ok((kept, duplicates))
 }
 
+/// A time index (pipeline, ms, name) → (): takes up to `max` of pipeline
+/// `p`'s rows at or before `upto` out of it, answering them as (ms, name).
+fn take_until(index: &mut Table<(&'static str, i64, &'static str), ()>, p: &str, upto: i64, max: usize) -> StoreResult<Vec<(i64, String)>> {
+    let mut due = Vec::new();
+    for item in index.range((p, i64::MIN, "")..(p, upto.saturating_add(1), "")).map_err(db_err)?.take(max) {
+        let (key, _) = item.map_err(db_err)?;
+        let (_, at, name) = key.value();
+        due.push((at, name.to_string()));
+    }
+    for (at, name) in &due {
+        index.remove((p, *at, name.as_str())).map_err(db_err)?;
+    }
+    Ok(due)
+}
+
 /// Deletes up to `PURGE_BATCH + extra` ids accepted `window_ms` or more
 /// before `now_ms` (every id, with no window: de-duplication was turned
 /// off) and up to `PURGE_BATCH` expired records. Answers whether it deleted
 /// anything.
 pub(super) fn purge_expired(txn: &WriteTransaction, p: &str, window_ms: u64, now_ms: i64, extra: usize) -> StoreResult<bool> {
     let cutoff = now_ms.saturating_sub(i64::try_from(window_ms).unwrap_or(i64::MAX));
-    let mut by_time = txn.open_table(SEEN_BY_TIME).map_err(db_err)?;
-    let mut old = Vec::new();
-    for item in by_time.range((p, i64::MIN, "")..(p, cutoff.saturating_add(1), "")).map_err(db_err)?.take(PURGE_BATCH + extra) {
-        let (key, _) = item.map_err(db_err)?;
-        let (_, at, id) = key.value();
-        old.push((at, id.to_string()));
-    }
+    let old = take_until(&mut txn.open_table(SEEN_BY_TIME).map_err(db_err)?, p, cutoff, PURGE_BATCH + extra)?;
     let mut seen = txn.open_table(SEEN_IDS).map_err(db_err)?;
-    for (at, id) in &old {
-        by_time.remove((p, *at, id.as_str())).map_err(db_err)?;
+    for (_, id) in &old {
         seen.remove((p, id.as_str())).map_err(db_err)?;
     }
 
-    let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY).map_err(db_err)?;
-    let mut expired = Vec::new();
-    for item in expiry.range((p, i64::MIN, "")..(p, now_ms.saturating_add(1), "")).map_err(db_err)?.take(PURGE_BATCH) {
-        let (key, _) = item.map_err(db_err)?;
-        let (_, at, key_sha) = key.value();
-        expired.push((at, key_sha.to_string()));
-    }
+    let expired = take_until(&mut txn.open_table(IDEMPOTENCY_EXPIRY).map_err(db_err)?, p, now_ms, PURGE_BATCH)?;
     let mut records = txn.open_table(IDEMPOTENCY).map_err(db_err)?;
-    for (at, key_sha) in &expired {
-        expiry.remove((p, *at, key_sha.as_str())).map_err(db_err)?;
+    for (_, key_sha) in &expired {
         // The key may have been stored again since (a newer expiry): keep that.
         let stored = records.get((p, key_sha.as_str())).map_err(db_err)?.map(|v| parse_record(p, key_sha, v.value()).map(|r| r.expires_at));
         if matches!(stored, Some(Err(_))) || matches!(stored, Some(Ok(until)) if until <= now_ms) {

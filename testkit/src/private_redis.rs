@@ -66,6 +66,22 @@ impl PrivateRedis {
         assert!(flushed.is_ok_and(|reply| reply == "OK"), "FLUSHALL on the private redis-server on port {} failed", self.port);
     }
 
+    /// Blocks the whole server for `seconds` (`DEBUG SLEEP`): a Redis that
+    /// is slow, not gone, so commands sent meanwhile run once it wakes.
+    /// Returns when it wakes. Needs a server started with
+    /// `--enable-debug-command local`.
+    pub fn debug_sleep(&self, seconds: u32) {
+        let slept = crate::connect(&self.url()).and_then(|mut c| {
+            c.set_read_timeout(Some(std::time::Duration::from_secs(u64::from(seconds) + 5)))?;
+            redis::cmd("DEBUG").arg("SLEEP").arg(seconds).query::<String>(&mut c)
+        });
+        assert!(
+            slept.as_ref().is_ok_and(|reply| reply == "OK"),
+            "DEBUG SLEEP on the private redis-server on port {} failed (started with --enable-debug-command local?): {slept:?}",
+            self.port
+        );
+    }
+
     fn launched(dir: Option<TempDir>) -> PrivateRedis {
         let mut redis = PrivateRedis::unlaunched(dir);
         redis.launch();

@@ -31,6 +31,13 @@ pub enum ApiError {
     Backpressure { queue_depth: u64, queue_bytes: u64, retry_after_s: u64 },
     /// 503: the store is unreachable.
     Unavailable(String),
+    /// 503 on ingest: the store did not answer the enqueue in time, and
+    /// may still run it (a Redis that was slow, not gone): whether the
+    /// events were queued is unknown, so the message says to retry with the
+    /// same `Idempotency-Key`.
+    OutcomeUnknown(String),
+    /// 422 `idempotency_key_reused`: the key was used for another body.
+    IdempotencyKeyReused(String),
     /// 503 `overloaded`: this process holds as much as it may at once
     /// (request bytes in flight, live feeds); retry shortly.
     Overloaded(String),
@@ -104,6 +111,17 @@ impl IntoResponse for ApiError {
                 json!({"error": "store_unavailable", "message": format!("{m}; nothing was written, retry later"), "retry_after_s": UNAVAILABLE_RETRY_AFTER_S}),
                 Some(UNAVAILABLE_RETRY_AFTER_S),
             ),
+            ApiError::OutcomeUnknown(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "store_unavailable", "message": format!(
+                    "{m}; the outcome is unknown: the events may or may not have been queued. Retry with the same \
+                     Idempotency-Key to have them queued exactly once (a retry without one may queue them twice)"),
+                    "retry_after_s": UNAVAILABLE_RETRY_AFTER_S}),
+                Some(UNAVAILABLE_RETRY_AFTER_S),
+            ),
+            ApiError::IdempotencyKeyReused(m) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, json!({"error": "idempotency_key_reused", "message": m}), None)
+            }
             ApiError::Overloaded(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": "overloaded", "message": m, "retry_after_s": OVERLOADED_RETRY_AFTER_S}),

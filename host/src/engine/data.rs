@@ -7,8 +7,10 @@ use std::sync::Arc;
 use super::spec::PipelineSpec;
 use super::stats::StageStats;
 use super::{Engine, EngineError};
-use crate::domain::{Counters, DlqEntry, DlqSelector, Enqueued, Page, QueueLimits, QueuedEvent, ReplayReport};
-use crate::domain::Event;
+use crate::domain::{
+    now_ms, Counters, DlqEntry, DlqSelector, EnqueueOptions, EnqueueOutcome, Enqueued, Event, IdempotencyRecord, Page, QueueLimits, QueuedEvent,
+    ReplayReport,
+};
 use crate::internal_events::{emit, IngestAnswered, PipelineMetrics};
 
 /// What ingest into one pipeline needs: its bounds and metric handles.
@@ -60,14 +62,28 @@ impl Engine {
     }
 
     /// Appends `events` to pipeline `id`'s queue as one entry, durably, if
-    /// the queue stays within the spec's `max_queue_depth` (else nothing),
-    /// counting `rejected` more refused ones.
-    pub async fn enqueue(&self, id: &str, target: &IngestTarget, events: &[QueuedEvent], rejected: u64) -> Result<Enqueued, EngineError> {
+    /// the queue stays within the spec's `max_queue_depth` and
+    /// `max_queue_bytes` (else nothing), counting `rejected` more refused
+    /// ones; with the spec's `dedup_window_ms`, events whose id was accepted
+    /// within it are dropped (counted as duplicates). With `idempotency`,
+    /// its key is looked up first (a stored answer is replayed, another
+    /// body's key is refused) and the record is stored in the same step.
+    pub async fn enqueue(
+        &self,
+        id: &str,
+        target: &IngestTarget,
+        events: &[QueuedEvent],
+        rejected: u64,
+        idempotency: Option<IdempotencyRecord>,
+    ) -> Result<EnqueueOutcome, EngineError> {
         let limits = QueueLimits { max_depth: target.max_depth(), max_bytes: target.max_bytes() };
-        let answer = self.store.enqueue(id, events, rejected, limits).await?;
-        let accepted = matches!(answer, Enqueued::Accepted { .. });
-        let (a, r) = if accepted { (events.len() as u64, rejected) } else { (0, 0) };
-        emit(IngestAnswered { metrics: &target.metrics, accepted: a, rejected: r, refused: !accepted });
+        let options = EnqueueOptions { idempotency, dedup_window_ms: target.spec.dedup_window_ms, now_ms: now_ms() };
+        let answer = self.store.enqueue_with(id, events, rejected, limits, &options).await?;
+        if let EnqueueOutcome::Ran { enqueued, duplicates } = &answer {
+            let accepted = matches!(enqueued, Enqueued::Accepted { .. });
+            let (a, r) = if accepted { ((events.len() as u64).saturating_sub(*duplicates), rejected) } else { (0, 0) };
+            emit(IngestAnswered { metrics: &target.metrics, accepted: a, rejected: r, refused: !accepted });
+        }
         Ok(answer)
     }
 

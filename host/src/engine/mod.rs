@@ -24,6 +24,7 @@ pub mod chain;
 mod closer;
 mod data;
 mod health;
+pub mod idempotency;
 mod window_data;
 mod lifecycle;
 mod maintenance;

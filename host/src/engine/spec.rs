@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::domain::MAX_DEDUP_WINDOW_MS;
 use crate::runtime::StageLimits;
 use crate::window::WindowSpec;
 
@@ -36,6 +37,15 @@ pub struct PipelineSpec {
     /// until someone trims them). Downstream consumers read them long before.
     #[serde(default = "default_output_retention", skip_serializing_if = "is_default_output_retention")]
     pub output_retention_ms: u64,
+    /// When > 0, an event whose `id` was accepted into this pipeline less
+    /// than this many ms ago is not queued again (a producer's resend is
+    /// harmless); the store keeps the ids of that long, so at most 24 h.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dedup_window_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Default for `output_retention_ms`: one day.
@@ -219,6 +229,11 @@ impl PipelineSpec {
                 "invalid pipeline spec at `output_retention_ms`: must be 1000 to {MAX_OUTPUT_RETENTION_MS} (ms), or 0 to keep outputs until they are trimmed by hand"
             ));
         }
+        if self.dedup_window_ms > MAX_DEDUP_WINDOW_MS {
+            return Err(format!(
+                "invalid pipeline spec at `dedup_window_ms`: must be 0 (off) to {MAX_DEDUP_WINDOW_MS} (24 h); the store keeps every id accepted within the window"
+            ));
+        }
         Ok(())
     }
 }
@@ -271,6 +286,19 @@ mod tests {
             let err = PipelineSpec::parse(text.as_bytes()).unwrap_err();
             assert!(err.contains(bad.split(':').next().unwrap().trim_matches('"')), "{err}");
         }
+    }
+
+    #[test]
+    fn dedup_window_defaults_to_off_and_is_at_most_a_day() {
+        let spec = PipelineSpec::parse(br#"{"stages":[{"name":"a","plugin":"p"}]}"#).unwrap();
+        assert_eq!(spec.dedup_window_ms, 0);
+        assert!(!serde_json::to_string(&spec).unwrap().contains("dedup_window_ms"), "the default is not echoed");
+        for ok in [1u64, 60_000, 86_400_000] {
+            let text = format!(r#"{{"stages":[{{"name":"a","plugin":"p"}}],"dedup_window_ms":{ok}}}"#);
+            assert_eq!(PipelineSpec::parse(text.as_bytes()).unwrap().dedup_window_ms, ok);
+        }
+        let err = PipelineSpec::parse(br#"{"stages":[{"name":"a","plugin":"p"}],"dedup_window_ms":86400001}"#).unwrap_err();
+        assert!(err.contains("`dedup_window_ms`: must be 0 (off) to 86400000"), "{err}");
     }
 
     #[test]

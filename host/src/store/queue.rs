@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 
-use super::StoreResult;
-use crate::domain::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueueLimits, QueuedEvent};
+use super::{StoreError, StoreResult};
+use crate::domain::{CompleteReport, Counters, Delivery, EnqueueOptions, EnqueueOutcome, Enqueued, EntryResult, QueueLimits, QueuedEvent};
 
 /// A pipeline's queue of chunks, its retries and its counters.
 #[async_trait]
@@ -12,7 +12,30 @@ pub trait Queue: Send + Sync {
     /// queued bytes (the entry's stored size added) stay within `limits`
     /// (else appends nothing and answers [`Enqueued::Full`]); counts them
     /// `accepted` and counts `rejected` more rejected ones, in the same step.
-    async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, limits: QueueLimits) -> StoreResult<Enqueued>;
+    async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, limits: QueueLimits) -> StoreResult<Enqueued> {
+        match self.enqueue_with(pipeline, events, rejected, limits, &EnqueueOptions::default()).await? {
+            EnqueueOutcome::Ran { enqueued, .. } => Ok(enqueued),
+            other => Err(StoreError::Internal(format!("an enqueue without an idempotency record answered {other:?}"))),
+        }
+    }
+    /// [`enqueue`](Self::enqueue) with the producer-retry extras, in the
+    /// same atomic step: first, if `options` carries an idempotency record
+    /// whose key is stored (and not expired), nothing else happens and the
+    /// answer is [`EnqueueOutcome::Replayed`] (same body digest) or
+    /// [`EnqueueOutcome::KeyReused`]; then, with a dedup window, events
+    /// whose id was accepted within it (or earlier in `events`) are dropped
+    /// and counted; the bounds are checked on what remains. When the step
+    /// appends (or only counts rejections), the accepted ids and the record
+    /// (with the duplicate count) are written with the entry; when it is
+    /// full, nothing is. Expired records and ids are purged as it goes.
+    async fn enqueue_with(
+        &self,
+        pipeline: &str,
+        events: &[QueuedEvent],
+        rejected: u64,
+        limits: QueueLimits,
+        options: &EnqueueOptions,
+    ) -> StoreResult<EnqueueOutcome>;
     /// Up to `max_entries` entries not yet delivered to anyone, waiting up to
     /// `block_ms` for one to arrive. They stay pending for `consumer` until
     /// completed or reclaimed.

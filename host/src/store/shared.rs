@@ -60,6 +60,14 @@ pub fn queue_json(events: &[QueuedEvent]) -> Vec<u8> {
     json_array(events, |q| q.event.byte_size() + 96, QueuedEvent::write_json)
 }
 
+/// One queued event's JSON, as it appears inside [`queue_json`]'s array
+/// (de-duplication joins the chunk from the events it keeps).
+pub fn event_json(event: &QueuedEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(event.event.byte_size() + 96);
+    event.write_json(&mut out);
+    out
+}
+
 /// A batch of outputs as one JSON array (a Redis output stream entry).
 pub fn output_json(events: &[Event]) -> Vec<u8> {
     json_array(events, |e| e.byte_size() + 64, Event::write_json)

@@ -1,6 +1,7 @@
 //! `POST /v1/pipelines/{id}/events`: split the body into events, validate
 //! each, append the valid ones durably (one store step that also checks the
-//! queue bound), answer.
+//! queue bound, drops ids seen within the dedup window and keeps the answer
+//! for the request's `Idempotency-Key`), answer.
 
 mod checks;
 pub mod parse;
@@ -15,12 +16,19 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 use super::error::{ApiError, ApiResult};
 use super::{AppState, Body};
-use crate::domain::{now_ms, Enqueued, QueuedEvent};
+use crate::domain::{now_ms, EnqueueOutcome, Enqueued, QueuedEvent};
+use crate::engine::idempotency::IdempotencyKey;
+use crate::engine::EngineError;
+use crate::store::StoreError;
 use parse::parse_ingest;
+
+/// The request header that makes a retry safe (API.md v1.1).
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// Seconds a producer should wait after a 429.
 const BACKPRESSURE_RETRY_AFTER_S: u64 = 1;
@@ -42,30 +50,66 @@ fn new_event_id(now_ms: i64) -> String {
 const MAX_LISTED_ERRORS: usize = 1000;
 
 /// One refused event of a request, in the 202 answer.
-#[derive(Serialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct ItemError {
     index: usize,
     error: String,
 }
 
-/// The 202 answer (API.md).
-#[derive(Serialize)]
+/// The 202 answer (API.md). Also what an idempotency record keeps (as
+/// computed before the store step: `duplicates` 0, every valid event
+/// counted in `accepted`), read back to replay it.
+#[derive(Serialize, Deserialize)]
 struct Accepted<'a> {
     accepted: u64,
     rejected: u64,
-    ids: Vec<Option<&'a str>>,
-    errors: &'a [ItemError],
-    #[serde(skip_serializing_if = "is_zero")]
-    errors_truncated: usize,
+    ids: Vec<Option<Cow<'a, str>>>,
+    errors: Cow<'a, [ItemError]>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    errors_truncated: u64,
+    /// Events not queued because their id was accepted within the
+    /// pipeline's `dedup_window_ms` (API.md v1.1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    duplicates: u64,
 }
 
-fn is_zero(n: &usize) -> bool {
+impl Accepted<'_> {
+    /// This answer once the store step dropped `duplicates` of its events.
+    fn without_duplicates(mut self, duplicates: u64) -> Self {
+        self.accepted = self.accepted.saturating_sub(duplicates);
+        self.duplicates += duplicates;
+        self
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// The request's `Idempotency-Key`, checked (400 when it is not 1 to 128
+/// printable ASCII characters, or given twice).
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<IdempotencyKey>> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(ApiError::bad_request("invalid_idempotency_key", "the Idempotency-Key header is given more than once; send it once"));
+    }
+    IdempotencyKey::parse(value.as_bytes()).map(Some).map_err(|m| ApiError::bad_request("invalid_idempotency_key", m))
+}
+
+/// A store that does not answer the enqueue in time may still run it
+/// later: the outcome is unknown, and only a retry with the same key is safe.
+fn enqueue_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Store(StoreError::Unavailable(m)) => ApiError::OutcomeUnknown(m),
+        other => other.into(),
+    }
 }
 
 async fn post_events(State(state): State<Arc<AppState>>, Path(pipeline): Path<String>, headers: HeaderMap, Body(body, _permit): Body) -> ApiResult<Response> {
     // The body is read before any refusal, so the client's keep-alive connection stays usable.
     let target = state.engine.ingest_target(&pipeline).await?;
+    let key = idempotency_key(&headers)?;
     let never_fits = |what: String| {
         ApiError::TooManyEvents(format!(
             "this request has {what}; pipeline `{pipeline}` queues at most {} events (max_queue_depth) and {} bytes (max_queue_bytes), \
@@ -109,13 +153,28 @@ async fn post_events(State(state): State<Arc<AppState>>, Path(pipeline): Path<St
     }
     let accepted = events.len() as u64;
     let rejected = (slots.len() - events.len()) as u64;
-    match state.engine.enqueue(&pipeline, &target, &events, rejected).await? {
-        Enqueued::Accepted { .. } => {
-            let ids = slots.iter().map(|slot| slot.map(|i| events[i].event.id.as_str())).collect();
-            let errors_truncated = rejected as usize - errors.len();
-            let body = Accepted { accepted, rejected, ids, errors: &errors, errors_truncated };
-            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    let ids = slots.iter().map(|slot| slot.map(|i| Cow::Borrowed(events[i].event.id.as_str()))).collect();
+    let errors_truncated = rejected - errors.len() as u64;
+    let answer = Accepted { accepted, rejected, ids, errors: Cow::Borrowed(&errors), errors_truncated, duplicates: 0 };
+    let record = match &key {
+        Some(key) => Some(key.record(&body, serde_json::to_string(&answer).map_err(|e| ApiError::Internal(format!("cannot serialize the answer: {e}")))?)),
+        None => None,
+    };
+    match state.engine.enqueue(&pipeline, &target, &events, rejected, record).await.map_err(enqueue_error)? {
+        EnqueueOutcome::Ran { enqueued: Enqueued::Accepted { .. }, duplicates } => {
+            Ok((StatusCode::ACCEPTED, Json(answer.without_duplicates(duplicates))).into_response())
         }
-        Enqueued::Full { depth, bytes } => Err(ApiError::Backpressure { queue_depth: depth, queue_bytes: bytes, retry_after_s: BACKPRESSURE_RETRY_AFTER_S }),
+        EnqueueOutcome::Ran { enqueued: Enqueued::Full { depth, bytes }, .. } => {
+            Err(ApiError::Backpressure { queue_depth: depth, queue_bytes: bytes, retry_after_s: BACKPRESSURE_RETRY_AFTER_S })
+        }
+        EnqueueOutcome::Replayed { answer, duplicates } => {
+            let stored: Accepted = serde_json::from_str(&answer)
+                .map_err(|e| ApiError::Internal(format!("the stored answer of this Idempotency-Key cannot be read: {e}")))?;
+            Ok((StatusCode::ACCEPTED, Json(stored.without_duplicates(duplicates))).into_response())
+        }
+        EnqueueOutcome::KeyReused => Err(ApiError::IdempotencyKeyReused(format!(
+            "this Idempotency-Key was used within the last 24 h on pipeline `{pipeline}` for a request with another body; \
+             nothing was queued. Use a new key for new events"
+        ))),
     }
 }

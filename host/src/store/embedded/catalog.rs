@@ -156,6 +156,7 @@ impl PipelineCatalog for EmbeddedStore {
                     }
                 }
                 delete_window_data(&txn, p)?;
+                super::ingest_once::delete_all(&txn, p)?;
                 txn.commit().map_err(db_err)?;
                 Ok(existed)
             })

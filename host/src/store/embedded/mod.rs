@@ -2,7 +2,8 @@
 //! durable transaction, run on tokio's blocking pool. This file opens the
 //! database and holds its tables and helpers; each capability is in its own
 //! file (`catalog`, `queue`, `dlq`, `outputs`, `windows`, `alerts`, and
-//! `sketch` for the distinct-count sketches). May use `crate::domain`,
+//! `sketch` for the distinct-count sketches, `ingest_once` for idempotency
+//! records and de-duplication by id, written in the enqueue's transaction). May use `crate::domain`,
 //! `super` (the store traits and shared rules) and external crates.
 //!
 //! Queue entries, outputs and DLQ entries are keyed by (pipeline, seq), where
@@ -28,6 +29,7 @@
 mod alerts;
 mod catalog;
 mod dlq;
+mod ingest_once;
 mod outputs;
 mod queue;
 mod sketch;
@@ -100,6 +102,15 @@ const ALERTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("alerts
 /// (pipeline, window, start, group) → seq of the alert raised for it, so an
 /// alert is raised once (until it is trimmed).
 const ALERT_KEYS: TableDefinition<(&str, &str, i64, &str), u64> = TableDefinition::new("alert_keys");
+/// (pipeline, SHA-256 of an idempotency key) → the record ([`ingest_once`]).
+const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
+/// (pipeline, expires at ms, key SHA-256): IDEMPOTENCY by expiry, so purging
+/// reads only what expired.
+const IDEMPOTENCY_EXPIRY: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("idempotency_expiry");
+/// (pipeline, event id) → when it was accepted (ms): the dedup window's ids.
+const SEEN_IDS: TableDefinition<(&str, &str), i64> = TableDefinition::new("seen_ids");
+/// (pipeline, accepted at ms, event id): SEEN_IDS by time, for purging.
+const SEEN_BY_TIME: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("seen_by_time");
 
 const DEPTH: &str = "depth";
 const ACCEPTED: &str = "accepted";
@@ -183,6 +194,10 @@ impl EmbeddedStore {
             txn.open_table(RESULTS_BY_START).map_err(db_err)?;
             txn.open_table(ALERTS).map_err(db_err)?;
             txn.open_table(ALERT_KEYS).map_err(db_err)?;
+            txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+            txn.open_table(IDEMPOTENCY_EXPIRY).map_err(db_err)?;
+            txn.open_table(SEEN_IDS).map_err(db_err)?;
+            txn.open_table(SEEN_BY_TIME).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db), pipes: Mutex::new(HashMap::new()) })

@@ -10,11 +10,14 @@ use async_trait::async_trait;
 use hyperloglogplus::HyperLogLog;
 use redb::ReadableTable;
 
+use super::ingest_once;
 use super::sketch::{new_sketch, parse_sketch, value_hash};
 use super::windows::{parse_pane, stored_clock};
 use super::*;
-use crate::domain::{CompleteReport, Counters, Delivery, DirtyMark, Enqueued, EntryResult, PaneAgg, PaneDelta, QueueLimits, QueuedEvent};
-use crate::store::shared::{check_finite, queue_json};
+use crate::domain::{
+    CompleteReport, Counters, Delivery, DirtyMark, EnqueueOptions, EnqueueOutcome, Enqueued, EntryResult, PaneAgg, PaneDelta, QueueLimits, QueuedEvent,
+};
+use crate::store::shared::{check_finite, event_json, join_json, queue_json};
 use crate::store::Queue;
 
 /// One entry's results, serialized before the transaction starts.
@@ -67,21 +70,45 @@ fn parse_chunk(seq: u64, bytes: &[u8]) -> StoreResult<Vec<QueuedEvent>> {
 
 #[async_trait]
 impl Queue for EmbeddedStore {
-    async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, limits: QueueLimits) -> StoreResult<Enqueued> {
-        let n = events.len() as u64;
-        let json = if n > 0 { queue_json(events) } else { Vec::new() };
-        let p = pipeline.to_string();
+    async fn enqueue_with(
+        &self,
+        pipeline: &str,
+        events: &[QueuedEvent],
+        rejected: u64,
+        limits: QueueLimits,
+        options: &EnqueueOptions,
+    ) -> StoreResult<EnqueueOutcome> {
+        let window = options.dedup_window_ms;
+        // With a dedup window the chunk is joined in the transaction from the events that are not duplicates.
+        let by_id: Vec<(String, Vec<u8>)> = if window > 0 { events.iter().map(|q| (q.event.id.clone(), event_json(q))).collect() } else { Vec::new() };
+        let json = if window == 0 && !events.is_empty() { queue_json(events) } else { Vec::new() };
+        let (n, p, options) = (events.len() as u64, pipeline.to_string(), options.clone());
         let answer = self
             .blocking(move |db| {
                 let p = p.as_str();
+                let now = options.now_ms;
                 let txn = db.begin_write().map_err(db_err)?;
+                if let Some(record) = &options.idempotency {
+                    if let Some(stored) = ingest_once::stored_outcome(&txn, p, record, now)? {
+                        return Ok(stored);
+                    }
+                }
+                // Only the engine's steps carry a clock; purging needs one.
+                let purged = now > 0 && ingest_once::purge_expired(&txn, p, window, now, by_id.len())?;
+                let (json, n, duplicates) = if window > 0 {
+                    let (kept, duplicates) = ingest_once::drop_seen(&txn, p, by_id, window, now)?;
+                    (if kept.is_empty() { Vec::new() } else { join_json(&kept) }, kept.len() as u64, duplicates)
+                } else {
+                    (json, n, 0)
+                };
                 let depth = {
                     let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
                     let mut depth = counter(&counters, p, DEPTH)?;
                     if n > 0 {
                         let bytes = counter(&counters, p, QUEUE_BYTES)?;
                         if depth.saturating_add(n) > limits.max_depth || bytes.saturating_add(json.len() as u64) > limits.max_bytes {
-                            return Ok(Enqueued::Full { depth, bytes });
+                            // Dropping the transaction undoes the ids recorded and the purge.
+                            return Ok(EnqueueOutcome::Ran { enqueued: Enqueued::Full { depth, bytes }, duplicates: 0 });
                         }
                         let mut meta = txn.open_table(META).map_err(db_err)?;
                         let mut seq = Seq::load(&meta)?;
@@ -96,13 +123,16 @@ impl Queue for EmbeddedStore {
                     }
                     depth
                 };
-                if n > 0 || rejected > 0 {
+                if let Some(record) = &options.idempotency {
+                    ingest_once::write_record(&txn, p, record, duplicates, now)?;
+                }
+                if n > 0 || rejected > 0 || duplicates > 0 || purged || options.idempotency.is_some() {
                     txn.commit().map_err(db_err)?;
                 }
-                Ok(Enqueued::Accepted { depth })
+                Ok(EnqueueOutcome::Ran { enqueued: Enqueued::Accepted { depth }, duplicates })
             })
             .await?;
-        if n > 0 && matches!(answer, Enqueued::Accepted { .. }) {
+        if matches!(answer, EnqueueOutcome::Ran { enqueued: Enqueued::Accepted { .. }, .. }) {
             self.state(pipeline).notify.notify_waiters();
         }
         Ok(answer)

@@ -118,11 +118,13 @@ impl PipelineCatalog for RedisStore {
                     .arg(&k.retry)
                     .arg(&k.clock)
                     .arg(&k.alerts)
+                    .arg(&k.seen)
                     .query_async(&mut c)
                     .await
             })
             .await?;
         self.delete_window_keys(id).await?;
+        self.delete_keys_under(&self.keys(id).idempotency).await?;
         Ok(existed == 1)
     }
 

@@ -20,6 +20,8 @@
 //! | `P:{id}:output` | stream | one entry per completed queue entry with outputs: `n` = count, `e` = JSON array of the output events (downstream consumers read this); trimmed by age (`XTRIM MINID`, the output retention) |
 //! | `P:{id}:dlq` | stream | one entry per failed event: `e` = event JSON, `s` = where a replay starts (JSON string: the stage, or `window:<name>`), `m` = the rest (JSON) |
 //! | `P:{id}:retry` | sorted set | score = due time (ms), member = `<random hex>|<queued event JSON>` |
+//! | `P:{id}:idem:<sha256 of the key>` | hash, 24 h TTL | an ingest request's idempotency record: `d` = body SHA-256, `n` = duplicates its step dropped, `a` = its answer |
+//! | `P:{id}:seen` | sorted set, TTL = the dedup window | ids accepted within `dedup_window_ms`: score = when (ms); older ones are removed by each enqueue |
 //! | `P:{_catalog}:plugin-meta` | hash | `name/version` → plugin version JSON |
 //! | `P:{_catalog}:plugin-bytes` | hash | `name/version` → component bytes |
 //! | `P:{_catalog}:plugin-sha` | hash | `name/sha256` → version (dedup) |
@@ -109,6 +111,10 @@ struct Keys {
     alerts: String,
     /// Prefix of every window key: `P:{id}:w:`.
     windows: String,
+    /// Prefix of every idempotency record: `P:{id}:idem:`.
+    idempotency: String,
+    /// Ids accepted within the dedup window (sorted set by time).
+    seen: String,
 }
 
 impl RedisStore {
@@ -147,6 +153,8 @@ impl RedisStore {
             clock: format!("{base}:wclock"),
             alerts: format!("{base}:alerts"),
             windows: format!("{base}:w:"),
+            idempotency: format!("{base}:idem:"),
+            seen: format!("{base}:seen"),
         }
     }
 

@@ -6,8 +6,8 @@ use ::redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use async_trait::async_trait;
 
 use super::*;
-use crate::domain::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueueLimits, QueuedEvent};
-use crate::store::shared::queue_json;
+use crate::domain::{CompleteReport, Counters, Delivery, EnqueueOptions, EnqueueOutcome, Enqueued, EntryResult, QueueLimits, QueuedEvent};
+use crate::store::shared::{event_json, queue_json};
 use crate::store::Queue;
 
 impl RedisStore {
@@ -94,29 +94,50 @@ fn delivery(entry: StreamId) -> StoreResult<Delivery> {
 
 #[async_trait]
 impl Queue for RedisStore {
-    async fn enqueue(&self, pipeline: &str, events: &[QueuedEvent], rejected: u64, limits: QueueLimits) -> StoreResult<Enqueued> {
+    async fn enqueue_with(
+        &self,
+        pipeline: &str,
+        events: &[QueuedEvent],
+        rejected: u64,
+        limits: QueueLimits,
+        options: &EnqueueOptions,
+    ) -> StoreResult<EnqueueOutcome> {
         let k = self.keys(pipeline);
-        let json = queue_json(events);
-        let n = events.len();
-        let (accepted, depth, bytes): (i64, i64, i64) = self
+        let dedup = options.dedup_window_ms > 0;
+        // With a dedup window the script joins the chunk from the events that are not duplicates.
+        let json = if dedup { Vec::new() } else { queue_json(events) };
+        let pairs: Vec<(&str, Vec<u8>)> = if dedup { events.iter().map(|q| (q.event.id.as_str(), event_json(q))).collect() } else { Vec::new() };
+        let record = options.idempotency.as_ref();
+        let record_key = format!("{}{}", k.idempotency, record.map_or("", |r| r.key_sha.as_str()));
+        let (k, json, pairs, record_key) = (&k, &json, &pairs, &record_key);
+        let (status, depth, bytes, duplicates, answer): (i64, i64, i64, i64, String) = self
             .run(|mut c| async move {
-                self.scripts
-                    .enqueue
-                    .key(&k.queue)
-                    .key(&k.depth)
-                    .key(&k.counters)
-                    .key(&k.bytes)
-                    .arg(limits.max_depth.to_string())
-                    .arg(n)
+                let mut call = self.scripts.enqueue.key(&k.queue);
+                call.key(&k.depth).key(&k.counters).key(&k.bytes).key(record_key).key(&k.seen);
+                call.arg(limits.max_depth.to_string())
+                    .arg(events.len())
                     .arg(rejected)
-                    .arg(&json)
+                    .arg(json)
                     .arg(limits.max_bytes.to_string())
-                    .invoke_async(&mut c)
-                    .await
+                    .arg(options.now_ms)
+                    .arg(record.map_or("", |r| r.body_sha.as_str()))
+                    .arg(record.map_or("", |r| r.answer.as_str()))
+                    .arg(record.map_or(0, |r| r.ttl_ms.max(1)))
+                    .arg(options.dedup_window_ms);
+                for (id, event) in pairs {
+                    call.arg(*id).arg(event);
+                }
+                call.invoke_async(&mut c).await
             })
             .await?;
-        let (depth, bytes) = (depth.max(0) as u64, bytes.max(0) as u64);
-        Ok(if accepted == 1 { Enqueued::Accepted { depth } } else { Enqueued::Full { depth, bytes } })
+        let (depth, bytes, duplicates) = (depth.max(0) as u64, bytes.max(0) as u64, duplicates.max(0) as u64);
+        Ok(match status {
+            1 => EnqueueOutcome::Ran { enqueued: Enqueued::Accepted { depth }, duplicates },
+            0 => EnqueueOutcome::Ran { enqueued: Enqueued::Full { depth, bytes }, duplicates: 0 },
+            2 => EnqueueOutcome::Replayed { answer, duplicates },
+            3 => EnqueueOutcome::KeyReused,
+            other => return Err(StoreError::Internal(format!("the enqueue script of pipeline {pipeline} answered status {other}"))),
+        })
     }
 
     async fn read(&self, pipeline: &str, consumer: &str, max_entries: usize, block_ms: u64) -> StoreResult<Vec<Delivery>> {

@@ -211,7 +211,12 @@ impl RedisStore {
     /// Deletes every window key of a pipeline (they are named dynamically,
     /// so they are found with `SCAN`).
     pub(super) async fn delete_window_keys(&self, pipeline: &str) -> StoreResult<()> {
-        let pattern = format!("{}*", glob_escape(&self.keys(pipeline).windows));
+        self.delete_keys_under(&self.keys(pipeline).windows).await
+    }
+
+    /// Deletes every key starting with `prefix` (`SCAN`, then `UNLINK`).
+    pub(super) async fn delete_keys_under(&self, prefix: &str) -> StoreResult<()> {
+        let pattern = format!("{}*", glob_escape(prefix));
         let pattern = &pattern;
         let mut cursor: u64 = 0;
         loop {

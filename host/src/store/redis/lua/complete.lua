@@ -23,9 +23,6 @@ local count = tonumber(ARGV[2])
 local now = tonumber(ARGV[4])
 local wbase = ARGV[5]
 local ttl = tonumber(ARGV[6])
--- Integer sums are exact in a double up to 2^53: past it they go on in the
--- float part (`s|`), long before `HINCRBY` could overflow.
-local INT_LIMIT = 9007199254740991
 -- A dense HyperLogLog's size (what `PFADD` insists on).
 local HLL_DENSE = 12304
 
@@ -147,12 +144,12 @@ end
 local INT, FLOAT = 1, 2
 for _, hk in ipairs(hlist) do
   local h = hashes[hk]
-  -- Counts (the ints) are added in phase 2 by `HINCRBY`, which cannot
-  -- overflow them and falls back to a plain `HSET` on a stored non-number,
-  -- so only sums, minima and maxima are read.
+  -- Counts and integer sums are added in phase 2 by `HINCRBY`, whose
+  -- failures are handled there (see below), so only float sums, minima and
+  -- maxima are read.
   local names = {}
   for _, r in ipairs(h.ranges) do
-    for q = 2, 5 do
+    for q = 3, 5 do
       local first, n = r[2 * q - 1], r[2 * q]
       for k = first, first + 2 * n - 2, 2 do names[#names + 1] = ARGV[k] end
     end
@@ -169,20 +166,6 @@ for _, hk in ipairs(hlist) do
     new[name] = c + v
   end
   for _, r in ipairs(h.ranges) do
-    for k = r[3], r[3] + 2 * r[4] - 2, 2 do
-      local name, v = ARGV[k], tonumber(ARGV[k + 1])
-      local c = new[name]
-      if c == nil then c = stored(vals[name]) or 0 end
-      if math.abs(c + v) > INT_LIMIT then
-        local float = 's' .. string.sub(name, 3)
-        if vals[float] == nil then vals[float] = redis.call('HGET', hk, float) end
-        add(float, v)
-        text[float] = FLOAT
-      else
-        new[name] = c + v
-        text[name] = INT
-      end
-    end
     for k = r[5], r[5] + 2 * r[6] - 2, 2 do
       add(ARGV[k], tonumber(ARGV[k + 1]))
       text[ARGV[k]] = FLOAT
@@ -291,6 +274,20 @@ for _, hk in ipairs(hlist) do
       if type(done) == 'table' and done.err then
         -- A stored non-number reads as missing: the count starts again here.
         redis.call('HSET', hk, ARGV[k], ARGV[k + 1])
+      end
+    end
+    -- Integer sums: exact in `HINCRBY` up to i64; one that would overflow
+    -- it (or a stored non-integer) goes on in the float part instead, and
+    -- a float part that would stop being finite takes nothing (nothing
+    -- here can stop the script).
+    for k = r[3], r[3] + 2 * r[4] - 2, 2 do
+      local done = redis.pcall('HINCRBY', hk, ARGV[k], ARGV[k + 1])
+      if type(done) == 'table' and done.err then
+        local float = 's' .. string.sub(ARGV[k], 3)
+        local moved = redis.pcall('HINCRBYFLOAT', hk, float, ARGV[k + 1])
+        if type(moved) == 'table' and moved.err and stored(redis.call('HGET', hk, float)) == nil then
+          redis.call('HSET', hk, float, ARGV[k + 1])
+        end
       end
     end
   end

@@ -189,8 +189,9 @@ impl Engine {
             });
         }
         let windows = Arc::new(WindowSet::new(spec.windows.clone()));
-        let metrics = Arc::new(PipelineMetrics::register(id, &spec.stage_names()));
-        Ok(Pipeline { id: id.to_string(), spec, stages: Arc::new(stages), windows, metrics })
+        let stage_names = spec.stage_names();
+        let metrics = Arc::new(PipelineMetrics::register(id, &stage_names));
+        Ok(Pipeline { id: id.to_string(), spec, stages: Arc::new(stages), windows, metrics, stage_names })
     }
 
     /// Swaps a built pipeline in; starts its tasks the first time.

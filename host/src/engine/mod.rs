@@ -119,6 +119,8 @@ pub(crate) struct Pipeline {
     pub(crate) windows: Arc<WindowSet>,
     /// Metric handles, registered when the pipeline was built.
     pub(crate) metrics: Arc<PipelineMetrics>,
+    /// The stages' names, in order (what per-batch stats are keyed by).
+    pub(crate) stage_names: Vec<String>,
 }
 
 /// A stored spec as this process knows it: parsed once per change.

@@ -275,7 +275,7 @@ fn record(shared: &Shared, pipeline: &Pipeline, ran: &Ran) {
     let emitted: u64 = results.iter().map(|r| r.outputs.len() as u64).sum();
     let dead: u64 = results.iter().map(|r| r.dead.len() as u64).sum();
     let tallies = &ran.chain.tallies;
-    shared.engine.stats.record(&shared.id, &pipeline.spec.stage_names(), tallies, processed);
+    shared.engine.stats.record(&shared.id, &pipeline.stage_names, tallies, processed);
     let stages: Vec<StageBatch> = tallies
         .iter()
         .map(|t| StageBatch { calls: t.calls, events: t.events, errors: t.errors, retries: t.retries, fuel: t.fuel, call_us: &t.call_us })

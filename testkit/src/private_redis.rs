@@ -48,6 +48,17 @@ impl PrivateRedis {
         PrivateRedis::launched(Some(dir))
     }
 
+    /// [`PrivateRedis::start_durable`] with more `redis-server` arguments
+    /// (e.g. `["--enable-debug-command", "local"]` for
+    /// [`PrivateRedis::debug_sleep`]).
+    pub fn start_durable_with_args(args: &[&str]) -> PrivateRedis {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot make a directory for a private redis-server: {e}"));
+        let mut redis = PrivateRedis::unlaunched(Some(dir));
+        redis.args = args.iter().map(|a| a.to_string()).collect();
+        redis.launch();
+        redis
+    }
+
     /// A memory-only server started with more `redis-server` arguments, for
     /// tests of how Sluice treats a Redis's settings (e.g.
     /// `["--maxmemory-policy", "allkeys-lru"]`).
@@ -80,6 +91,14 @@ impl PrivateRedis {
             "DEBUG SLEEP on the private redis-server on port {} failed (started with --enable-debug-command local?): {slept:?}",
             self.port
         );
+    }
+
+    /// Stops serving every client for `millis` (`CLIENT PAUSE <millis> ALL`):
+    /// commands sent meanwhile wait and run once the pause ends. Returns at
+    /// once, while the pause lasts.
+    pub fn client_pause(&self, millis: u64) {
+        let paused = crate::connect(&self.url()).and_then(|mut c| redis::cmd("CLIENT").arg("PAUSE").arg(millis).arg("ALL").query::<String>(&mut c));
+        assert!(paused.as_ref().is_ok_and(|reply| reply == "OK"), "CLIENT PAUSE on the private redis-server on port {} failed: {paused:?}", self.port);
     }
 
     fn launched(dir: Option<TempDir>) -> PrivateRedis {

@@ -13,6 +13,7 @@
 //! `cargo build --release -p sluice` (`scripts/test.sh` does), or point
 //! `SLUICE_BIN` at one.
 
+pub mod chaos;
 mod server;
 
 use std::path::{Path, PathBuf};

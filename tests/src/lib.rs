@@ -3,8 +3,8 @@
 //! its CLI.
 //!
 //! Owns: finding the binary and the built plugins, the stores a test server
-//! runs on, and [`Server`] (a `sluice serve` process and an HTTP client for
-//! it). May use: `sluice-testkit` (Redis), `reqwest`, `serde_json`,
+//! runs on, [`Server`] (a `sluice serve` process and an HTTP client for
+//! it), and the [`chaos`] soak built on them. May use: `sluice-testkit` (Redis), `reqwest`, `serde_json`,
 //! `tempfile`. Never the host crate: a test that needs its internals belongs
 //! in `host/tests/`.
 //!

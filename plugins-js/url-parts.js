@@ -60,7 +60,15 @@ function isU16(text) {
 
 /** Decodes %XX escapes and `+` (as a space); a `%` without two hex digits stays; bytes that are not UTF-8 become U+FFFD. */
 export function percentDecode(text) {
-  if (!text.includes("%")) return text.replaceAll("+", " ");
+  const spaced = text.replaceAll("+", " ");
+  if (!text.includes("%")) return spaced;
+  // Well-formed escapes of valid UTF-8 (the usual case): the engine's own
+  // decoder. It throws on anything else, which the byte loop below handles.
+  try {
+    return decodeURIComponent(spaced);
+  } catch {
+    // fall through
+  }
   const raw = new TextEncoder().encode(text);
   const out = [];
   for (let i = 0; i < raw.length; i++) {
@@ -83,7 +91,10 @@ export function queryObject(query) {
     const [key, value] = eq === -1 ? [pair, ""] : [pair.slice(0, eq), pair.slice(eq + 1)];
     pairs.set(percentDecode(key), percentDecode(value));
   }
+  // UTF-16 order is code point order unless a surrogate meets U+E000..U+FFFF.
+  const plain = (k) => !/[\uD800-\uFFFF]/.test(k);
   const cmp = (a, b) => {
+    if (plain(a) && plain(b)) return a < b ? -1 : a > b ? 1 : 0;
     const x = [...a];
     const y = [...b];
     for (let i = 0; i < Math.min(x.length, y.length); i++) {

@@ -14,8 +14,11 @@ use anyhow::{bail, Context as _};
 /// The languages a stage can be written in.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lang {
+    /// The Rust SDK (`plugin-sdk/`), built with cargo for wasm32-wasip2.
     Rust,
+    /// The Python SDK (`plugin-sdk/python`), built with componentize-py.
     Python,
+    /// The JavaScript SDK (`plugin-sdk/js`), built with componentize-js.
     Js,
 }
 
@@ -111,6 +114,7 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
     text
 }
 
+/// Makes the project; the answer is the exit code (0; errors say what to fix).
 pub fn run(args: NewArgs) -> anyhow::Result<i32> {
     check_name(&args.name)?;
     let sdk = find_sdk(args.sdk)?;

@@ -59,6 +59,8 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("sluice").join("compiled"))
 }
 
+/// Runs the plugin over the events; the answer is the exit code (2 when an
+/// event failed).
 pub fn run(args: TestArgs) -> anyhow::Result<i32> {
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read plugin file {}", args.file.display()))?;
     let config: serde_json::Value = serde_json::from_str(&args.config).with_context(|| format!("--config is not valid JSON: {}", args.config))?;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs the wasm32-wasip2 target,
-# builds the plugins, makes sure a Redis answers (starting one if needed),
+# builds the plugins (the Python and JavaScript ones with their SDKs'
+# toolchains, installed under target/sdk-tools), makes sure a Redis answers (starting one if needed),
 # builds the `sluice` binary (the black-box tests in `tests/` run it as a
 # user would), then runs the whole workspace's tests in the release profile
 # (one build of wasmtime serves the tests, the binary and the benchmarks).
@@ -21,6 +22,17 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; then
 fi
 
 ./scripts/build-plugins.sh
+# The Python and JavaScript SDKs: their toolchains (a venv with
+# componentize-py, npm packages from the lockfile; cached under
+# target/sdk-tools), the example and test stages built into components, and
+# the SDKs' own unit tests, run natively.
+./scripts/build-sdk-plugins.sh
+echo "==> Python SDK unit tests (pytest)"
+(cd plugin-sdk/python && ../../target/sdk-tools/venv/bin/python -m pytest -q)
+(cd plugins-py && ../target/sdk-tools/venv/bin/python -m pytest -q)
+echo "==> JavaScript SDK unit tests (node --test)"
+(cd plugin-sdk/js && node --test test/)
+(cd plugins-js && node --test)
 # Build everything first, the `sluice` binary included (the black-box tests in
 # tests/ run target/release/sluice). Not `cargo build -p sluice`: that resolves
 # the dependencies' features without the tests' and builds wasmtime a second

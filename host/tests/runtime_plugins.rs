@@ -509,39 +509,48 @@ fn a_lent_batch_moves_only_what_became_outputs() {
     assert_eq!(lent[1], events[1], "a failed input stays whole (it goes to the DLQ)");
 }
 
-/// The two ways a batch crosses into a stage (`process-packed`, and the
-/// `list<event>` of `process` that components built against earlier
-/// revisions of the WIT package export) give the same outcomes and outputs,
-/// with fan-out, transforms (`emit-data`), drops and errors in one batch.
+/// A component built against the earlier `sluice:stage@0.1.0`
+/// (`legacy-url-parts`: url-parts with the SDK's `stage-0-1` feature, which
+/// imports `sluice:stage/host@0.1.0` and exports `process` next to
+/// `process-packed`) is still accepted, and both ways a batch crosses into
+/// it (`process-packed`, and the `list<event>` of `process`) give the same
+/// outcomes and outputs as the 0.2.0 build of the same stage: transforms
+/// (`emit-data`), errors and non-ASCII strings in one batch. A 0.2.0
+/// component exports no `process`, so it is called packed either way.
 #[test]
-fn packed_and_list_batches_agree() {
+fn a_stage_0_1_0_component_still_runs_on_both_paths() {
     let list_runtime = Runtime::new(RuntimeConfig { packed_batches: false, ..RuntimeConfig::default() }).unwrap();
-    let spec = |name: &str, config: Value| StageSpec {
+    let spec = |name: &str| StageSpec {
         pipeline: "test".into(),
         stage: name.into(),
         plugin_name: name.into(),
         plugin_version: 1,
-        config: config.to_string(),
+        config: "{}".into(),
         limits: StageLimits::default(),
     };
-    let cases: [(&str, Value, Vec<Event>); 3] = [
-        ("url_parts", json!({}), vec![
-            event("a", json!({"url": "https://shop.example.com/p/1?q=x&page=2"})),
-            event("b", json!({"url": "not a url"})),
-            Event { id: "c\u{e9}".into(), kind: "k\"".into(), source: "".into(), timestamp: -5, data: r#"{"url":"http://h/é"}"#.into() },
-        ]),
-        ("split_items", json!({}), vec![event("s", json!({"items": [1, {"x": 2}, "three"]})), event("t", json!({}))]),
-        ("bot_filter", json!({}), vec![event("h", json!({"ua": "Mozilla"})), event("g", json!({"ua": "Googlebot/2.1"}))]),
+    let events = vec![
+        event("a", json!({"url": "https://shop.example.com/p/1?q=x&page=2"})),
+        event("b", json!({"url": "not a url"})),
+        Event { id: "c\u{e9}".into(), kind: "k\"".into(), source: "".into(), timestamp: -5, data: r#"{"url":"http://h/é"}"#.into() },
+        event("d", json!({"other": 1})),
     ];
-    for (name, config, events) in cases {
-        let packed = StageRunner::new(plugin(name), spec(name, config.clone()), Arc::new(NoTables)).unwrap();
-        let list_plugin = list_runtime.load(&wasm_bytes(name)).unwrap();
-        assert!(plugin(name).calls_packed() && !list_plugin.calls_packed(), "{name}");
-        let list = StageRunner::new(list_plugin, spec(name, config), Arc::new(NoTables)).unwrap();
-        let (a, b) = (packed.process(1, &events), list.process(1, &events));
-        let outcomes = |r: &sluice::runtime::BatchReport| r.results.iter().map(|x| x.outcome.clone()).collect::<Vec<_>>();
-        assert_eq!(outcomes(&a), outcomes(&b), "{name}");
-        let fuel = |r: &sluice::runtime::BatchReport| r.results.iter().map(|x| x.fuel).collect::<Vec<_>>();
-        assert!(fuel(&a).iter().all(|f| *f > 0), "{name}: {:?}", fuel(&a));
-    }
+    let wasm = wasm_bytes("legacy_url_parts");
+    let imports_0_1 = sluice::runtime::HOST_INTERFACES[1];
+    assert!(String::from_utf8_lossy(&wasm).contains(imports_0_1), "legacy-url-parts must import {imports_0_1}");
+    let legacy_packed = runtime().load(&wasm).expect("a sluice:stage@0.1.0 component is accepted");
+    let legacy_list = list_runtime.load(&wasm).unwrap();
+    assert!(legacy_packed.calls_packed() && !legacy_list.calls_packed());
+    let current_list = list_runtime.load(&wasm_bytes("url_parts")).unwrap();
+    assert!(current_list.calls_packed(), "a 0.2.0 component has only process-packed");
+    let outcomes = |plugin: Arc<Plugin>| {
+        let runner = StageRunner::new(plugin, spec("url-parts"), Arc::new(NoTables)).unwrap();
+        let report = runner.process(1, &events);
+        assert!(report.results.iter().all(|r| r.fuel > 0), "{:?}", report.results);
+        report.results.into_iter().map(|r| r.outcome).collect::<Vec<_>>()
+    };
+    let reference = outcomes(plugin("url_parts"));
+    assert!(matches!(reference[0], Outcome::Emitted(_)) && matches!(reference[1], Outcome::Failed { .. }) && reference[3] == Outcome::Keep);
+    assert_eq!(outcomes(legacy_packed), reference, "0.1.0 component, packed");
+    assert_eq!(outcomes(legacy_list), reference, "0.1.0 component, list<event>");
+    assert_eq!(outcomes(current_list), reference, "0.2.0 component under packed_batches = false");
 }

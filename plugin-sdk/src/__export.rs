@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use crate::{Context, Emit, Event, Stage};
 
+/// The bindings of `sluice:stage@0.2.0` (`wit/stage.wit`), what the SDK
+/// targets.
+#[cfg(not(feature = "stage-0-1"))]
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -17,7 +20,28 @@ pub mod bindings {
     });
 }
 
+/// The bindings of the earlier `sluice:stage@0.1.0`
+/// (`wit/v0.1.0/stage.wit`): feature `stage-0-1`, for checking that the host
+/// still runs components built against it.
+#[cfg(feature = "stage-0-1")]
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "stage",
+        path: "../wit/v0.1.0",
+        pub_export_macro: true,
+        default_bindings_module: "sluice_sdk::__export::bindings",
+        ownership: Borrowing { duplicate_if_necessary: true },
+    });
+}
+
 use bindings::sluice::stage::host;
+// The borrowed event `emit` takes: in 0.1.0 the world's `process` also takes
+// events (owned), so wit-bindgen names the borrowed form differently.
+#[cfg(feature = "stage-0-1")]
+use bindings::sluice::stage::types::EventParam as EventArg;
+#[cfg(not(feature = "stage-0-1"))]
+use bindings::sluice::stage::types::Event as EventArg;
 use bindings::sluice::stage::types::StageError;
 use bindings::{CallContext, Outcome};
 
@@ -43,6 +67,7 @@ fn init_stage<S: Stage>(config: &str) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(feature = "stage-0-1")]
 pub fn process<S: Stage>(ctx: CallContext, events: Vec<bindings::Event>) -> Vec<Outcome> {
     crate::lowering(false);
     let count = events.len();
@@ -115,5 +140,5 @@ fn process_batch<S: Stage>(ctx: CallContext, count: usize, events: impl Iterator
 
 fn emit(event: Event) {
     let (id, kind, source, timestamp, data) = event.into_parts();
-    host::emit(bindings::sluice::stage::types::EventParam { id: &id, kind: &kind, source: &source, timestamp, data: &data });
+    host::emit(EventArg { id: &id, kind: &kind, source: &source, timestamp, data: &data });
 }

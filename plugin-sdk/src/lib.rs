@@ -173,8 +173,9 @@ pub fn parse_config<C: DeserializeOwned>(config: &str) -> Result<C, String> {
     serde_json::from_str(text).map_err(|e| format!("invalid config: {e}"))
 }
 
-/// Exports a [`Stage`] implementation as the component's `init`, `process`
-/// and `process-packed`.
+/// Exports a [`Stage`] implementation as the component's `init` and
+/// `process-packed` (`sluice:stage@0.2.0`; with the feature `stage-0-1`,
+/// `sluice:stage@0.1.0`'s `process` too).
 ///
 /// On targets other than wasm32 it expands to nothing, so plugin crates also
 /// build natively (for tests and benchmarks).
@@ -188,12 +189,6 @@ macro_rules! export_stage {
                 fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::__export::init::<$stage>(&config)
                 }
-                fn process(
-                    ctx: $crate::__export::bindings::CallContext,
-                    events: ::std::vec::Vec<$crate::__export::bindings::Event>,
-                ) -> ::std::vec::Vec<$crate::__export::bindings::Outcome> {
-                    $crate::__export::process::<$stage>(ctx, events)
-                }
                 fn process_packed(
                     ctx: $crate::__export::bindings::CallContext,
                     text: ::std::string::String,
@@ -202,8 +197,33 @@ macro_rules! export_stage {
                 ) -> ::std::vec::Vec<$crate::__export::bindings::Outcome> {
                     $crate::__export::process_packed::<$stage>(ctx, text, lengths, timestamps)
                 }
+                $crate::__export_list_process!($stage);
             }
             $crate::__export::bindings::export!(SluiceStageExport with_types_in $crate::__export::bindings);
         };
     };
+}
+
+/// `sluice:stage@0.1.0`'s `process(ctx, list<event>)`, exported by
+/// [`export_stage!`] with the feature `stage-0-1` only.
+#[cfg(feature = "stage-0-1")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_list_process {
+    ($stage:ty) => {
+        fn process(
+            ctx: $crate::__export::bindings::CallContext,
+            events: ::std::vec::Vec<$crate::__export::bindings::Event>,
+        ) -> ::std::vec::Vec<$crate::__export::bindings::Outcome> {
+            $crate::__export::process::<$stage>(ctx, events)
+        }
+    };
+}
+
+/// Nothing: `sluice:stage@0.2.0` has no `process`.
+#[cfg(not(feature = "stage-0-1"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_list_process {
+    ($stage:ty) => {};
 }

@@ -53,6 +53,22 @@ pub fn wasm(crate_name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/build-plugins.sh first", path.display()))
 }
 
+/// The languages with an SDK besides Rust, as `target/plugins-<dir>` names
+/// them: `py` (plugin-sdk/python) and `js` (plugin-sdk/js).
+pub const SDK_LANGS: [&str; 2] = ["py", "js"];
+
+/// Where a Python or JavaScript stage's component is built
+/// (`scripts/build-sdk-plugins.sh`): `target/plugins-<lang>/<name>.wasm`.
+pub fn sdk_wasm_path(lang: &str, name: &str) -> PathBuf {
+    workspace().join(format!("target/plugins-{lang}/{name}.wasm"))
+}
+
+/// A Python or JavaScript stage's built component, to upload.
+pub fn sdk_wasm(lang: &str, name: &str) -> Vec<u8> {
+    let path = sdk_wasm_path(lang, name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run scripts/build-sdk-plugins.sh first", path.display()))
+}
+
 /// The `sluice` binary the tests run: `SLUICE_BIN` if set, else the one cargo
 /// built next to this test executable (`<target>/<profile>/sluice`, the test
 /// being `<target>/<profile>/deps/<test>-<hash>`). Panics with what to do

@@ -194,7 +194,13 @@ impl Server {
 
     /// Uploads a plugin's component under `name`; answers its version.
     pub fn upload(&self, name: &str, crate_name: &str) -> u32 {
-        let (status, body, _) = self.raw(reqwest::Method::PUT, &format!("/v1/plugins/{name}"), Some("application/wasm"), wasm(crate_name));
+        self.upload_bytes(name, wasm(crate_name))
+    }
+
+    /// Uploads component bytes (e.g. a Python or JavaScript stage's, see
+    /// [`crate::sdk_wasm`]) under `name`; answers its version.
+    pub fn upload_bytes(&self, name: &str, component: Vec<u8>) -> u32 {
+        let (status, body, _) = self.raw(reqwest::Method::PUT, &format!("/v1/plugins/{name}"), Some("application/wasm"), component);
         assert!(status == 201 || status == 200, "upload {name}: {status} {body}");
         body["version"].as_u64().unwrap() as u32
     }

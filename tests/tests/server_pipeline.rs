@@ -250,6 +250,25 @@ fn bad_inputs_get_clear_answers(store: StoreKind) {
 }
 on_both_stores!(bad_inputs_get_clear_answers);
 
+/// Plugin uploads have a limit of their own (`--max-plugin-bytes`, 64 MiB by
+/// default: a Python or JavaScript stage's component weighs 12-20 MB), and
+/// every other body keeps `--max-body-bytes`; each 413 names its flag.
+fn plugin_uploads_have_their_own_limit(store: StoreKind) {
+    let server = Server::start_with(store, None, &["--max-body-bytes", "100000", "--max-plugin-bytes", "1500000"]);
+    let component = harness::wasm("bot_filter");
+    assert!(component.len() > 100_000 && component.len() < 1_500_000, "{} bytes", component.len());
+    assert_eq!(server.upload_bytes("bot-filter", component), 1, "over --max-body-bytes, within --max-plugin-bytes");
+    let (status, body, _) = server.raw(reqwest::Method::PUT, "/v1/plugins/big", Some("application/wasm"), vec![0u8; 1_600_000]);
+    assert_eq!((status, body["error"].as_str()), (413, Some("payload_too_large")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("--max-plugin-bytes"), "{body}");
+    server.put_pipeline("p", &json!({"stages": [{"name": "b", "plugin": "bot-filter"}]}));
+    let big = vec![json!({"type": "t", "data": {"pad": "x".repeat(150_000)}})];
+    let (status, body) = server.ingest_ndjson("p", &big);
+    assert_eq!((status, body["error"].as_str()), (413, Some("payload_too_large")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("--max-body-bytes"), "{body}");
+}
+on_both_stores!(plugin_uploads_have_their_own_limit);
+
 #[test]
 fn auth_is_refused_where_it_must_be() {
     let (store, _dir) = harness::embedded_store();

@@ -71,10 +71,35 @@ impl FromRequest<Arc<AppState>> for Body {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let mut permit = InflightPermit { pool: Some(state.inflight.held.clone()), bytes: 0 };
-        let bytes = read_body(request.into_body(), state.limits.max_body_bytes, &state.inflight, &mut permit).await?;
+        let (bytes, permit) = read_whole(request, state, state.limits.max_body_bytes, "--max-body-bytes").await?;
         Ok(Body(bytes, permit))
     }
+}
+
+/// A plugin upload read whole, as [`Body`] but up to `--max-plugin-bytes`
+/// (a component carrying a Python or JavaScript runtime is larger than the
+/// general limit allows).
+pub struct PluginBody(pub Bytes, pub InflightPermit);
+
+impl FromRequest<Arc<AppState>> for PluginBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let (bytes, permit) = read_whole(request, state, state.limits.max_plugin_bytes, "--max-plugin-bytes").await?;
+        Ok(PluginBody(bytes, permit))
+    }
+}
+
+/// The body up to `limit` (set by `flag`), and its share of the bytes in flight.
+async fn read_whole(request: Request, state: &Arc<AppState>, limit: u64, flag: &'static str) -> Result<(Bytes, InflightPermit), ApiError> {
+    let mut permit = InflightPermit { pool: Some(state.inflight.held.clone()), bytes: 0 };
+    let bytes = read_body(request.into_body(), limit, &state.inflight, &mut permit)
+        .await
+        .map_err(|e| match e {
+            ApiError::PayloadTooLarge(limit, _) => ApiError::PayloadTooLarge(limit, flag),
+            other => other,
+        })?;
+    Ok((bytes, permit))
 }
 
 /// Reads a body up to `limit` bytes (over it is a 413), taking each frame's
@@ -108,7 +133,7 @@ async fn read_body(body: axum::body::Body, limit: u64, inflight: &InflightBytes,
         }
     }
     if seen > limit {
-        return Err(ApiError::PayloadTooLarge(limit));
+        return Err(ApiError::PayloadTooLarge(limit, "--max-body-bytes"));
     }
     Ok(kept.freeze())
 }

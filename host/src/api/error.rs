@@ -22,7 +22,8 @@ pub enum ApiError {
     CrossOrigin(String),
     NotFound(String),
     Conflict(String),
-    PayloadTooLarge(u64),
+    /// The limit, and the flag that sets it.
+    PayloadTooLarge(u64, &'static str),
     /// 413 `too_many_events`: more events or bytes than the pipeline can
     /// ever queue (no `Retry-After`: retrying cannot help).
     TooManyEvents(String),
@@ -91,9 +92,9 @@ impl IntoResponse for ApiError {
             ApiError::CrossOrigin(m) => (StatusCode::FORBIDDEN, json!({"error": "cross_origin", "message": m}), None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": "not_found", "message": m}), None),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": "conflict", "message": m}), None),
-            ApiError::PayloadTooLarge(limit) => (
+            ApiError::PayloadTooLarge(limit, flag) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"error": "payload_too_large", "message": format!("the body is over the limit of {limit} bytes (--max-body-bytes)")}),
+                json!({"error": "payload_too_large", "message": format!("the body is over the limit of {limit} bytes ({flag})")}),
                 None,
             ),
             ApiError::TooManyEvents(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "too_many_events", "message": m}), None),

@@ -33,7 +33,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::engine::Engine;
 use auth::{Access, Role, Tokens};
-pub use body::Body;
+pub use body::{Body, PluginBody};
 use error::ApiError;
 
 /// What every handler can reach.
@@ -52,6 +52,10 @@ pub struct AppState {
 pub struct ApiLimits {
     /// Largest request body (`--max-body-bytes`).
     pub max_body_bytes: u64,
+    /// Largest plugin upload (`--max-plugin-bytes`): components of stages
+    /// written in Python or JavaScript carry their language's runtime and
+    /// weigh 12-20 MB, past the general limit.
+    pub max_plugin_bytes: u64,
     /// Request body bytes in flight over all requests
     /// (`--max-inflight-bytes`); beyond it a request is answered 503.
     pub max_inflight_bytes: u64,
@@ -61,7 +65,7 @@ pub struct ApiLimits {
 
 impl Default for ApiLimits {
     fn default() -> Self {
-        ApiLimits { max_body_bytes: 16 << 20, max_inflight_bytes: 256 << 20, max_live_feeds: 64 }
+        ApiLimits { max_body_bytes: 16 << 20, max_plugin_bytes: 64 << 20, max_inflight_bytes: 256 << 20, max_live_feeds: 64 }
     }
 }
 

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::{AppState, Body};
+use super::{AppState, PluginBody};
 use crate::domain::PluginVersion;
 use crate::engine::spec::valid_name;
 
@@ -34,7 +34,7 @@ fn check_name(name: &str) -> ApiResult<()> {
     }
 }
 
-async fn upload(State(state): State<Arc<AppState>>, Path(name): Path<String>, Body(bytes, _permit): Body) -> ApiResult<Response> {
+async fn upload(State(state): State<Arc<AppState>>, Path(name): Path<String>, PluginBody(bytes, _permit): PluginBody) -> ApiResult<Response> {
     check_name(&name)?;
     let put = state.engine.upload_plugin(&name, bytes.to_vec()).await?;
     let status = if put.created { StatusCode::CREATED } else { StatusCode::OK };

@@ -1,12 +1,14 @@
 //! The `sluice` command line: `serve` (wires the store, the runtime, the
 //! engine and the API together), `plugin test` (the sandbox on local
-//! events), `catalog export`/`restore` (a server's catalog as plain files)
+//! events), `plugin new` (a stage project in Rust, Python or JavaScript),
+//! `catalog export`/`restore` (a server's catalog as plain files)
 //! and `bench` (the load benchmark, driving a real server).
 //!
 //! May use every module; nothing uses it.
 
 mod bench;
 mod catalog;
+mod plugin_new;
 mod plugin_test;
 pub mod serve;
 
@@ -42,6 +44,9 @@ pub enum Command {
 pub enum PluginCommand {
     /// Run a plugin locally over NDJSON events, in the same sandbox as the server.
     Test(plugin_test::TestArgs),
+    /// Make a new stage project (Rust, Python or JavaScript) that builds and
+    /// passes `plugin test` as generated.
+    New(plugin_new::NewArgs),
 }
 
 /// Runs the parsed command; the answer is the process exit code.
@@ -51,5 +56,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(args) => bench::run(args),
         Command::Catalog { command } => catalog::run(command),
         Command::Plugin { command: PluginCommand::Test(args) } => plugin_test::run(args),
+        Command::Plugin { command: PluginCommand::New(args) } => plugin_new::run(args),
     }
 }

@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// Largest request body, bytes.
     #[arg(long, env = "SLUICE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<u64>,
+    /// Largest plugin upload, bytes (default 64 MiB: a Python or JavaScript
+    /// stage's component carries its runtime and weighs 12-20 MB).
+    #[arg(long, env = "SLUICE_MAX_PLUGIN_BYTES")]
+    pub max_plugin_bytes: Option<u64>,
     /// Request body bytes this process reads and handles at once, over all
     /// requests (default 256 MiB); beyond it requests are answered 503.
     #[arg(long, env = "SLUICE_MAX_INFLIGHT_BYTES")]
@@ -70,6 +74,7 @@ struct FileConfig {
     admin_token: Option<String>,
     ingest_tokens: Option<Vec<String>>,
     max_body_bytes: Option<u64>,
+    max_plugin_bytes: Option<u64>,
     max_inflight_bytes: Option<u64>,
     max_live_feeds: Option<usize>,
     workers: Option<usize>,
@@ -124,14 +129,16 @@ impl ServeArgs {
         let defaults = ApiLimits::default();
         let api = ApiLimits {
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes).unwrap_or(defaults.max_body_bytes),
+            max_plugin_bytes: self.max_plugin_bytes.or(file.max_plugin_bytes).unwrap_or(defaults.max_plugin_bytes),
             max_inflight_bytes: self.max_inflight_bytes.or(file.max_inflight_bytes).unwrap_or(defaults.max_inflight_bytes),
             max_live_feeds: self.max_live_feeds.or(file.max_live_feeds).unwrap_or(defaults.max_live_feeds),
         };
-        if api.max_inflight_bytes < api.max_body_bytes {
+        if api.max_inflight_bytes < api.max_body_bytes.max(api.max_plugin_bytes) {
             bail!(
-                "--max-inflight-bytes ({}) must be at least --max-body-bytes ({}): a body of the largest size could never be read",
+                "--max-inflight-bytes ({}) must be at least --max-body-bytes ({}) and --max-plugin-bytes ({}): a body of the largest size could never be read",
                 api.max_inflight_bytes,
-                api.max_body_bytes
+                api.max_body_bytes,
+                api.max_plugin_bytes
             );
         }
         if api.max_live_feeds == 0 {

@@ -5,27 +5,43 @@
 //! wired here by hand (not through `bindgen!`) because `begin` needs the
 //! store itself to reset fuel and the deadline per event.
 
-use wasmtime::component::{ComponentType, Lift, Linker};
+use wasmtime::component::{ComponentType, Lift, Linker, LinkerInstance};
 use wasmtime::{Engine, StoreContextMut};
 
 use super::report;
 use super::sandbox::{Emitted, HostStop, StoreState};
 use crate::domain::Event;
 
-/// The WIT interface name the host implements.
-pub const HOST_INTERFACE: &str = "sluice:stage/host@0.1.0";
-/// The types-only interface the host interface refers to (no functions).
-const TYPES_INTERFACE: &str = "sluice:stage/types@0.1.0";
+/// The WIT interface name the host implements, in the current revision of
+/// the package (`wit/stage.wit`).
+pub const HOST_INTERFACE: &str = "sluice:stage/host@0.2.0";
+/// Every revision of the host interface the host grants, newest first: a
+/// component built against `sluice:stage@0.1.0` (`wit/v0.1.0/stage.wit`)
+/// imports the same functions under that name, and keeps loading. The
+/// functions and their types are the same in both.
+pub const HOST_INTERFACES: [&str; 2] = [HOST_INTERFACE, "sluice:stage/host@0.1.0"];
+/// The types-only interfaces the host interfaces refer to (no functions).
+const TYPES_INTERFACES: [&str; 2] = ["sluice:stage/types@0.2.0", "sluice:stage/types@0.1.0"];
 
 /// Import namespaces a plugin may have: the host interface and the WASI 0.2
 /// interfaces Rust's std pulls in (all linked to a context that denies).
 pub(crate) fn import_allowed(name: &str) -> bool {
-    if name == HOST_INTERFACE || name == TYPES_INTERFACE {
+    if HOST_INTERFACES.contains(&name) || TYPES_INTERFACES.contains(&name) {
         return true;
     }
     const WASI_PACKAGES: [&str; 6] = ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:filesystem/", "wasi:random/", "wasi:sockets/"];
     WASI_PACKAGES.iter().any(|p| name.starts_with(p)) && name.contains("@0.2.")
 }
+
+/// How a stage built with a language SDK (Python, JavaScript) reports an
+/// exception it did not handle before it traps: `host.log` at level `error`
+/// with a message starting with this. The trap is then a `panic` with that
+/// message (the Rust SDK's panics are read from stderr instead), as the
+/// WIT's `host.log` documents.
+pub const UNCAUGHT_PREFIX: &str = "uncaught exception: ";
+
+/// The most of an uncaught exception's message kept for the failure.
+const MAX_UNCAUGHT_BYTES: usize = 4096;
 
 /// The milliseconds one epoch tick lasts (see `Runtime`'s ticker).
 pub(crate) const EPOCH_TICK_MS: u64 = 1;
@@ -70,12 +86,28 @@ pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreStat
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     super::waits::shadow_blocking(&mut linker)?;
-    let mut host = linker.instance(HOST_INTERFACE)?;
+    for name in HOST_INTERFACES {
+        add_host(&mut linker.instance(name)?)?;
+    }
+    Ok(linker)
+}
+
+/// Defines the host interface's functions in one of its names.
+fn add_host(host: &mut LinkerInstance<'_, StoreState>) -> wasmtime::Result<()> {
 
     host.func_wrap(
         "log",
         |mut cx: StoreContextMut<'_, StoreState>, (level, message, fields): (GuestLevel, String, Vec<(String, String)>)| {
             let state = cx.data_mut();
+            if matches!(level, GuestLevel::Error) {
+                if let Some(what) = message.strip_prefix(UNCAUGHT_PREFIX) {
+                    let mut end = what.len().min(MAX_UNCAUGHT_BYTES);
+                    while !what.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    state.call.uncaught = Some(what[..end].to_string());
+                }
+            }
             if let Some((message, fields)) = state.call.log.admit(message, &fields) {
                 report::guest_log(&state.who, level as u8, &message, &fields);
             }
@@ -103,6 +135,7 @@ pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreStat
             state.call.fuel_used[previous as usize] = fuel_budget.saturating_sub(remaining);
         }
         state.call.current = Some(index);
+        state.call.uncaught = None;
         state.call.current_outputs = 0;
         state.call.current_output_bytes = 0;
         let timeout_ms = u64::from(state.limits.timeout_ms);
@@ -134,7 +167,7 @@ pub(crate) fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<StoreStat
         Ok(())
     })?;
 
-    Ok(linker)
+    Ok(())
 }
 
 /// The input the guest is processing (`begin`); emitting outside one breaks the contract.
@@ -185,11 +218,13 @@ mod tests {
     fn allows_only_the_granted_namespaces() {
         assert!(import_allowed("sluice:stage/host@0.1.0"));
         assert!(import_allowed("sluice:stage/types@0.1.0"));
+        assert!(import_allowed("sluice:stage/host@0.2.0"));
+        assert!(import_allowed("sluice:stage/types@0.2.0"));
         assert!(import_allowed("wasi:cli/environment@0.2.3"));
         assert!(import_allowed("wasi:sockets/tcp@0.2.0"));
         assert!(!import_allowed("wasi:http/outgoing-handler@0.2.0"));
         assert!(!import_allowed("wasi:cli/environment@0.3.0"));
-        assert!(!import_allowed("sluice:stage/host@0.2.0"));
+        assert!(!import_allowed("sluice:stage/host@0.3.0"));
         assert!(!import_allowed("acme:evil/net"));
     }
 }

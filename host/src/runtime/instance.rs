@@ -132,8 +132,11 @@ type PackedFunc = TypedFunc<(&'static CallContext, &'static str, &'static [u32],
 
 pub(crate) struct StageInstance {
     store: Store<StoreState>,
-    process: ProcessFunc,
-    /// Present when the component exports it (the SDK's do); preferred.
+    /// The `list<event>` entry point of `sluice:stage@0.1.0` components
+    /// (absent from 0.2.0 ones).
+    process: Option<ProcessFunc>,
+    /// Present when the component exports it and the plugin is called packed
+    /// (every SDK-built component); preferred.
     packed: Option<PackedFunc>,
 }
 
@@ -165,18 +168,20 @@ impl StageInstance {
         let init = instance
             .get_typed_func::<(&str,), (Result<(), String>,)>(&mut store, "init")
             .context("the plugin's `init` does not have the signature init(config: string) -> result<_, string>")?;
-        let process: ProcessFunc = instance
-            .get_func(&mut store, "process")
-            .context("the plugin exports no `process`")?
-            .typed(&store)
-            .context("the plugin's `process` does not have the signature of the sluice:stage@0.1.0 world")?;
+        let process: Option<ProcessFunc> = match instance.get_func(&mut store, "process") {
+            None => None,
+            Some(func) => Some(func.typed(&store).context("the plugin's `process` does not have the signature of the sluice:stage@0.1.0 world")?),
+        };
         let packed: Option<PackedFunc> = match instance.get_func(&mut store, "process-packed").filter(|_| plugin.packed) {
             None => None,
             Some(func) => Some(
                 func.typed(&store)
-                    .context("the plugin's `process-packed` does not have the signature of the sluice:stage@0.1.0 world")?,
+                    .context("the plugin's `process-packed` does not have the signature of the sluice:stage world (wit/stage.wit)")?,
             ),
         };
+        if process.is_none() && packed.is_none() {
+            return Err(wasmtime::Error::msg("the plugin exports neither `process-packed` nor `process`"));
+        }
         let answer = init.call(&mut store, (config,));
         drain_guest_output(&mut store);
         match answer {
@@ -205,13 +210,26 @@ impl StageInstance {
         }
         let setup = self.store.set_fuel(limits.fuel);
         StoreState::arm_deadline(&mut self.store.as_context_mut(), u64::from(limits.timeout_ms));
-        let answer = match (setup, &self.packed) {
-            (Err(e), _) => Err(e),
-            (Ok(()), Some(packed)) => match pack(events) {
-                Some((text, lengths, timestamps)) => packed.call(&mut self.store, (ctx, text.as_str(), lengths.as_slice(), timestamps.as_slice())),
-                None => self.process.call(&mut self.store, (ctx, events)),
-            },
-            (Ok(()), None) => self.process.call(&mut self.store, (ctx, events)),
+        let packed = match (&self.packed, &self.process) {
+            (Some(packed), _) => pack(events).map(|batch| (packed, batch)),
+            (None, _) => None,
+        };
+        let answer = match (setup, packed, &self.process) {
+            (Err(e), _, _) => Err(e),
+            (Ok(()), Some((func, (text, lengths, timestamps))), _) => {
+                func.call(&mut self.store, (ctx, text.as_str(), lengths.as_slice(), timestamps.as_slice()))
+            }
+            (Ok(()), None, Some(process)) => process.call(&mut self.store, (ctx, events)),
+            (Ok(()), None, None) => {
+                // Only a batch over 4 GiB does not pack; the engine's batches
+                // are far smaller.
+                return Err(Trapped {
+                    index: None,
+                    kind: FailureKind::Trap,
+                    message: "the batch is too large to pack (over 4 GiB of text) and the plugin exports no `process`".into(),
+                    fuel: 0,
+                });
+            }
         };
         drain_guest_output(&mut self.store);
         let remaining = self.store.get_fuel().unwrap_or(0);
@@ -321,7 +339,7 @@ fn classify(error: &wasmtime::Error, store: &mut Store<StoreState>, limits: &Sta
         Some(Trap::OutOfFuel) => (FailureKind::Fuel, format!("ran out of fuel: used all {} units allowed per event (limits.fuel)", limits.fuel)),
         Some(Trap::Interrupt) => (FailureKind::Timeout, format!("exceeded the deadline of {} ms per event (limits.timeout_ms)", limits.timeout_ms)),
         Some(Trap::StackOverflow) => (FailureKind::Stack, "overflowed the wasm stack (endless or too deep recursion)".into()),
-        Some(trap) => match last_panic(store) {
+        Some(trap) => match store.data().call.uncaught.clone().or_else(|| last_panic(store)) {
             Some(panic) => (FailureKind::Panic, panic),
             None => (FailureKind::Trap, format!("trapped: {trap}")),
         },

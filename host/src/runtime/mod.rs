@@ -31,7 +31,7 @@ use parking_lot::Mutex;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use imports::{HOST_INTERFACE, MAX_BATCH_OUTPUT_BYTES};
+pub use imports::{HOST_INTERFACE, HOST_INTERFACES, MAX_BATCH_OUTPUT_BYTES};
 pub use limits::StageLimits;
 pub use outcome::{EventResult, FailureKind, Outcome};
 pub use plugin::{sha256_hex, Plugin, PluginError};
@@ -52,9 +52,10 @@ pub struct RuntimeConfig {
     /// Live stage instances the pooling allocator has room for.
     pub max_instances: u32,
     /// Hand batches to `process-packed` where a component exports it (true,
-    /// the fast way); false always calls `process`, the way components built
-    /// against earlier revisions of the WIT package are called (tests and
-    /// the chain bench use it to check and measure that path).
+    /// the fast way); false calls `process` where a component exports that
+    /// too (only components built against `sluice:stage@0.1.0` do; tests use
+    /// it to check that path). A component exporting only `process-packed`
+    /// (every `sluice:stage@0.2.0` one) is always called packed.
     pub packed_batches: bool,
 }
 

@@ -20,7 +20,8 @@ pub struct Plugin {
     pub size: usize,
     pub(crate) pre: InstancePre<StoreState>,
     /// Whether calls go to its `process-packed` (exported, and the runtime
-    /// prefers it; see [`super::RuntimeConfig::packed_batches`]).
+    /// prefers it or there is no `process`; see
+    /// [`super::RuntimeConfig::packed_batches`]).
     pub(crate) packed: bool,
 }
 
@@ -46,7 +47,7 @@ pub enum PluginError {
     CoreModule,
     #[error("not a valid WebAssembly component: {0}")]
     Invalid(String),
-    #[error("the plugin imports `{0}`, which Sluice does not grant (a stage may import only sluice:stage/host@0.1.0 and the WASI 0.2 interfaces Rust's std uses)")]
+    #[error("the plugin imports `{0}`, which Sluice does not grant (a stage may import only sluice:stage/host (@0.2.0, or @0.1.0) and the WASI 0.2 interfaces of wasi:cli, io, clocks, filesystem, random and sockets; a JavaScript stage built with componentize-js must disable its http and fetch-event features)")]
     ForbiddenImport(String),
     #[error("the plugin does not implement the sluice:stage world: {0}")]
     WrongWorld(String),
@@ -116,16 +117,25 @@ pub(crate) fn prepare(
     for (name, item) in ty.exports(engine) {
         exports.insert(name.to_string(), item);
     }
-    for wanted in ["init", "process"] {
-        match exports.get(wanted).map(|export| &export.ty) {
-            Some(ComponentItem::ComponentFunc(_)) => {}
-            Some(_) => return Err(PluginError::WrongWorld(format!("export `{wanted}` is not a function"))),
-            None => return Err(PluginError::WrongWorld(format!("it exports no `{wanted}` function"))),
+    let is_func = |name: &str| -> Result<bool, PluginError> {
+        match exports.get(name).map(|export| &export.ty) {
+            Some(ComponentItem::ComponentFunc(_)) => Ok(true),
+            Some(_) => Err(PluginError::WrongWorld(format!("export `{name}` is not a function"))),
+            None => Ok(false),
         }
+    };
+    if !is_func("init")? {
+        return Err(PluginError::WrongWorld("it exports no `init` function".into()));
+    }
+    // sluice:stage@0.2.0 exports `process-packed`; 0.1.0 `process`, and
+    // `process-packed` in its later builds.
+    let (has_packed, has_list) = (is_func("process-packed")?, is_func("process")?);
+    if !has_packed && !has_list {
+        return Err(PluginError::WrongWorld("it exports no `process-packed` function (nor the `process` of sluice:stage@0.1.0)".into()));
     }
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| PluginError::WrongWorld(format!("its imports cannot be satisfied: {e:#}")))?;
-    let packed = prefer_packed && matches!(exports.get("process-packed").map(|export| &export.ty), Some(ComponentItem::ComponentFunc(_)));
+    let packed = has_packed && (prefer_packed || !has_list);
     Ok(Plugin { sha256, size, pre, packed })
 }

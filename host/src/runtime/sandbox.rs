@@ -207,6 +207,10 @@ pub(crate) struct CallState {
     pub(crate) call_output_budget: usize,
     /// What the guest logged with `host.log` (capped per call).
     pub(crate) log: LogBudget,
+    /// An uncaught exception the guest reported for the current event (see
+    /// [`super::imports::UNCAUGHT_PREFIX`]): what a trap right after it is
+    /// reported as (`panic`).
+    pub(crate) uncaught: Option<String>,
 }
 
 /// Everything a stage instance's store holds.

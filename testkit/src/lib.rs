@@ -4,7 +4,8 @@
 //! Owns: which Redis a test talks to ([`redis_url`]), key prefixes no two
 //! tests share ([`unique_prefix`]), cleaning up after them
 //! ([`delete_keys_with_prefix`]) and the one way tests start a
-//! `redis-server` of their own ([`PrivateRedis`]).
+//! `redis-server` of their own ([`PrivateRedis`]), and a Redis Cluster of
+//! their own ([`PrivateCluster`]: 3 masters, 3 replicas).
 //! May use: the `redis` crate, `tokio`'s blocking pool, the standard library.
 //! Never the host crate (`sluice`): this crate must build in seconds.
 //!
@@ -13,12 +14,14 @@
 //! binary (and stopped once it exits). `SLUICE_TEST_REDIS_URL=spawn` forces
 //! the private server.
 
+mod private_cluster;
 mod private_redis;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use private_cluster::{Failover, PrivateCluster};
 pub use private_redis::PrivateRedis;
 
 /// The Redis the tests use when nothing else is said (the one `scripts/test.sh`
@@ -91,7 +94,7 @@ pub fn answers_ping(url: &str) -> bool {
 
 /// A synchronous connection with short timeouts, so a missing or stuck server
 /// makes a test fail quickly instead of hanging it.
-fn connect(url: &str) -> redis::RedisResult<redis::Connection> {
+pub(crate) fn connect(url: &str) -> redis::RedisResult<redis::Connection> {
     let conn = redis::Client::open(url)?.get_connection_with_timeout(Duration::from_millis(500))?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     conn.set_write_timeout(Some(Duration::from_secs(5)))?;

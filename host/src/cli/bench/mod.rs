@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,8 +20,9 @@ use output_tail::{read_outputs, OutputTail};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// The store for the server under test: a redis:// URL, or `embedded`
-    /// (a fresh temporary directory).
+    /// The store for the server under test: a redis:// URL, a Redis Cluster
+    /// (redis+cluster://host:port[,host:port…]), or `embedded` (a fresh
+    /// temporary directory).
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub store: String,
     /// Seconds of load.
@@ -59,7 +60,17 @@ pub struct BenchArgs {
     /// Run only the processing-throughput comparison (with and without windows).
     #[arg(long)]
     pub processing_only: bool,
+    /// Passed to the servers under test (`sluice serve --redis-wait-replicas`):
+    /// replicas each enqueue and completion waits for.
+    #[arg(long, default_value_t = 0)]
+    pub redis_wait_replicas: u32,
 }
+
+/// The pipeline every run drives.
+const PIPELINE: &str = "bench";
+
+/// `--redis-wait-replicas` of this bench run, handed to every server it starts.
+static WAIT_REPLICAS: AtomicU32 = AtomicU32::new(0);
 
 struct ServerUnderTest {
     child: Child,
@@ -94,22 +105,30 @@ impl Drop for ServerUnderTest {
     }
 }
 
-/// Deletes every key starting with `prefix`.
+/// Deletes every key starting with `prefix`: the bench's keys sit under two
+/// hash tags, the pipeline's and the catalog's, so on a cluster each tag's
+/// keys are on the master of its slot (`SCAN` goes there).
 fn delete_redis_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
-    let client = ::redis::Client::open(url)?;
-    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) =
-            ::redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{prefix}*")).arg("COUNT").arg(1000).query(&mut conn)?;
-        if !keys.is_empty() {
-            let _: i64 = ::redis::cmd("UNLINK").arg(&keys).query(&mut conn)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut conn = crate::store::redis::connect_url(url).await?;
+        for tag in [PIPELINE, "_catalog"] {
+            let under = format!("{prefix}:{{{tag}}}");
+            let mut cursor: u64 = 0;
+            loop {
+                let scan = ::redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{under}*")).arg("COUNT").arg(1000).clone();
+                let (next, keys): (u64, Vec<String>) = ::redis::from_owned_redis_value(conn.on_master_of(&under, &scan).await?)?;
+                if !keys.is_empty() {
+                    let _: i64 = ::redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+        Ok(())
+    })
 }
 
 fn start_server(store: &str) -> anyhow::Result<ServerUnderTest> {
@@ -126,6 +145,7 @@ fn start_server_in(store: &str, dir: tempfile::TempDir, workers: Option<usize>) 
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store", &store_arg])
         .args(["--redis-prefix", &prefix])
+        .args(["--redis-wait-replicas", &WAIT_REPLICAS.load(Ordering::Relaxed).to_string()])
         .args(["--data-dir", &dir.path().join("data").to_string_lossy()])
         .env("SLUICE_LOG", "error")
         .stdout(Stdio::null());
@@ -369,7 +389,7 @@ fn drain_run(store: &str, args: &BenchArgs, spec: &Value) -> anyhow::Result<f64>
     let dir = tempfile::tempdir()?;
     let keep = dir.path().to_path_buf();
     let filler = start_server_in(store, dir, Some(0))?;
-    setup(&filler.base, &args.plugins, "bench", spec)?;
+    setup(&filler.base, &args.plugins, PIPELINE, spec)?;
     let base = filler.base.clone();
     let client = reqwest::blocking::Client::new();
     let processed = || -> anyhow::Result<u64> {
@@ -458,24 +478,28 @@ fn print(label: &str, r: &LoadResult) {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    println!("sluice bench: store {}, {} clients × {} events/request, {} s per run", args.store, args.clients, args.batch, args.duration);
+    WAIT_REPLICAS.store(args.redis_wait_replicas, Ordering::Relaxed);
+    println!(
+        "sluice bench: store {}, {} clients × {} events/request, {} s per run, redis-wait-replicas {}",
+        args.store, args.clients, args.batch, args.duration, args.redis_wait_replicas
+    );
     if args.processing_only {
         return processing_comparison(&args).map(|_| 0);
     }
 
     let server = start_server(&args.store)?;
-    setup(&server.base, &args.plugins, "bench", &chain_spec(1_000_000))?;
+    setup(&server.base, &args.plugins, PIPELINE, &chain_spec(1_000_000))?;
     eprintln!("max throughput run ...");
-    let max = rt.block_on(load(&server.base, OutputTail::of(&server, "bench"), &args, args.rate))?;
+    let max = rt.block_on(load(&server.base, OutputTail::of(&server, PIPELINE), &args, args.rate))?;
     print("max throughput", &max);
     let half_rate = if args.rate > 0 { args.rate / 2 } else { (max.output_per_s.min(max.events_per_s) / 2.0) as u64 };
     drop(server);
 
     if args.windows {
         let server = start_server(&args.store)?;
-        setup(&server.base, &args.plugins, "bench", &windowed_spec(1_000_000))?;
+        setup(&server.base, &args.plugins, PIPELINE, &windowed_spec(1_000_000))?;
         eprintln!("max throughput run with windows ...");
-        let windowed = rt.block_on(load(&server.base, OutputTail::of(&server, "bench"), &args, args.rate))?;
+        let windowed = rt.block_on(load(&server.base, OutputTail::of(&server, PIPELINE), &args, args.rate))?;
         print("max throughput + windows", &windowed);
         let groups = reqwest::blocking::get(format!("{}/v1/pipelines/bench/windows/views_per_path", server.base))?
             .json::<Value>()?["results"]
@@ -492,9 +516,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
 
     let server = start_server(&args.store)?;
-    setup(&server.base, &args.plugins, "bench", &chain_spec(1_000_000))?;
+    setup(&server.base, &args.plugins, PIPELINE, &chain_spec(1_000_000))?;
     eprintln!("half rate run ({half_rate} events/s) ...");
-    let half = rt.block_on(load(&server.base, OutputTail::of(&server, "bench"), &args, half_rate.max(1)))?;
+    let half = rt.block_on(load(&server.base, OutputTail::of(&server, PIPELINE), &args, half_rate.max(1)))?;
     print(&format!("at {half_rate} events/s"), &half);
     let pid = server.child.id();
     println!("server peak RSS during the runs: {:.0} MB", peak_rss_mb(pid));

@@ -67,8 +67,13 @@ pub fn unique_prefix(name: &str) -> String {
 
 /// Deletes every key starting with `prefix`, to leave a shared Redis as it was
 /// found. Best effort (SCAN then UNLINK, errors ignored): it cleans up after a
-/// test and must never be the reason one fails.
+/// test and must never be the reason one fails. A `redis+cluster://h:p,…`
+/// URL cleans every master of that cluster.
 pub fn delete_keys_with_prefix(url: &str, prefix: &str) {
+    if let Some(seeds) = url.strip_prefix("redis+cluster://") {
+        let seeds: Vec<String> = seeds.split(',').map(|s| format!("redis://{s}")).collect();
+        return private_cluster::delete_cluster_keys_with_prefix(&seeds, prefix);
+    }
     let Ok(mut conn) = connect(url) else { return };
     let pattern = format!("{prefix}*");
     let mut cursor: u64 = 0;

@@ -139,6 +139,18 @@ impl PrivateCluster {
             .unwrap_or_else(|| panic!("no master serves slot {slot}: {nodes:?}"))
     }
 
+    /// The ports of the masters serving slots now.
+    pub fn master_ports(&self) -> Vec<u16> {
+        self.topology().into_iter().filter(|n| n.master && !n.failed && !n.slots.is_empty()).map(|n| n.port).collect()
+    }
+
+    /// `CONFIG SET name value` on the node on `port` (e.g. to give one
+    /// master another persistence or eviction setting).
+    pub fn config_set(&self, port: u16, name: &str, value: &str) {
+        let set = crate::connect(&node_url(port)).and_then(|mut c| redis::cmd("CONFIG").arg("SET").arg(name).arg(value).query::<String>(&mut c));
+        assert!(set.as_deref() == Ok("OK"), "CONFIG SET {name} {value} on cluster node {port}: {set:?}");
+    }
+
     /// SIGKILLs the master of `key`'s slot, then waits until its replica has
     /// taken the slot over and every running node says `cluster_state:ok`.
     pub fn kill_master_of(&mut self, key: &str) -> Failover {
@@ -163,31 +175,10 @@ impl PrivateCluster {
         Failover { slot, killed: master.port, promoted: replica }
     }
 
-    /// Deletes every key starting with `prefix` on every master (best
-    /// effort, one key per `UNLINK`: keys of different slots cannot share a
-    /// command on a cluster).
+    /// Deletes every key starting with `prefix` on every master (see
+    /// [`delete_cluster_keys_with_prefix`]).
     pub fn delete_keys_with_prefix(&self, prefix: &str) {
-        for node in self.topology().iter().filter(|n| n.master && !n.failed) {
-            let Ok(mut conn) = crate::connect(&node_url(node.port)) else { continue };
-            let pattern = format!("{prefix}*");
-            let mut cursor: u64 = 0;
-            for _ in 0..100_000 {
-                let page: redis::RedisResult<(u64, Vec<Vec<u8>>)> =
-                    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query(&mut conn);
-                let Ok((next, keys)) = page else { break };
-                let mut pipe = redis::pipe();
-                for key in &keys {
-                    pipe.cmd("UNLINK").arg(key).ignore();
-                }
-                if !keys.is_empty() && pipe.query::<()>(&mut conn).is_err() {
-                    break;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
+        delete_cluster_keys_with_prefix(&self.node_urls(), prefix);
     }
 
     fn master_port_of_slot_now(&self, slot: u16) -> Option<u16> {
@@ -269,6 +260,39 @@ impl Drop for PrivateCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             node.stop();
+        }
+    }
+}
+
+/// Deletes every key starting with `prefix` on every master of the cluster
+/// `seeds` (`redis://` URLs of some of its nodes) belong to. Best effort,
+/// one key per `UNLINK`: keys of different slots cannot share a command on
+/// a cluster.
+pub(crate) fn delete_cluster_keys_with_prefix(seeds: &[String], prefix: &str) {
+    let Some(text) = seeds.iter().find_map(|url| {
+        crate::connect(url).and_then(|mut c| redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut c)).ok()
+    }) else {
+        return;
+    };
+    for node in parse_nodes(&text).iter().filter(|n| n.master && !n.failed) {
+        let Ok(mut conn) = crate::connect(&node_url(node.port)) else { continue };
+        let pattern = format!("{prefix}*");
+        let mut cursor: u64 = 0;
+        for _ in 0..100_000 {
+            let page: redis::RedisResult<(u64, Vec<Vec<u8>>)> =
+                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query(&mut conn);
+            let Ok((next, keys)) = page else { break };
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("UNLINK").arg(key).ignore();
+            }
+            if !keys.is_empty() && pipe.query::<()>(&mut conn).is_err() {
+                break;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
     }
 }

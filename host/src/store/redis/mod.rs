@@ -328,14 +328,21 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> StoreResult<String> {
 }
 
 /// Connection trouble, timeouts and a server that cannot serve right now are
-/// `Unavailable`; anything else is `Internal`.
+/// `Unavailable` (503 on ingest); anything else is `Internal`. On a cluster
+/// that includes a slot without a master (`CLUSTERDOWN`, no connection to
+/// the slot's node, redirections still pointing at a node that is gone once
+/// the client's retries ran out) and a write not acknowledged by enough
+/// replicas (`TryAgain` from `conn.rs`).
 fn map_err(e: &RedisError) -> StoreError {
     use ::redis::ErrorKind as K;
     let unavailable = e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
-        || matches!(e.kind(), K::BusyLoadingError | K::TryAgain | K::ClusterDown | K::MasterDown | K::ReadOnly)
+        || matches!(
+            e.kind(),
+            K::BusyLoadingError | K::TryAgain | K::ClusterDown | K::MasterDown | K::ReadOnly | K::Moved | K::Ask | K::ClusterConnectionNotFound
+        )
         || matches!(e.code(), Some("OOM" | "MISCONF" | "BUSY" | "LOADING" | "MASTERDOWN"));
     if unavailable {
         StoreError::Unavailable(e.to_string())

@@ -985,3 +985,39 @@ async fn redis_recovers_when_the_server_comes_back() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// `--redis-wait-replicas`: an enqueue or a completion counts only once
+/// the replicas asked for have it. A Redis without replicas cannot give
+/// one, so the step is reported unavailable (503 on ingest) after the WAIT
+/// timeout, with the write kept on the master (a completion retried later
+/// finds its entry acknowledged and skips it); the test cluster's masters
+/// each have a replica in sync, so there both steps succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_replicas_counts_only_replicated_steps() {
+    use sluice::store::redis::RedisOptions;
+    let wait = RedisOptions { wait_replicas: 1 };
+
+    let url = sluice_testkit::redis_url().await;
+    let prefix = sluice_testkit::unique_prefix("wait1");
+    let alone = RedisStore::open(&url, &prefix, wait).await.unwrap();
+    let started = Instant::now();
+    let err = alone.enqueue(P, &qes(&["a"]), 0, depth(100)).await.err().expect("no replica can acknowledge");
+    assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("0 of 1 replicas")), "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "WAIT waited its timeout: {:?}", started.elapsed());
+    // The write itself is on the master: the entry is there to read.
+    let delivered = alone.read(P, "w", 10, 0).await.unwrap();
+    assert_eq!(all_ids(&delivered), vec!["a"]);
+    drop(alone);
+    common::cleanup_redis(url, prefix).await;
+
+    let prefix = sluice_testkit::unique_prefix("wait1c");
+    let s = RedisStore::open(&common::cluster_url().await, &prefix, wait).await.unwrap();
+    assert_eq!(enqueue_ok(&s, P, &qes(&["b", "c"])).await, 2);
+    let delivered = s.read(P, "w", 10, 0).await.unwrap();
+    assert_eq!(all_ids(&delivered), vec!["b", "c"]);
+    let results: Vec<EntryResult> = delivered.iter().map(|d| done(d, d.events.iter().map(|q| q.event.clone()).collect())).collect();
+    let report = s.complete(P, &results).await.unwrap();
+    assert_eq!(report.applied, 1);
+    assert_eq!(counts(&s, P).await.queue_depth, 0);
+    common::cleanup_cluster(prefix).await;
+}

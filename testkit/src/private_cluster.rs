@@ -38,6 +38,8 @@ pub struct PrivateCluster {
 
 struct Node {
     port: u16,
+    /// The cluster bus port (`--cluster-port`).
+    bus_port: u16,
     server: Option<Child>,
     watchdog: Option<Child>,
 }
@@ -175,6 +177,22 @@ impl PrivateCluster {
         Failover { slot, killed: master.port, promoted: replica }
     }
 
+    /// Starts the node a [`PrivateCluster::kill_master_of`] killed again on
+    /// its ports, with its cluster config: it rejoins as a replica of the
+    /// node that took over (and syncs from it, memory only as it is). Waits
+    /// until every master has a replica in sync again.
+    pub fn restart_killed(&mut self, failover: &Failover) {
+        let node = self.nodes.iter().find(|n| n.port == failover.killed).expect("the killed node is one of ours");
+        assert!(node.server.is_none(), "node {} is still running", failover.killed);
+        let restarted = self.launch(node.port, node.bus_port);
+        let slot = self.nodes.iter_mut().find(|n| n.port == failover.killed).expect("found above");
+        *slot = restarted;
+        wait_until(FORM_TIMEOUT, &format!("restarted node {} answers PING", failover.killed), || {
+            crate::answers_ping(&node_url(failover.killed))
+        });
+        self.wait_healthy();
+    }
+
     /// Deletes every key starting with `prefix` on every master (see
     /// [`delete_cluster_keys_with_prefix`]).
     pub fn delete_keys_with_prefix(&self, prefix: &str) {
@@ -242,7 +260,7 @@ impl PrivateCluster {
             .spawn()
             .unwrap_or_else(|e| panic!("no Redis for the cluster tests: cannot start `redis-server` ({e}). Install it (`apt-get install redis-server`)"));
         let watchdog = watchdog(server.id());
-        Node { port, server: Some(server), watchdog: Some(watchdog) }
+        Node { port, bus_port, server: Some(server), watchdog: Some(watchdog) }
     }
 }
 

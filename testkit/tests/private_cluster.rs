@@ -29,4 +29,9 @@ fn forms_serves_and_fails_over() {
         let v: i64 = redis::cmd("GET").arg(format!("k{i}")).query(&mut conn).expect("GET after failover");
         assert_eq!(v, i);
     }
+    // The killed node comes back as the replica of the one that took over.
+    cluster.restart_killed(&failover);
+    assert_eq!(cluster.node_urls().len(), 6);
+    assert_eq!(cluster.master_port_of_slot(slot), failover.promoted);
+    assert!(!cluster.master_ports().contains(&failover.killed));
 }

@@ -21,11 +21,16 @@ pub async fn redis_store(name: &str) -> (sluice::store::redis::RedisStore, Strin
 /// binary shares (3 masters, 3 replicas, started on first use): (store,
 /// prefix).
 pub async fn cluster_store(name: &str) -> (sluice::store::redis::RedisStore, String) {
-    let url = tokio::task::spawn_blocking(|| PrivateCluster::shared().store_url()).await.unwrap();
     let prefix = unique_prefix(name);
-    let store = sluice::store::redis::RedisStore::connect(&url, &prefix).await.expect("connect to the Redis Cluster");
+    let store = sluice::store::redis::RedisStore::connect(&cluster_url().await, &prefix).await.expect("connect to the Redis Cluster");
     assert!(store.is_cluster());
     (store, prefix)
+}
+
+/// The store URL of the cluster this test binary shares (started on first
+/// use).
+pub async fn cluster_url() -> String {
+    tokio::task::spawn_blocking(|| PrivateCluster::shared().store_url()).await.unwrap()
 }
 
 /// Deletes what a test left under its prefix on the shared cluster.

@@ -224,8 +224,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     check_store(store.as_ref(), &settings.store).await?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(settings.data_dir.join("compiled")), ..Default::default() })?);
+    // The recorder first: the pipelines the engine installs at start
+    // register their counters with it (installed later, they were lost).
+    let prometheus = api::monitoring::prometheus_handle();
     let engine = Engine::start(store, runtime, settings.engine.clone()).await.context("starting the engine")?;
-    let state = Arc::new(AppState::new(engine.clone(), api::monitoring::prometheus_handle(), settings.api));
+    let state = Arc::new(AppState::new(engine.clone(), prometheus, settings.api));
     let app = api::router(state, settings.tokens.clone());
     let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let auth = if settings.tokens.open() { "open (loopback only)" } else { "bearer tokens" };

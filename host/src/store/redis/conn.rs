@@ -143,7 +143,7 @@ impl Conn {
 
     /// Runs `cmd` on every master (on one Redis: on it), answering each
     /// node's address and reply.
-    pub(super) async fn on_every_master(&mut self, cmd: &Cmd) -> RedisResult<Vec<(String, Value)>> {
+    pub async fn on_every_master(&mut self, cmd: &Cmd) -> RedisResult<Vec<(String, Value)>> {
         match &mut self.link {
             Link::Single(c) => Ok(vec![("redis".to_string(), c.req_packed_command(cmd).await?)]),
             Link::Cluster(c) => {

@@ -146,6 +146,31 @@ impl PrivateCluster {
         self.topology().into_iter().filter(|n| n.master && !n.failed && !n.slots.is_empty()).map(|n| n.port).collect()
     }
 
+    /// The port of a replica of the master serving `slot` now.
+    pub fn replica_port_of_slot(&self, slot: u16) -> u16 {
+        let nodes = self.topology();
+        let master = nodes
+            .iter()
+            .find(|n| n.master && !n.failed && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+            .unwrap_or_else(|| panic!("no master serves slot {slot}: {nodes:?}"));
+        nodes
+            .iter()
+            .find(|n| n.replica_of.as_deref() == Some(master.id.as_str()) && !n.failed)
+            .unwrap_or_else(|| panic!("the master of slot {slot} has no replica: {nodes:?}"))
+            .port
+    }
+
+    /// Blocks the node on `port` for `millis` (`DEBUG SLEEP`): on a replica,
+    /// it stops taking its master's writes meanwhile, so `WAIT` on the
+    /// master cannot count it. Returns when the node wakes.
+    pub fn debug_sleep(&self, port: u16, millis: u64) {
+        let slept = crate::connect(&node_url(port)).and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_millis(millis + 5000)))?;
+            redis::cmd("DEBUG").arg("SLEEP").arg(millis as f64 / 1000.0).query::<String>(&mut c)
+        });
+        assert!(slept.as_deref() == Ok("OK"), "DEBUG SLEEP on cluster node {port}: {slept:?}");
+    }
+
     /// `CONFIG SET name value` on the node on `port` (e.g. to give one
     /// master another persistence or eviction setting).
     pub fn config_set(&self, port: u16, name: &str, value: &str) {

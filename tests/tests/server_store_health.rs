@@ -138,3 +138,38 @@ fn a_flushed_redis_is_a_store_reset_and_catalog_restore_brings_the_pipelines_bac
         output_ids(&server, "p").contains(&"after".to_string()).then_some(())
     });
 }
+
+/// `--redis-wait-replicas 1` on a Redis without replicas: the server warns
+/// at start that the setting cannot be met, and ingest answers 503
+/// `store_unavailable` (the write is on the master, the replica count is
+/// not met), never 202 and never 500.
+#[test]
+fn wait_replicas_without_replicas_warns_and_answers_503() {
+    let redis = PrivateRedis::start();
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("serve.log");
+    let mut child = Command::new(sluice_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--store", &redis.url(), "--redis-prefix", "warn"])
+        .args(["--redis-wait-replicas", "1", "--data-dir"])
+        .arg(data.path())
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let warned = wait_for("the warning about --redis-wait-replicas", Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("--redis-wait-replicas asks for more replicas").then_some(text)
+    });
+    child.kill().ok();
+    child.wait().ok();
+    // The log colours field names: drop the escape sequences first.
+    let plain: String = warned.split('\x1b').map(|part| part.split_once('m').filter(|_| part.starts_with('[')).map_or(part, |(_, rest)| rest)).collect();
+    assert!(plain.contains("wanted=1") && plain.contains("fewest=0"), "{plain}");
+
+    let server = Server::start_with(StoreKind::Redis { url: redis.url(), prefix: "wait".into() }, None, &["--redis-wait-replicas", "1"]);
+    server.upload("bot-filter", "bot_filter");
+    server.put_pipeline("p", &json!({"stages": [{"name": "b", "plugin": "bot-filter"}]}));
+    let (status, body) = server.ingest_ndjson("p", &[json!({"id": "a", "type": "t", "data": {}})]);
+    assert_eq!((status, &body["error"]), (503, &json!("store_unavailable")), "{body}");
+}

@@ -169,7 +169,10 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         let mut wait = Duration::from_millis(200);
         for attempt in 1.. {
             match RedisStore::open(&settings.store, &settings.redis_prefix, settings.redis).await {
-                Ok(store) => return Ok(Arc::new(store)),
+                Ok(store) => {
+                    warn_if_too_few_replicas(&store, settings).await;
+                    return Ok(Arc::new(store));
+                }
                 Err(e) if attempt < 15 => {
                     crate::internal_events::emit(crate::internal_events::StoreNotReady { store: &settings.store, error: &e.to_string() });
                     tokio::time::sleep(wait).await;
@@ -183,6 +186,21 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         let dir = PathBuf::from(&settings.store);
         let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir)).await?;
         Ok(Arc::new(store.with_context(|| format!("cannot open the embedded store in {}", settings.store))?))
+    }
+}
+
+/// Warns when `--redis-wait-replicas` asks for more replicas than some
+/// master has (every step on it would be refused); not fatal: replicas may
+/// be on their way.
+async fn warn_if_too_few_replicas(store: &RedisStore, settings: &Settings) {
+    let wanted = settings.redis.wait_replicas;
+    if wanted == 0 {
+        return;
+    }
+    if let Ok(fewest) = store.fewest_replicas().await {
+        if fewest < wanted {
+            crate::internal_events::emit(crate::internal_events::TooFewReplicas { store: &settings.store, wanted, fewest });
+        }
     }
 }
 

@@ -55,6 +55,26 @@ impl RedisStore {
         }
     }
 
+    /// The fewest replicas any master has connected now (`INFO
+    /// replication`: `connected_slaves`), to warn at start when
+    /// `--redis-wait-replicas` cannot be met.
+    pub async fn fewest_replicas(&self) -> StoreResult<u32> {
+        let per_master: Vec<(String, Value)> = self
+            .run(|mut c| async move {
+                let cmd = ::redis::cmd("INFO").arg("replication").clone();
+                c.on_every_master(&cmd).await
+            })
+            .await?;
+        let mut fewest = u32::MAX;
+        for (node, reply) in per_master {
+            let text: String =
+                ::redis::from_owned_redis_value(reply).map_err(|e| StoreError::Internal(format!("INFO replication of {node}: {e}")))?;
+            let connected = text.lines().find_map(|l| l.strip_prefix("connected_slaves:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            fewest = fewest.min(connected);
+        }
+        Ok(if fewest == u32::MAX { 0 } else { fewest })
+    }
+
     /// The persistence and eviction settings (the weakest master's on a
     /// cluster); `None` when Redis refuses `CONFIG GET`.
     async fn settings(&self) -> StoreResult<Option<Settings>> {

@@ -11,11 +11,14 @@ cd "$(dirname "$0")/.."
 export SLUICE_TEST_REDIS_URL="${SLUICE_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 redis_port="${SLUICE_TEST_REDIS_URL##*:}"
 redis_port="${redis_port%%/*}"
+# The tests start redis-server themselves too (private servers, and the
+# Redis Cluster of 3 masters + 3 replicas that the testkit forms with
+# redis-cli), so both must be installed even when a Redis already answers.
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    echo "==> installing redis-server (and redis-cli)"
+    (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
+fi
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; then
-    if ! command -v redis-server >/dev/null; then
-        echo "==> installing redis-server"
-        (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null
-    fi
     echo "==> starting redis-server on port $redis_port"
     redis-server --daemonize yes --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no >/dev/null
     for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break; sleep 0.1; done

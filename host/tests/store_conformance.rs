@@ -985,3 +985,73 @@ async fn redis_recovers_when_the_server_comes_back() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// `--redis-wait-replicas`: an enqueue or a completion counts only once
+/// the replicas asked for have it. A Redis without replicas cannot give
+/// one, so the step is reported unavailable (503 on ingest) after the WAIT
+/// timeout, with the write kept on the master (a completion retried later
+/// finds its entry acknowledged and skips it); the test cluster's masters
+/// each have a replica in sync, so there both steps succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_replicas_counts_only_replicated_steps() {
+    use sluice::store::redis::RedisOptions;
+    let wait = RedisOptions { wait_replicas: 1 };
+
+    let url = sluice_testkit::redis_url().await;
+    let prefix = sluice_testkit::unique_prefix("wait1");
+    let alone = RedisStore::open(&url, &prefix, wait).await.unwrap();
+    let started = Instant::now();
+    let err = alone.enqueue(P, &qes(&["a"]), 0, depth(100)).await.err().expect("no replica can acknowledge");
+    assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("0 of 1 replicas")), "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "WAIT waited its timeout: {:?}", started.elapsed());
+    // The write itself is on the master: the entry is there to read.
+    let delivered = alone.read(P, "w", 10, 0).await.unwrap();
+    assert_eq!(all_ids(&delivered), vec!["a"]);
+    drop(alone);
+    common::cleanup_redis(url, prefix).await;
+
+    let prefix = sluice_testkit::unique_prefix("wait1c");
+    let s = RedisStore::open(&common::cluster_url().await, &prefix, wait).await.unwrap();
+    assert_eq!(enqueue_ok(&s, P, &qes(&["b", "c"])).await, 2);
+    let delivered = s.read(P, "w", 10, 0).await.unwrap();
+    assert_eq!(all_ids(&delivered), vec!["b", "c"]);
+    let results: Vec<EntryResult> = delivered.iter().map(|d| done(d, d.events.iter().map(|q| q.event.clone()).collect())).collect();
+    let report = s.complete(P, &results).await.unwrap();
+    assert_eq!(report.applied, 1);
+    assert_eq!(counts(&s, P).await.queue_depth, 0);
+    common::cleanup_cluster(prefix).await;
+}
+
+/// On a cluster `WAIT` goes to the master that ran the script and counts
+/// that master's replica: while the replica of the pipeline's slot sleeps
+/// (`DEBUG SLEEP`), an enqueue with `--redis-wait-replicas 1` is reported
+/// unavailable; once it wakes and catches up, the same store succeeds and
+/// the entry written meanwhile is there too (it was on the master all
+/// along). Its own cluster: the sleep must not stall other tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_replicas_sees_a_sleeping_replica_on_a_cluster() {
+    use sluice::store::redis::RedisOptions;
+    let cluster = tokio::task::spawn_blocking(sluice_testkit::PrivateCluster::start).await.unwrap();
+    let s = RedisStore::open(&cluster.store_url(), "wait", RedisOptions { wait_replicas: 1 }).await.unwrap();
+    assert_eq!(enqueue_ok(&s, P, &qes(&["a"])).await, 1);
+    let replica = cluster.replica_port_of_slot(cluster.slot_of(&format!("{{{P}}}")));
+    let cluster = std::sync::Arc::new(cluster);
+    let sleeper = {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.debug_sleep(replica, 2500))
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let err = s.enqueue(P, &qes(&["b"]), 0, depth(100)).await.err().expect("the replica is asleep");
+    assert!(matches!(&err, StoreError::Unavailable(m) if m.contains("0 of 1 replicas")), "{err:?}");
+    sleeper.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match s.enqueue(P, &qes(&["c"]), 0, depth(100)).await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "the replica did not catch up: {e:?}"),
+        }
+    }
+    let ids = all_ids(&s.read(P, "w", 10, 0).await.unwrap());
+    assert_eq!(&ids[..2], ["a", "b"], "{ids:?}");
+    assert!(ids[2..].iter().all(|id| id == "c"), "{ids:?}");
+}

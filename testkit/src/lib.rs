@@ -4,7 +4,8 @@
 //! Owns: which Redis a test talks to ([`redis_url`]), key prefixes no two
 //! tests share ([`unique_prefix`]), cleaning up after them
 //! ([`delete_keys_with_prefix`]) and the one way tests start a
-//! `redis-server` of their own ([`PrivateRedis`]).
+//! `redis-server` of their own ([`PrivateRedis`]), and a Redis Cluster of
+//! their own ([`PrivateCluster`]: 3 masters, 3 replicas).
 //! May use: the `redis` crate, `tokio`'s blocking pool, the standard library.
 //! Never the host crate (`sluice`): this crate must build in seconds.
 //!
@@ -13,12 +14,14 @@
 //! binary (and stopped once it exits). `SLUICE_TEST_REDIS_URL=spawn` forces
 //! the private server.
 
+mod private_cluster;
 mod private_redis;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use private_cluster::{Failover, PrivateCluster};
 pub use private_redis::PrivateRedis;
 
 /// The Redis the tests use when nothing else is said (the one `scripts/test.sh`
@@ -64,8 +67,13 @@ pub fn unique_prefix(name: &str) -> String {
 
 /// Deletes every key starting with `prefix`, to leave a shared Redis as it was
 /// found. Best effort (SCAN then UNLINK, errors ignored): it cleans up after a
-/// test and must never be the reason one fails.
+/// test and must never be the reason one fails. A `redis+cluster://h:p,…`
+/// URL cleans every master of that cluster.
 pub fn delete_keys_with_prefix(url: &str, prefix: &str) {
+    if let Some(seeds) = url.strip_prefix("redis+cluster://") {
+        let seeds: Vec<String> = seeds.split(',').map(|s| format!("redis://{s}")).collect();
+        return private_cluster::delete_cluster_keys_with_prefix(&seeds, prefix);
+    }
     let Ok(mut conn) = connect(url) else { return };
     let pattern = format!("{prefix}*");
     let mut cursor: u64 = 0;
@@ -91,7 +99,7 @@ pub fn answers_ping(url: &str) -> bool {
 
 /// A synchronous connection with short timeouts, so a missing or stuck server
 /// makes a test fail quickly instead of hanging it.
-fn connect(url: &str) -> redis::RedisResult<redis::Connection> {
+pub(crate) fn connect(url: &str) -> redis::RedisResult<redis::Connection> {
     let conn = redis::Client::open(url)?.get_connection_with_timeout(Duration::from_millis(500))?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     conn.set_write_timeout(Some(Duration::from_secs(5)))?;

@@ -175,7 +175,7 @@ impl PrivateRedis {
 
 /// A shell loop that kills `server_pid` once this process is gone (and ends
 /// by itself once the server is).
-fn watchdog(server_pid: u32) -> Child {
+pub(crate) fn watchdog(server_pid: u32) -> Child {
     let script = r#"while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done
 kill "$2" 2>/dev/null"#;
     Command::new("sh")

@@ -30,6 +30,29 @@ pub enum StoreKind {
     /// `--store <url> --redis-prefix <prefix>`: keys of its own on a Redis
     /// (deleted when the [`Server`] is dropped).
     Redis { url: String, prefix: String },
+    /// `--store redis+cluster://… --redis-prefix <prefix>`: keys of its own
+    /// on the Redis Cluster this test binary shares
+    /// ([`sluice_testkit::PrivateCluster::shared`]; deleted when the
+    /// [`Server`] is dropped).
+    Cluster { url: String, prefix: String },
+}
+
+impl StoreKind {
+    /// The `--store` value.
+    pub fn store_arg(&self) -> String {
+        match self {
+            StoreKind::Embedded(dir) => dir.to_string_lossy().into_owned(),
+            StoreKind::Redis { url, .. } | StoreKind::Cluster { url, .. } => url.clone(),
+        }
+    }
+
+    /// The `--redis-prefix` value, on Redis and on a cluster.
+    pub fn prefix(&self) -> Option<&str> {
+        match self {
+            StoreKind::Embedded(_) => None,
+            StoreKind::Redis { prefix, .. } | StoreKind::Cluster { prefix, .. } => Some(prefix),
+        }
+    }
 }
 
 /// A port nothing listens on right now, for a test server of its own.
@@ -151,23 +174,57 @@ pub fn redis_store(name: &str) -> (StoreKind, tempfile::TempDir) {
     (StoreKind::Redis { url, prefix: sluice_testkit::unique_prefix(name) }, tempfile::tempdir().unwrap())
 }
 
+/// The test binary's shared Redis Cluster under a key prefix of its own
+/// (the cluster starts on first use; the `TempDir` is unused, as for Redis).
+pub fn cluster_store(name: &str) -> (StoreKind, tempfile::TempDir) {
+    let url = sluice_testkit::PrivateCluster::shared().store_url();
+    (StoreKind::Cluster { url, prefix: sluice_testkit::unique_prefix(name) }, tempfile::tempdir().unwrap())
+}
+
+/// A fresh store of the kind named (`embedded`, `redis` or `cluster`), for
+/// the scenario macros below.
+pub fn store_named(kind: &str, scenario: &str) -> (StoreKind, tempfile::TempDir) {
+    match kind {
+        "embedded" => embedded_store(),
+        "redis" => redis_store(scenario),
+        "cluster" => cluster_store(scenario),
+        other => panic!("no store kind {other:?}"),
+    }
+}
+
+/// Runs a scenario `fn(StoreKind)` once per store kind listed, as
+/// `<scenario>::<kind>`.
+#[macro_export]
+macro_rules! on_stores {
+    ($scenario:ident: $($kind:ident),+) => {
+        mod $scenario {
+            $(
+                #[test]
+                fn $kind() {
+                    let (store, _dir) = $crate::store_named(stringify!($kind), stringify!($scenario));
+                    super::$scenario(store);
+                }
+            )+
+        }
+    };
+}
+
+/// Runs a scenario `fn(StoreKind)` once per store, the Redis Cluster
+/// included: `<scenario>::embedded`, `<scenario>::redis` and
+/// `<scenario>::cluster`.
+#[macro_export]
+macro_rules! on_every_store {
+    ($scenario:ident) => {
+        $crate::on_stores!($scenario: embedded, redis, cluster);
+    };
+}
+
 /// Runs a scenario `fn(StoreKind)` once per store: `<scenario>::embedded`
 /// and `<scenario>::redis`.
 #[macro_export]
 macro_rules! on_both_stores {
     ($scenario:ident) => {
-        mod $scenario {
-            #[test]
-            fn embedded() {
-                let (store, _dir) = $crate::embedded_store();
-                super::$scenario(store);
-            }
-            #[test]
-            fn redis() {
-                let (store, _dir) = $crate::redis_store(stringify!($scenario));
-                super::$scenario(store);
-            }
-        }
+        $crate::on_stores!($scenario: embedded, redis);
     };
 }
 

@@ -68,10 +68,7 @@ impl Server {
     }
 
     fn launch(&mut self) {
-        let store = match &self.store {
-            StoreKind::Embedded(dir) => dir.to_string_lossy().into_owned(),
-            StoreKind::Redis { url, .. } => url.clone(),
-        };
+        let store = self.store.store_arg();
         let mut cmd = Command::new(sluice_bin());
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--store", &store])
             .args(["--data-dir", workspace().join("target/sluice-test-server-cache").to_str().unwrap()])
@@ -79,7 +76,7 @@ impl Server {
             .args(&self.extra_args)
             .env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "error".into()))
             .stdout(Stdio::null());
-        if let StoreKind::Redis { prefix, .. } = &self.store {
+        if let Some(prefix) = self.store.prefix() {
             cmd.args(["--redis-prefix", prefix]);
         }
         if let Some(token) = &self.admin_token {
@@ -255,7 +252,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
         // Leave the shared Redis as it was found.
-        if let StoreKind::Redis { url, prefix } = &self.store {
+        if let StoreKind::Redis { url, prefix } | StoreKind::Cluster { url, prefix } = &self.store {
             sluice_testkit::delete_keys_with_prefix(url, prefix);
         }
     }

@@ -1,11 +1,11 @@
 //! The engine and the HTTP API, black-box: the real `sluice serve` binary on
-//! both stores, real wasm plugins, real HTTP.
+//! every store (embedded, Redis, Redis Cluster), real wasm plugins, real HTTP.
 
 use sluice_blackbox_tests as harness;
 
 use std::time::Duration;
 
-use harness::{on_both_stores, wait_for, Server, StoreKind};
+use harness::{on_both_stores, on_every_store, wait_for, Server, StoreKind};
 use serde_json::{json, Value};
 
 fn page_view(i: usize) -> Value {
@@ -62,7 +62,7 @@ fn events_through_the_chain(store: StoreKind) {
     assert!(metrics["stages"][1]["calls"].as_u64().unwrap() >= 1);
     assert!(metrics["stages"][1]["fuel_per_event"].as_u64().unwrap() > 0);
 }
-on_both_stores!(events_through_the_chain);
+on_every_store!(events_through_the_chain);
 
 /// `output_retention_ms`: the server deletes outputs older than that (it
 /// looks every 5 s); the counters keep the history.
@@ -83,7 +83,7 @@ fn outputs_past_their_retention_are_deleted(store: StoreKind) {
     // The default retention (a day) kept the other pipeline's.
     assert_eq!(server.outputs("long").len(), 16);
 }
-on_both_stores!(outputs_past_their_retention_are_deleted);
+on_every_store!(outputs_past_their_retention_are_deleted);
 
 fn flaky_is_retried_then_emitted(store: StoreKind) {
     let server = Server::start(store);
@@ -115,7 +115,7 @@ fn flaky_is_retried_then_emitted(store: StoreKind) {
     assert_eq!(m["stages"][0]["retries"], json!(5), "2 retries for `twice`, 3 for `never`: {m}");
     assert_eq!(m["queue_depth"], json!(0));
 }
-on_both_stores!(flaky_is_retried_then_emitted);
+on_every_store!(flaky_is_retried_then_emitted);
 
 fn dead_letters_are_fixed_and_replayed(store: StoreKind) {
     let server = Server::start(store);
@@ -155,7 +155,7 @@ fn dead_letters_are_fixed_and_replayed(store: StoreKind) {
     let (status, body) = server.delete("/v1/plugins/validator/versions/2");
     assert_eq!(status, 409, "in use: {body}");
 }
-on_both_stores!(dead_letters_are_fixed_and_replayed);
+on_every_store!(dead_letters_are_fixed_and_replayed);
 
 fn backpressure_refuses_whole_requests(store: StoreKind) {
     let server = Server::start(store);
@@ -192,7 +192,7 @@ fn backpressure_refuses_whole_requests(store: StoreKind) {
     assert_eq!(dlq.len() as u64, accepted);
     assert!(dlq.iter().all(|e| e["error_kind"] == json!("timeout")));
 }
-on_both_stores!(backpressure_refuses_whole_requests);
+on_every_store!(backpressure_refuses_whole_requests);
 
 fn bad_inputs_get_clear_answers(store: StoreKind) {
     let server = Server::start_with(store, None, &["--max-body-bytes", "400000"]);
@@ -248,6 +248,8 @@ fn bad_inputs_get_clear_answers(store: StoreKind) {
     let (s, _) = server.delete("/v1/plugins/bot-filter/versions/9");
     assert_eq!(s, 404);
 }
+// Checks of input made before the store is asked; tables on the cluster are
+// covered by the store conformance suite.
 on_both_stores!(bad_inputs_get_clear_answers);
 
 /// Plugin uploads have a limit of their own (`--max-plugin-bytes`, 64 MiB by

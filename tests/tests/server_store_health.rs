@@ -11,14 +11,20 @@ use std::time::{Duration, Instant};
 
 use harness::{free_port, sluice_bin, wait_for, Server, StoreKind};
 use serde_json::json;
-use sluice_testkit::PrivateRedis;
+use sluice_testkit::{PrivateCluster, PrivateRedis};
 
 #[test]
 fn an_evicting_redis_is_refused_at_start() {
     let redis = PrivateRedis::start_with_args(&["--maxmemory-policy", "allkeys-lru"]);
+    refused_for_eviction(&redis.url());
+}
+
+/// Starts `sluice serve` on `store` and checks it exits at once, naming
+/// `maxmemory-policy` `allkeys-lru` and the fix.
+fn refused_for_eviction(store: &str) {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(sluice_bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--store", &redis.url(), "--redis-prefix", "evict"])
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--store", store, "--redis-prefix", "evict"])
         .arg("--data-dir")
         .arg(data.path())
         .stdout(Stdio::null())
@@ -57,6 +63,34 @@ fn readyz_says_which_store_and_whether_it_is_durable() {
     let (store, _dir) = harness::embedded_store();
     let server = Server::start(store);
     assert_eq!(server.get("/readyz"), (200, json!({"status": "ready", "store": "embedded", "durable": true})));
+}
+
+/// On a Redis Cluster the settings of every master count, not those of the
+/// node that happens to answer: one evicting master is refused at start,
+/// and the store is durable only while every master keeps an append-only
+/// file. The master changed is never the catalog's, so a check of only the
+/// node the catalog lives on would miss it.
+#[test]
+fn on_a_cluster_every_master_is_checked() {
+    let cluster = PrivateCluster::start();
+    let catalog_master = cluster.master_port_of_slot(cluster.slot_of("{_catalog}"));
+    let masters = cluster.master_ports();
+    assert_eq!(masters.len(), 3);
+    let other = *masters.iter().find(|p| **p != catalog_master).unwrap();
+
+    cluster.config_set(other, "maxmemory-policy", "allkeys-lru");
+    refused_for_eviction(&cluster.store_url());
+    cluster.config_set(other, "maxmemory-policy", "noeviction");
+
+    let store = StoreKind::Cluster { url: cluster.store_url(), prefix: "ready".into() };
+    let server = Server::start(store);
+    assert_eq!(server.get("/readyz"), (200, json!({"status": "ready", "store": "redis", "durable": false})));
+    for port in &masters {
+        cluster.config_set(*port, "appendonly", "yes");
+    }
+    assert_eq!(server.get("/readyz"), (200, json!({"status": "ready", "store": "redis", "durable": true})));
+    cluster.config_set(other, "appendonly", "no");
+    assert_eq!(server.get("/readyz"), (200, json!({"status": "ready", "store": "redis", "durable": false})));
 }
 
 fn output_ids(server: &Server, pipeline: &str) -> Vec<String> {
@@ -103,4 +137,39 @@ fn a_flushed_redis_is_a_store_reset_and_catalog_restore_brings_the_pipelines_bac
     wait_for("an event after the restore emitted", Duration::from_secs(30), || {
         output_ids(&server, "p").contains(&"after".to_string()).then_some(())
     });
+}
+
+/// `--redis-wait-replicas 1` on a Redis without replicas: the server warns
+/// at start that the setting cannot be met, and ingest answers 503
+/// `store_unavailable` (the write is on the master, the replica count is
+/// not met), never 202 and never 500.
+#[test]
+fn wait_replicas_without_replicas_warns_and_answers_503() {
+    let redis = PrivateRedis::start();
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("serve.log");
+    let mut child = Command::new(sluice_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--store", &redis.url(), "--redis-prefix", "warn"])
+        .args(["--redis-wait-replicas", "1", "--data-dir"])
+        .arg(data.path())
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let warned = wait_for("the warning about --redis-wait-replicas", Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("--redis-wait-replicas asks for more replicas").then_some(text)
+    });
+    child.kill().ok();
+    child.wait().ok();
+    // The log colours field names: drop the escape sequences first.
+    let plain: String = warned.split('\x1b').map(|part| part.split_once('m').filter(|_| part.starts_with('[')).map_or(part, |(_, rest)| rest)).collect();
+    assert!(plain.contains("wanted=1") && plain.contains("fewest=0"), "{plain}");
+
+    let server = Server::start_with(StoreKind::Redis { url: redis.url(), prefix: "wait".into() }, None, &["--redis-wait-replicas", "1"]);
+    server.upload("bot-filter", "bot_filter");
+    server.put_pipeline("p", &json!({"stages": [{"name": "b", "plugin": "bot-filter"}]}));
+    let (status, body) = server.ingest_ndjson("p", &[json!({"id": "a", "type": "t", "data": {}})]);
+    assert_eq!((status, &body["error"]), (503, &json!("store_unavailable")), "{body}");
 }

@@ -12,14 +12,16 @@ use serde::Deserialize;
 use crate::api::{self, auth::Tokens, ApiLimits, AppState};
 use crate::engine::{Engine, EngineConfig};
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::{embedded::EmbeddedStore, redis::RedisStore, Store};
+use crate::store::redis::{RedisOptions, RedisStore, CLUSTER_SCHEME, CLUSTER_TLS_SCHEME};
+use crate::store::{embedded::EmbeddedStore, Store};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SLUICE_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// The store: a directory for the embedded store, or a redis:// URL.
+    /// The store: a directory for the embedded store, a redis:// URL, or a
+    /// Redis Cluster: redis+cluster://host:port[,host:port…] (seed nodes).
     #[arg(long, env = "SLUICE_STORE")]
     pub store: Option<String>,
     /// Where compiled plugins are cached (default: the embedded store's
@@ -60,6 +62,12 @@ pub struct ServeArgs {
     /// Key prefix on Redis (several deployments can share one server).
     #[arg(long, env = "SLUICE_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
+    /// Replicas each enqueue and each completion must reach on Redis
+    /// (`WAIT`, up to 1 s) before Sluice answers 202 or acknowledges
+    /// (default 0: as soon as the master has it). Fewer in time is a store
+    /// error: 503 on ingest, a retried completion.
+    #[arg(long, env = "SLUICE_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<u32>,
     /// A TOML file with any of the settings above (snake_case keys).
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -81,6 +89,7 @@ struct FileConfig {
     reclaim_idle_ms: Option<u64>,
     window_tick_ms: Option<u64>,
     redis_prefix: Option<String>,
+    redis_wait_replicas: Option<u32>,
 }
 
 /// Settings after merging every source.
@@ -93,10 +102,11 @@ pub struct Settings {
     pub api: ApiLimits,
     pub engine: EngineConfig,
     pub redis_prefix: String,
+    pub redis: RedisOptions,
 }
 
 fn is_redis(store: &str) -> bool {
-    store.starts_with("redis://") || store.starts_with("rediss://")
+    ["redis://", "rediss://", CLUSTER_SCHEME, CLUSTER_TLS_SCHEME].iter().any(|scheme| store.starts_with(scheme))
 }
 
 impl ServeArgs {
@@ -156,6 +166,7 @@ impl ServeArgs {
             api,
             engine,
             redis_prefix: self.redis_prefix.or(file.redis_prefix).unwrap_or_else(|| "sluice".into()),
+            redis: RedisOptions { wait_replicas: self.redis_wait_replicas.or(file.redis_wait_replicas).unwrap_or(0) },
         })
     }
 }
@@ -164,8 +175,11 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     if is_redis(&settings.store) {
         let mut wait = Duration::from_millis(200);
         for attempt in 1.. {
-            match RedisStore::connect(&settings.store, &settings.redis_prefix).await {
-                Ok(store) => return Ok(Arc::new(store)),
+            match RedisStore::open(&settings.store, &settings.redis_prefix, settings.redis).await {
+                Ok(store) => {
+                    warn_if_too_few_replicas(&store, settings).await;
+                    return Ok(Arc::new(store));
+                }
                 Err(e) if attempt < 15 => {
                     crate::internal_events::emit(crate::internal_events::StoreNotReady { store: &settings.store, error: &e.to_string() });
                     tokio::time::sleep(wait).await;
@@ -179,6 +193,21 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         let dir = PathBuf::from(&settings.store);
         let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir)).await?;
         Ok(Arc::new(store.with_context(|| format!("cannot open the embedded store in {}", settings.store))?))
+    }
+}
+
+/// Warns when `--redis-wait-replicas` asks for more replicas than some
+/// master has (every step on it would be refused); not fatal: replicas may
+/// be on their way.
+async fn warn_if_too_few_replicas(store: &RedisStore, settings: &Settings) {
+    let wanted = settings.redis.wait_replicas;
+    if wanted == 0 {
+        return;
+    }
+    if let Ok(fewest) = store.fewest_replicas().await {
+        if fewest < wanted {
+            crate::internal_events::emit(crate::internal_events::TooFewReplicas { store: &settings.store, wanted, fewest });
+        }
     }
 }
 
@@ -220,8 +249,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     check_store(store.as_ref(), &settings.store).await?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(settings.data_dir.join("compiled")), ..Default::default() })?);
+    // The recorder first: the pipelines the engine installs at start
+    // register their counters with it (installed later, they were lost).
+    let prometheus = api::monitoring::prometheus_handle();
     let engine = Engine::start(store, runtime, settings.engine.clone()).await.context("starting the engine")?;
-    let state = Arc::new(AppState::new(engine.clone(), api::monitoring::prometheus_handle(), settings.api));
+    let state = Arc::new(AppState::new(engine.clone(), prometheus, settings.api));
     let app = api::router(state, settings.tokens.clone());
     let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
     let auth = if settings.tokens.open() { "open (loopback only)" } else { "bearer tokens" };

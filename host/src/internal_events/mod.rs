@@ -20,7 +20,7 @@ pub use engine::{
     WindowApplyWaiting, WindowsClosed,
 };
 pub use pipeline::{BatchProcessed, IngestAnswered, PipelineMetrics, StageBatch};
-pub use store::{BadPaneRowSkipped, CatalogReset, CatalogRestored, StoreNotDurable};
+pub use store::{BadPaneRowSkipped, CatalogReset, CatalogRestored, StoreNotDurable, TooFewReplicas};
 pub use plugin::{CompiledPluginRejected, PluginCacheProblem, PluginLogDropped, PluginLogged, PluginPrinted, PluginRef, StageTrapped};
 
 /// Something that happened inside the host, worth a log line, a metric or both.

@@ -44,6 +44,24 @@ impl InternalEvent for StoreNotDurable<'_> {
     }
 }
 
+/// `--redis-wait-replicas` asks for more replicas than a master has now:
+/// every enqueue and completion on that master will be refused (503 on
+/// ingest) until enough replicas are connected. Emitted at start.
+pub struct TooFewReplicas<'a> {
+    pub store: &'a str,
+    pub wanted: u32,
+    /// The fewest replicas any master has.
+    pub fewest: u32,
+}
+
+impl InternalEvent for TooFewReplicas<'_> {
+    fn emit(self) {
+        tracing::warn!(target: "sluice::store", store = self.store, wanted = self.wanted, fewest = self.fewest,
+            "--redis-wait-replicas asks for more replicas than a Redis master has connected: ingest answers 503 and \
+             completions are retried on that master until enough replicas are connected");
+    }
+}
+
 /// The catalog this process knew vanished from the store (a Redis that
 /// restarted empty or was flushed): emitted once per reset. The process
 /// keeps running its last known pipelines; `/readyz` answers `store_reset`

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,13 +15,16 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+mod cpu;
 mod output_tail;
+use cpu::CpuReading;
 use output_tail::{read_outputs, OutputTail};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// The store for the server under test: a redis:// URL, or `embedded`
-    /// (a fresh temporary directory).
+    /// The store for the server under test: a redis:// URL, a Redis Cluster
+    /// (redis+cluster://host:port[,host:port…]), or `embedded` (a fresh
+    /// temporary directory).
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub store: String,
     /// Seconds of load.
@@ -59,7 +62,22 @@ pub struct BenchArgs {
     /// Run only the processing-throughput comparison (with and without windows).
     #[arg(long)]
     pub processing_only: bool,
+    /// Worker processes that drain the queue in the processing-throughput
+    /// runs (Redis only), each with the default worker tasks; the bench
+    /// prints how many events each one processed.
+    #[arg(long, default_value_t = 1)]
+    pub worker_processes: usize,
+    /// Passed to the servers under test (`sluice serve --redis-wait-replicas`):
+    /// replicas each enqueue and completion waits for.
+    #[arg(long, default_value_t = 0)]
+    pub redis_wait_replicas: u32,
 }
+
+/// The pipeline every run drives.
+const PIPELINE: &str = "bench";
+
+/// `--redis-wait-replicas` of this bench run, handed to every server it starts.
+static WAIT_REPLICAS: AtomicU32 = AtomicU32::new(0);
 
 struct ServerUnderTest {
     child: Child,
@@ -94,22 +112,30 @@ impl Drop for ServerUnderTest {
     }
 }
 
-/// Deletes every key starting with `prefix`.
+/// Deletes every key starting with `prefix`: the bench's keys sit under two
+/// hash tags, the pipeline's and the catalog's, so on a cluster each tag's
+/// keys are on the master of its slot (`SCAN` goes there).
 fn delete_redis_prefix(url: &str, prefix: &str) -> anyhow::Result<()> {
-    let client = ::redis::Client::open(url)?;
-    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) =
-            ::redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{prefix}*")).arg("COUNT").arg(1000).query(&mut conn)?;
-        if !keys.is_empty() {
-            let _: i64 = ::redis::cmd("UNLINK").arg(&keys).query(&mut conn)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut conn = crate::store::redis::connect_url(url).await?;
+        for tag in [PIPELINE, "_catalog"] {
+            let under = format!("{prefix}:{{{tag}}}");
+            let mut cursor: u64 = 0;
+            loop {
+                let scan = ::redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{under}*")).arg("COUNT").arg(1000).clone();
+                let (next, keys): (u64, Vec<String>) = ::redis::from_owned_redis_value(conn.on_master_of(&under, &scan).await?)?;
+                if !keys.is_empty() {
+                    let _: i64 = ::redis::cmd("UNLINK").arg(&keys).query_async(&mut conn).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+        Ok(())
+    })
 }
 
 fn start_server(store: &str) -> anyhow::Result<ServerUnderTest> {
@@ -119,14 +145,33 @@ fn start_server(store: &str) -> anyhow::Result<ServerUnderTest> {
 /// Starts `sluice serve` with its store in `dir` (embedded) or under a key
 /// prefix named after `dir` (Redis), so a second server can reuse it.
 fn start_server_in(store: &str, dir: tempfile::TempDir, workers: Option<usize>) -> anyhow::Result<ServerUnderTest> {
+    let prefix = format!("bench-{}", dir.path().file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned()));
+    let data_dir = dir.path().join("data");
+    let mut server = start_server_as(store, dir, workers, &prefix, &data_dir)?;
+    server.redis = (store != "embedded").then(|| (store.to_string(), prefix));
+    Ok(server)
+}
+
+/// One more worker process on a Redis store another process started in
+/// `dir` uses (same key prefix; that process deletes the keys at the end),
+/// sharing its compiled-plugin cache so it starts as fast.
+fn start_sibling(store: &str, dir: &std::path::Path) -> anyhow::Result<ServerUnderTest> {
+    if store == "embedded" {
+        bail!("only processes on Redis share a store");
+    }
+    let prefix = format!("bench-{}", dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned()));
+    start_server_as(store, tempfile::tempdir()?, None, &prefix, &dir.join("data"))
+}
+
+fn start_server_as(store: &str, dir: tempfile::TempDir, workers: Option<usize>, prefix: &str, data_dir: &std::path::Path) -> anyhow::Result<ServerUnderTest> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let store_arg = if store == "embedded" { dir.path().join("store").to_string_lossy().into_owned() } else { store.to_string() };
-    let prefix = format!("bench-{}", dir.path().file_name().map_or_else(|| port.to_string(), |n| n.to_string_lossy().into_owned()));
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--store", &store_arg])
-        .args(["--redis-prefix", &prefix])
-        .args(["--data-dir", &dir.path().join("data").to_string_lossy()])
+        .args(["--redis-prefix", prefix])
+        .args(["--redis-wait-replicas", &WAIT_REPLICAS.load(Ordering::Relaxed).to_string()])
+        .args(["--data-dir", &data_dir.to_string_lossy()])
         .env("SLUICE_LOG", "error")
         .stdout(Stdio::null());
     if let Some(n) = workers {
@@ -142,8 +187,7 @@ fn start_server_in(store: &str, dir: tempfile::TempDir, workers: Option<usize>) 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let redis = (store != "embedded").then(|| (store.to_string(), prefix.clone()));
-    Ok(ServerUnderTest { child, base, dir: Some(dir), redis })
+    Ok(ServerUnderTest { child, base, dir: Some(dir), redis: None })
 }
 
 fn setup(base: &str, plugins: &std::path::Path, pipeline: &str, spec: &Value) -> anyhow::Result<()> {
@@ -369,13 +413,15 @@ fn drain_run(store: &str, args: &BenchArgs, spec: &Value) -> anyhow::Result<f64>
     let dir = tempfile::tempdir()?;
     let keep = dir.path().to_path_buf();
     let filler = start_server_in(store, dir, Some(0))?;
-    setup(&filler.base, &args.plugins, "bench", spec)?;
+    setup(&filler.base, &args.plugins, PIPELINE, spec)?;
     let base = filler.base.clone();
     let client = reqwest::blocking::Client::new();
     let processed = || -> anyhow::Result<u64> {
         let m: Value = client.get(format!("{base}/v1/pipelines/bench/metrics")).send()?.json()?;
         Ok(m["processed"].as_u64().unwrap_or(0))
     };
+    let redis_url = filler.redis.as_ref().map(|(url, _)| url.clone());
+    let fill_cpu = CpuReading::now(&[filler.child.id()], redis_url.as_deref())?;
     let queued = AtomicU64::new(0);
     let requests = args.drain_events.div_ceil(args.batch as u64);
     let next = AtomicU64::new(0);
@@ -410,10 +456,20 @@ fn drain_run(store: &str, args: &BenchArgs, spec: &Value) -> anyhow::Result<f64>
     if processed()? != 0 {
         bail!("the API-only server processed events");
     }
+    let (ingest_us, ingest_redis_us) = fill_cpu.per_event_us(&CpuReading::now(&[filler.child.id()], redis_url.as_deref())?, queued);
     // Stop the filler (the embedded store is one process's) and start the workers.
     let dir = filler.stop_keeping_store()?;
-    debug_assert_eq!(dir.path(), keep.as_path());
-    let workers = start_server_in(store, dir, None)?;
+    anyhow::ensure!(dir.path() == keep.as_path(), "the store directory changed hands");
+    // More worker processes start together with the first, from the same
+    // plugin cache; each one's share is counted from the moment all are up.
+    let (workers, siblings) = std::thread::scope(|scope| -> anyhow::Result<(ServerUnderTest, Vec<ServerUnderTest>)> {
+        let started: Vec<_> = (1..args.worker_processes.max(1)).map(|_| scope.spawn(|| start_sibling(store, &keep))).collect();
+        let first = start_server_in(store, dir, None)?;
+        let siblings = started.into_iter().map(|h| h.join().map_err(|_| anyhow::anyhow!("starting a worker process panicked"))?).collect::<anyhow::Result<_>>()?;
+        Ok((first, siblings))
+    })?;
+    let bases: Vec<String> = std::iter::once(&workers).chain(&siblings).map(|s| s.base.clone()).collect();
+    let shares_before = bases.iter().map(|b| processed_here(&client, b)).collect::<anyhow::Result<Vec<u64>>>()?;
     let base = workers.base.clone();
     let processed = || -> anyhow::Result<u64> {
         let m: Value = client.get(format!("{base}/v1/pipelines/bench/metrics")).send()?.json()?;
@@ -431,6 +487,8 @@ fn drain_run(store: &str, args: &BenchArgs, spec: &Value) -> anyhow::Result<f64>
         p0 = processed()?;
     }
     let t0 = Instant::now();
+    let pids: Vec<u32> = std::iter::once(&workers).chain(&siblings).map(|s| s.child.id()).collect();
+    let drain_cpu = CpuReading::now(&pids, redis_url.as_deref())?;
     let mut p1 = p0;
     while p1 < queued {
         if t0.elapsed() > Duration::from_secs(600) {
@@ -439,7 +497,38 @@ fn drain_run(store: &str, args: &BenchArgs, spec: &Value) -> anyhow::Result<f64>
         std::thread::sleep(Duration::from_millis(50));
         p1 = processed()?;
     }
-    Ok((p1 - p0) as f64 / t0.elapsed().as_secs_f64())
+    let rate = (p1 - p0) as f64 / t0.elapsed().as_secs_f64();
+    let (work_us, work_redis_us) = drain_cpu.per_event_us(&CpuReading::now(&pids, redis_url.as_deref())?, p1 - p0);
+    println!(
+        "  CPU per event: ingest {ingest_us:.2} µs in sluice + {ingest_redis_us:.2} µs in Redis (masters); \
+         processing {work_us:.2} µs in sluice + {work_redis_us:.2} µs in Redis (masters)"
+    );
+    if let Some((url, prefix)) = &workers.redis {
+        let m: Value = client.get(format!("{base}/v1/pipelines/{PIPELINE}/metrics")).send()?.json()?;
+        let emitted = m["emitted"].as_u64().unwrap_or(0);
+        let bytes = cpu::output_bytes_per_event(url, &format!("{prefix}:{{{PIPELINE}}}:output"), emitted)?;
+        println!("  output stream: {bytes:.0} bytes of Redis memory per output event ({emitted} events)");
+    }
+    if !siblings.is_empty() {
+        let mut shares = Vec::new();
+        for (base, before) in bases.iter().zip(&shares_before) {
+            shares.push(processed_here(&client, base)?.saturating_sub(*before));
+        }
+        let total: u64 = shares.iter().sum::<u64>().max(1);
+        let shares: Vec<String> = shares.iter().map(|n| format!("{n} ({:.0}%)", 100.0 * *n as f64 / total as f64)).collect();
+        println!("  {} worker processes: events processed by each: {}", shares.len(), shares.join(", "));
+    }
+    Ok(rate)
+}
+
+/// Events this one process finished (its Prometheus counter
+/// `sluice_events_processed_total`; the pipeline metrics count the store's,
+/// shared by every process).
+fn processed_here(client: &reqwest::blocking::Client, base: &str) -> anyhow::Result<u64> {
+    let text = client.get(format!("{base}/metrics")).send()?.text()?;
+    let line = format!("sluice_events_processed_total{{pipeline=\"{PIPELINE}\"}} ");
+    // Absent until the process finished its first batch.
+    Ok(text.lines().find_map(|l| l.strip_prefix(&line)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0) as u64)
 }
 
 fn print(label: &str, r: &LoadResult) {
@@ -458,24 +547,28 @@ fn print(label: &str, r: &LoadResult) {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    println!("sluice bench: store {}, {} clients × {} events/request, {} s per run", args.store, args.clients, args.batch, args.duration);
+    WAIT_REPLICAS.store(args.redis_wait_replicas, Ordering::Relaxed);
+    println!(
+        "sluice bench: store {}, {} clients × {} events/request, {} s per run, redis-wait-replicas {}",
+        args.store, args.clients, args.batch, args.duration, args.redis_wait_replicas
+    );
     if args.processing_only {
         return processing_comparison(&args).map(|_| 0);
     }
 
     let server = start_server(&args.store)?;
-    setup(&server.base, &args.plugins, "bench", &chain_spec(1_000_000))?;
+    setup(&server.base, &args.plugins, PIPELINE, &chain_spec(1_000_000))?;
     eprintln!("max throughput run ...");
-    let max = rt.block_on(load(&server.base, OutputTail::of(&server, "bench"), &args, args.rate))?;
+    let max = rt.block_on(load(&server.base, OutputTail::of(&server, PIPELINE), &args, args.rate))?;
     print("max throughput", &max);
     let half_rate = if args.rate > 0 { args.rate / 2 } else { (max.output_per_s.min(max.events_per_s) / 2.0) as u64 };
     drop(server);
 
     if args.windows {
         let server = start_server(&args.store)?;
-        setup(&server.base, &args.plugins, "bench", &windowed_spec(1_000_000))?;
+        setup(&server.base, &args.plugins, PIPELINE, &windowed_spec(1_000_000))?;
         eprintln!("max throughput run with windows ...");
-        let windowed = rt.block_on(load(&server.base, OutputTail::of(&server, "bench"), &args, args.rate))?;
+        let windowed = rt.block_on(load(&server.base, OutputTail::of(&server, PIPELINE), &args, args.rate))?;
         print("max throughput + windows", &windowed);
         let groups = reqwest::blocking::get(format!("{}/v1/pipelines/bench/windows/views_per_path", server.base))?
             .json::<Value>()?["results"]
@@ -492,9 +585,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     }
 
     let server = start_server(&args.store)?;
-    setup(&server.base, &args.plugins, "bench", &chain_spec(1_000_000))?;
+    setup(&server.base, &args.plugins, PIPELINE, &chain_spec(1_000_000))?;
     eprintln!("half rate run ({half_rate} events/s) ...");
-    let half = rt.block_on(load(&server.base, OutputTail::of(&server, "bench"), &args, half_rate.max(1)))?;
+    let half = rt.block_on(load(&server.base, OutputTail::of(&server, PIPELINE), &args, half_rate.max(1)))?;
     print(&format!("at {half_rate} events/s"), &half);
     let pid = server.child.id();
     println!("server peak RSS during the runs: {:.0} MB", peak_rss_mb(pid));

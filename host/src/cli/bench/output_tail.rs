@@ -60,7 +60,7 @@ struct SentData {
 pub(super) async fn read_outputs(
     tail: &OutputTail,
     client: &reqwest::Client,
-    redis: &mut Option<::redis::aio::MultiplexedConnection>,
+    redis: &mut Option<crate::store::redis::Conn>,
     cursor: &mut String,
 ) -> anyhow::Result<Vec<Option<i64>>> {
     match tail {
@@ -71,7 +71,7 @@ pub(super) async fn read_outputs(
         }
         OutputTail::Redis { url, stream } => {
             if redis.is_none() {
-                *redis = Some(::redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?);
+                *redis = Some(crate::store::redis::connect_url(url).await?);
             }
             let conn = redis.as_mut().expect("connected above");
             let from = if cursor.is_empty() { "0-0" } else { cursor.as_str() };

@@ -75,7 +75,7 @@ impl RedisStore {
         };
         let (args, expected) = (&args, &expected);
         let (applied, skipped_here): (i64, i64) = self
-            .run(|mut c| async move {
+            .run_replicated(|mut c| async move {
                 let mut invocation = self.scripts.complete.prepare_invoke();
                 invocation
                     .key(&k.queue)

@@ -32,15 +32,26 @@
 //! | `P:{_catalog}:tables-version` | string (int) | bumped on every table change |
 //! | `P:{_catalog}:marker` | string | a random token written when the store is first used; gone after a Redis restarted empty (`health.rs`) |
 //!
-//! Connections: one shared multiplexed connection for everything that does
+//! Connections (`conn.rs`: one Redis or a Redis Cluster behind one type,
+//! [`Conn`]): one shared multiplexed connection for everything that does
 //! not block (dropped and re-made on I/O errors and timeouts, so the store
 //! recovers when Redis comes back), and a small pool of dedicated
 //! connections for blocking `XREADGROUP` calls, which would otherwise stall
-//! every command queued behind them.
+//! every command queued behind them. A capability runs its commands with
+//! `self.run(|mut c| async move { … .query_async(&mut c).await })`, or
+//! `self.run_replicated(…)` for a step that must reach
+//! `--redis-wait-replicas` replicas before it counts (enqueue, completion).
+//!
+//! On a cluster every script touches the keys of one slot only: a
+//! pipeline's keys share the hash tag `{id}`, the catalog's `{_catalog}`,
+//! and no script or multi-key command mixes the two (deleting a pipeline
+//! is two steps for that reason). `SCAN` goes to the master of the slot it
+//! looks in (`Conn::on_master_of`), the health checks to every master.
 
 mod alerts;
 mod catalog;
 mod complete;
+mod conn;
 mod dlq;
 mod health;
 mod outputs;
@@ -50,14 +61,15 @@ mod windows;
 use std::future::Future;
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
 use ::redis::streams::{StreamId, StreamRangeReply};
-use ::redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
+use ::redis::{AsyncConnectionConfig, RedisError, RedisResult, Script, Value};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::shared::invalid_cursor;
 use super::{Health, StoreError, StoreResult};
+use conn::{Target, Wait};
+pub use conn::{connect_url, Conn, CLUSTER_SCHEME, CLUSTER_TLS_SCHEME};
 
 /// The consumer group every worker of a pipeline joins.
 const GROUP: &str = "workers";
@@ -67,13 +79,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(2000);
 /// Dedicated connections kept for blocking reads.
 const BLOCKING_POOL: usize = 32;
+/// How long a `WAIT` for replicas may take (below [`RESPONSE_TIMEOUT`], so
+/// its answer, not a timeout, says how many replicas have the write).
+const WAIT_TIMEOUT_MS: u64 = 1000;
+
+/// How the Redis store behaves beyond where it connects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedisOptions {
+    /// Replicas each enqueue and each completion must reach (`WAIT`) before
+    /// it counts as done: 0 answers as soon as the master has it.
+    pub wait_replicas: u32,
+}
 
 /// The Redis-backed [`Store`](crate::store::Store).
 pub struct RedisStore {
-    client: Client,
+    target: Target,
     prefix: String,
-    shared: Mutex<Option<MultiplexedConnection>>,
-    blocking: Mutex<Vec<MultiplexedConnection>>,
+    shared: Mutex<Option<Conn>>,
+    blocking: Mutex<Vec<Conn>>,
+    /// What `run_replicated` waits for (`None`: nothing).
+    wait: Option<Wait>,
     scripts: Scripts,
     /// The catalog marker this process adopted (see `health.rs`).
     catalog_token: Mutex<Option<String>>,
@@ -118,15 +143,22 @@ struct Keys {
 }
 
 impl RedisStore {
-    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`); every key starts
-    /// with `key_prefix` (e.g. `sluice`).
+    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`, or a cluster:
+    /// `redis+cluster://host:port[,host:port…]`); every key starts with
+    /// `key_prefix` (e.g. `sluice`).
     pub async fn connect(url: &str, key_prefix: &str) -> StoreResult<Self> {
-        let client = Client::open(url).map_err(|e| StoreError::Internal(format!("bad Redis URL {url:?}: {e}")))?;
+        Self::open(url, key_prefix, RedisOptions::default()).await
+    }
+
+    /// [`RedisStore::connect`] with options.
+    pub async fn open(url: &str, key_prefix: &str, options: RedisOptions) -> StoreResult<Self> {
+        let target = Target::open(url, CONNECT_TIMEOUT, RESPONSE_TIMEOUT)?;
         let store = RedisStore {
-            client,
+            target,
             prefix: key_prefix.to_string(),
             shared: Mutex::new(None),
             blocking: Mutex::new(Vec::new()),
+            wait: (options.wait_replicas > 0).then_some(Wait { replicas: options.wait_replicas, timeout_ms: WAIT_TIMEOUT_MS }),
             scripts: Scripts::new(),
             catalog_token: Mutex::new(None),
         };
@@ -162,23 +194,28 @@ impl RedisStore {
         format!("{}:{{_catalog}}:{what}", self.prefix)
     }
 
+    /// Whether this store is on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.target.is_cluster()
+    }
+
     /// The shared connection, made if there is none.
-    async fn conn(&self) -> StoreResult<MultiplexedConnection> {
+    async fn conn(&self) -> StoreResult<Conn> {
         if let Some(conn) = self.shared.lock().clone() {
             return Ok(conn);
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_response_timeout(RESPONSE_TIMEOUT);
-        let conn = self.connect_with(&config).await?;
+        let conn = self.connect_with(&config, false).await?;
         let mut slot = self.shared.lock();
         Ok(slot.get_or_insert(conn).clone())
     }
 
-    async fn connect_with(&self, config: &AsyncConnectionConfig) -> StoreResult<MultiplexedConnection> {
-        match tokio::time::timeout(CONNECT_TIMEOUT * 2, self.client.get_multiplexed_async_connection_with_config(config))
-            .await
-        {
+    /// A new connection (`blocking`: for blocking reads, without a
+    /// response timeout on a cluster; the caller bounds the wait).
+    async fn connect_with(&self, config: &AsyncConnectionConfig, blocking: bool) -> StoreResult<Conn> {
+        match tokio::time::timeout(CONNECT_TIMEOUT * 2, self.target.connect(config, blocking)).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(map_err(&e)),
             Err(_) => Err(StoreError::Unavailable("timed out connecting to Redis".into())),
@@ -189,18 +226,41 @@ impl RedisStore {
     /// connection is thrown away so the next call makes a fresh one.
     async fn run<T, F, Fut>(&self, f: F) -> StoreResult<T>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let conn = self.conn().await?;
+        self.run_on(self.conn().await?, f).await
+    }
+
+    /// [`RedisStore::run`] for a step that counts only once it reached the
+    /// replicas `--redis-wait-replicas` asks for: each script call `f`
+    /// makes is followed by `WAIT` on the node that ran it, and fewer
+    /// replicas than asked is an `Unavailable` error (the write is on the
+    /// master; a caller that retries finds it there: every script is safe
+    /// to run again).
+    async fn run_replicated<T, F, Fut>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.run_on(self.conn().await?.waiting(self.wait), f).await
+    }
+
+    async fn run_on<T, F, Fut>(&self, conn: Conn, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         match tokio::time::timeout(RESPONSE_TIMEOUT + Duration::from_millis(500), f(conn)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
-                let err = map_err(&e);
-                if matches!(err, StoreError::Unavailable(_)) || e.is_unrecoverable_error() {
+                // Only a connection that broke is thrown away: an answer
+                // such as LOADING, TRYAGAIN or CLUSTERDOWN came over a
+                // working one.
+                if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() || e.is_unrecoverable_error() {
                     self.shared.lock().take();
                 }
-                Err(err)
+                Err(map_err(&e))
             }
             Err(_) => {
                 self.shared.lock().take();
@@ -268,14 +328,21 @@ fn to_json<T: Serialize + ?Sized>(value: &T) -> StoreResult<String> {
 }
 
 /// Connection trouble, timeouts and a server that cannot serve right now are
-/// `Unavailable`; anything else is `Internal`.
+/// `Unavailable` (503 on ingest); anything else is `Internal`. On a cluster
+/// that includes a slot without a master (`CLUSTERDOWN`, no connection to
+/// the slot's node, redirections still pointing at a node that is gone once
+/// the client's retries ran out) and a write not acknowledged by enough
+/// replicas (`TryAgain` from `conn.rs`).
 fn map_err(e: &RedisError) -> StoreError {
     use ::redis::ErrorKind as K;
     let unavailable = e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
-        || matches!(e.kind(), K::BusyLoadingError | K::TryAgain | K::ClusterDown | K::MasterDown | K::ReadOnly)
+        || matches!(
+            e.kind(),
+            K::BusyLoadingError | K::TryAgain | K::ClusterDown | K::MasterDown | K::ReadOnly | K::Moved | K::Ask | K::ClusterConnectionNotFound
+        )
         || matches!(e.code(), Some("OOM" | "MISCONF" | "BUSY" | "LOADING" | "MASTERDOWN"));
     if unavailable {
         StoreError::Unavailable(e.to_string())

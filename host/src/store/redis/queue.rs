@@ -16,7 +16,7 @@ impl RedisStore {
         let pooled = self.blocking.lock().pop();
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => self.connect_with(&AsyncConnectionConfig::new().set_connection_timeout(CONNECT_TIMEOUT)).await?,
+            None => self.connect_with(&AsyncConnectionConfig::new().set_connection_timeout(CONNECT_TIMEOUT), true).await?,
         };
         let deadline = Duration::from_millis(block_ms) + RESPONSE_TIMEOUT;
         let result = tokio::time::timeout(deadline, xreadgroup(&mut conn, &keys.queue, consumer, count, Some(block_ms))).await;
@@ -48,7 +48,7 @@ impl RedisStore {
 
 /// `XREADGROUP`, making the group (and stream) first if it is missing.
 async fn xreadgroup(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     queue: &str,
     consumer: &str,
     count: usize,
@@ -72,7 +72,7 @@ async fn xreadgroup(
     }
 }
 
-async fn create_group(conn: &mut MultiplexedConnection, queue: &str) -> RedisResult<()> {
+async fn create_group(conn: &mut Conn, queue: &str) -> RedisResult<()> {
     let created: RedisResult<()> =
         ::redis::cmd("XGROUP").arg("CREATE").arg(queue).arg(GROUP).arg("0").arg("MKSTREAM").query_async(conn).await;
     match created {
@@ -111,7 +111,7 @@ impl Queue for RedisStore {
         let record_key = format!("{}{}", k.idempotency, record.map_or("", |r| r.key_sha.as_str()));
         let (k, json, pairs, record_key) = (&k, &json, &pairs, &record_key);
         let (status, depth, bytes, duplicates, answer): (i64, i64, i64, i64, String) = self
-            .run(|mut c| async move {
+            .run_replicated(|mut c| async move {
                 let mut call = self.scripts.enqueue.key(&k.queue);
                 call.key(&k.depth).key(&k.counters).key(&k.bytes).key(record_key).key(&k.seen);
                 call.arg(limits.max_depth.to_string())

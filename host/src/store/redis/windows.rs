@@ -220,9 +220,12 @@ impl RedisStore {
         let pattern = &pattern;
         let mut cursor: u64 = 0;
         loop {
+            // On a cluster: on the master of the prefix's slot (a prefix
+            // under a pipeline's hash tag has all its keys there).
             let (next, keys): (u64, Vec<String>) = self
                 .run(|mut c| async move {
-                    ::redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000).query_async(&mut c).await
+                    let scan = ::redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000).clone();
+                    ::redis::from_owned_redis_value(c.on_master_of(prefix, &scan).await?)
                 })
                 .await?;
             if !keys.is_empty() {

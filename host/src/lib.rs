@@ -9,6 +9,7 @@
 //! - [`store`]: durable state, by capability, on Redis or embedded (redb).
 //! - [`window`]: windowed aggregations over event time.
 //! - [`engine`]: pipelines, workers, the closer; the API's one door.
+//! - [`sinks`]: delivering outputs and window results to Postgres, HTTP, NATS.
 //! - [`api`]: the HTTP API of API.md.
 //! - [`cli`]: the `sluice` command.
 
@@ -18,5 +19,6 @@ pub mod domain;
 pub mod engine;
 pub mod internal_events;
 pub mod runtime;
+pub mod sinks;
 pub mod store;
 pub mod window;

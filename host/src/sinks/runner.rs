@@ -128,6 +128,17 @@ impl Runner {
             Ok(record) => record,
             Err(e) => return Err((ctx, sink, format!("reading the sink's position: {e}"))),
         };
+        if record.from != source.as_spec() {
+            // The spec now reads another source: the old position means nothing there; start afresh.
+            let reopened = match ctx.store.sink_forget(&ctx.pipeline, &ctx.spec.name).await {
+                Ok(()) => ctx.store.sink_open(&ctx.pipeline, &ctx.spec.name, &source).await,
+                Err(e) => Err(e),
+            };
+            record = match reopened {
+                Ok(record) => record,
+                Err(e) => return Err((ctx, sink, format!("starting the sink afresh on its new source: {e}"))),
+            };
+        }
         let start = KeptPosition { position: record.position.clone(), replay: String::new() };
         let replay_done = match sink.kept_position(&record.epoch, &start).await {
             Ok(Some(kept)) => {

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::spec::SinkSpec;
 use super::{Batch, Delivery, Item, KeptPosition, Progress, Sink};
-use crate::domain::{now_ms, DlqEntry, ErrorKind, FailedAt, SinkCommit, SinkRecord, SinkSource};
+use crate::domain::{now_ms, DlqEntry, ErrorKind, FailedAt, SinkCommit, SinkPosition, SinkRecord, SinkSource};
 use crate::internal_events::{emit, SinkDeadLettered, SinkDelivered, SinkRetrying, StoreFailed};
 use crate::store::Store;
 
@@ -54,6 +54,8 @@ struct Runner {
     replay_done: String,
     /// When the lease was last renewed.
     renewed: Instant,
+    /// A full batch read while the previous one was delivered.
+    read_ahead: Option<Batch>,
 }
 
 /// Runs the sink until `stop` turns true: takes the lease (or waits for
@@ -150,7 +152,7 @@ impl Runner {
             Ok(None) => String::new(),
             Err(e) => return Err((ctx, sink, e)),
         };
-        Ok(Runner { ctx, sink, record, replay_done, renewed: Instant::now() })
+        Ok(Runner { ctx, sink, record, replay_done, renewed: Instant::now(), read_ahead: None })
     }
 
     /// Delivers batch after batch until stopped or the lease is lost.
@@ -178,7 +180,20 @@ impl Runner {
                     continue;
                 }
             };
-            match self.deliver_with_retries(&batch, stop).await {
+            // The next full batch is read while this one is delivered.
+            let ahead = match &batch.progress {
+                Progress::Source { to, .. } => Some(read_ahead(self.ctx.store.clone(), self.ctx.pipeline.clone(), self.ctx.spec.clone(), to.clone())),
+                Progress::Replay { .. } => None,
+            };
+            let delivered = match ahead {
+                Some(ahead) => {
+                    let (delivered, ahead) = tokio::join!(self.deliver_with_retries(&batch, stop), ahead);
+                    self.read_ahead = ahead;
+                    delivered
+                }
+                None => self.deliver_with_retries(&batch, stop).await,
+            };
+            match delivered {
                 Ok(outcome) => {
                     if let Some(why) = self.record_outcome(batch, outcome, stop).await {
                         return why;
@@ -206,28 +221,26 @@ impl Runner {
         }
     }
 
-    /// The next batch: waiting replays first, then the source after the
-    /// position (a partial batch waits up to `batch_ms` for more once).
+    /// The next batch: waiting replays first, then the batch read ahead
+    /// while the last one was delivered (if it still starts at the
+    /// position), then the source after the position (a partial batch waits
+    /// up to `batch_ms` for more once).
     async fn next_batch(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Option<Batch>, crate::store::StoreError> {
-        let (store, p, spec) = (&self.ctx.store, self.ctx.pipeline.as_str(), self.ctx.spec.clone());
-        let replays = store.sink_replays(p, &spec.name, spec.batch_max).await?;
+        let (store, p, spec) = (self.ctx.store.clone(), self.ctx.pipeline.clone(), self.ctx.spec.clone());
+        let replays = store.sink_replays(&p, &spec.name, spec.batch_max).await?;
         if !replays.is_empty() {
             let (ids, items): (Vec<String>, Vec<Item>) = replays.into_iter().map(|r| (r.id, Item::Event(r.event))).unzip();
-            return Ok(Some(Batch::from_replays(p, &spec.name, items, ids)));
+            return Ok(Some(Batch::from_replays(&p, &spec.name, items, ids)));
+        }
+        if let Some(ahead) = self.read_ahead.take() {
+            if matches!(&ahead.progress, Progress::Source { from, .. } if *from == self.record.position) {
+                return Ok(Some(ahead));
+            }
         }
         let mut waited = false;
         loop {
             let from = self.record.position.clone();
-            let (items, cursor) = match spec.source() {
-                SinkSource::Output => {
-                    let page = store.read_output(p, &from.cursor, spec.batch_max).await?;
-                    (page.items.into_iter().map(Item::Event).collect::<Vec<_>>(), page.next_cursor)
-                }
-                SinkSource::Window(window) => {
-                    let page = store.read_window_results(p, &window, &from.cursor, spec.batch_max).await?;
-                    (page.items.into_iter().map(Item::Window).collect::<Vec<_>>(), page.next_cursor)
-                }
-            };
+            let (items, to) = read_source(store.as_ref(), &p, &spec, &from).await?;
             if items.is_empty() {
                 return Ok(None);
             }
@@ -237,8 +250,7 @@ impl Runner {
                     continue;
                 }
             }
-            let to = crate::domain::SinkPosition { cursor, seq: from.seq + items.len() as u64 };
-            return Ok(Some(Batch::from_source(p, &spec.name, items, from, to)));
+            return Ok(Some(Batch::from_source(&p, &spec.name, items, from, to)));
         }
     }
 
@@ -369,6 +381,30 @@ impl Runner {
         }
         Some(Stop::LostLease)
     }
+}
+
+/// Up to `batch_max` items of the sink's source after `from`, and the
+/// position after them.
+async fn read_source(store: &dyn Store, pipeline: &str, spec: &SinkSpec, from: &SinkPosition) -> crate::store::StoreResult<(Vec<Item>, SinkPosition)> {
+    let (items, cursor) = match spec.source() {
+        SinkSource::Output => {
+            let page = store.read_output(pipeline, &from.cursor, spec.batch_max).await?;
+            (page.items.into_iter().map(Item::Event).collect::<Vec<_>>(), page.next_cursor)
+        }
+        SinkSource::Window(window) => {
+            let page = store.read_window_results(pipeline, &window, &from.cursor, spec.batch_max).await?;
+            (page.items.into_iter().map(Item::Window).collect::<Vec<_>>(), page.next_cursor)
+        }
+    };
+    let to = SinkPosition { cursor, seq: from.seq + items.len() as u64 };
+    Ok((items, to))
+}
+
+/// The full batch after `from`, if one is there (a partial one is left for
+/// [`Runner::next_batch`], which waits `batch_ms` for it to fill).
+async fn read_ahead(store: Arc<dyn Store>, pipeline: String, spec: Arc<SinkSpec>, from: SinkPosition) -> Option<Batch> {
+    let (items, to) = read_source(store.as_ref(), &pipeline, &spec, &from).await.ok()?;
+    (items.len() == spec.batch_max).then(|| Batch::from_source(&pipeline, &spec.name, items, from, to))
 }
 
 /// Whether redelivery id `a` comes after `b` (stream ids `ms-seq` or plain

@@ -182,16 +182,18 @@ impl SinkState for EmbeddedStore {
             if events == 0 {
                 return Ok(SinkLag::default());
             }
-            // The first second whose newest output is past the cursor holds the oldest waiting one.
+            // The first second whose newest output is past the cursor holds
+            // the oldest waiting one: walk back from the newest second (marks
+            // grow with time), so the cost follows the lag, not the retention.
             let after = parse_cursor(&position.cursor)?;
             let marks = txn.open_table(OUTPUT_MARKS).map_err(db_err)?;
             let mut oldest_at = None;
-            for item in marks.range((p, i64::MIN)..=(p, i64::MAX)).map_err(db_err)?.take(MARKS_SCANNED) {
+            for item in marks.range((p, i64::MIN)..=(p, i64::MAX)).map_err(db_err)?.rev().take(MARKS_SCANNED) {
                 let (key, seq) = item.map_err(db_err)?;
-                if seq.value() > after {
-                    oldest_at = Some(key.value().1);
+                if seq.value() <= after {
                     break;
                 }
+                oldest_at = Some(key.value().1);
             }
             Ok(SinkLag { events, oldest_at })
         })
@@ -214,5 +216,5 @@ impl SinkState for EmbeddedStore {
 }
 
 /// Seconds of output marks read to find when the oldest waiting output was
-/// appended (past that, `oldest_undelivered_at` is unknown: `None`).
+/// appended (a lag spanning more seconds answers the oldest of those read).
 const MARKS_SCANNED: usize = 100_000;

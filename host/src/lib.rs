@@ -8,8 +8,9 @@
 //! - [`runtime`]: the sandbox that runs stage plugins.
 //! - [`store`]: durable state, by capability, on Redis or embedded (redb).
 //! - [`window`]: windowed aggregations over event time.
-//! - [`engine`]: pipelines, workers, the closer; the API's one door.
-//! - [`sinks`]: delivering outputs and window results to Postgres, HTTP, NATS.
+//! - [`sinks`]: delivering outputs and window results to Postgres, HTTP,
+//!   NATS (uses `store`, and the plain spec types of `engine::spec`).
+//! - [`engine`]: pipelines, workers, the closer, sink runners; the API's one door.
 //! - [`api`]: the HTTP API of API.md.
 //! - [`cli`]: the `sluice` command.
 

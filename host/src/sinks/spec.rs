@@ -42,7 +42,9 @@ impl SinkKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkSpec {
+    /// `[a-z0-9-]{1,64}`, unique in the spec: the DLQ's `stage: "sink:<name>"`.
     pub name: String,
+    /// Which destination (one folder per kind).
     pub kind: SinkKind,
     /// `output` (default) or `window:<name>`.
     #[serde(default = "default_from")]

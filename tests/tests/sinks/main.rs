@@ -337,3 +337,51 @@ fn sink_specs_are_checked(store: StoreKind) {
     assert_eq!(status, 404, "{body}");
 }
 on_both_stores!(sink_specs_are_checked);
+
+/// The value of `metric` with `sink="<sink>"` in a server's `/metrics` (0 if never counted).
+fn prometheus_sink_counter(server: &Server, metric: &str, sink: &str) -> f64 {
+    let text = server.client().get(server.url("/metrics")).send().expect("GET /metrics").text().expect("a text body");
+    let label = format!("sink=\"{sink}\"");
+    text.lines()
+        .filter(|line| line.starts_with(metric) && line[metric.len()..].starts_with('{') && line.contains(&label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Two processes on one Redis share the pipeline's work, but each sink is
+/// delivered by one of them (its lease): Postgres gets every output once
+/// and only one process counts deliveries. Killing that process hands the
+/// sink to the other (once the 10 s lease runs out), which delivers the
+/// rest, still exactly once.
+#[test]
+fn two_servers_run_each_sink_once() {
+    let (store, _dir) = harness::redis_store("two_sinks");
+    let mut a = start(store.clone());
+    let table = event_table();
+    a.put_pipeline("web", &chain_spec(json!([pg_sink("warehouse", &table, 100)])));
+    let mut b = Server::start(store);
+    // Both run the pipeline (and a sink runner) before events come.
+    std::thread::sleep(Duration::from_millis(1500));
+    let events: Vec<Value> = (0..3000).map(page_view).collect();
+    for (i, part) in events.chunks(250).enumerate() {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let (status, answer) = server.ingest_ndjson("web", part);
+        assert_eq!(status, 202, "{answer}");
+    }
+    output_ids(&a, "web", 2400);
+    wait_delivered(&a, "web", "warehouse", 2400, Duration::from_secs(60));
+    let (da, db) = (prometheus_sink_counter(&a, "sluice_sink_delivered_total", "warehouse"), prometheus_sink_counter(&b, "sluice_sink_delivered_total", "warehouse"));
+    assert!((da == 0.0) != (db == 0.0) && da + db == 2400.0, "one process delivered: a {da}, b {db}");
+    // Kill the one delivering; the other takes over.
+    let (dead, alive) = if da > 0.0 { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    dead.kill9();
+    let more: Vec<Value> = (3000..4000).map(page_view).collect();
+    ingest(alive, "web", &more, 250);
+    let outputs = output_ids(alive, "web", 3200);
+    wait_delivered(alive, "web", "warehouse", 3200, Duration::from_secs(60));
+    assert_eq!(prometheus_sink_counter(alive, "sluice_sink_delivered_total", "warehouse"), 800.0, "the survivor delivered the rest");
+    let rows = pg_ids(&table);
+    assert_eq!(rows.len(), 3200, "no row twice");
+    assert_same_ids(&rows.into_iter().collect(), &outputs, "every output in the table");
+    pg_execute(&format!("DROP TABLE {table}"));
+}

@@ -340,12 +340,7 @@ on_both_stores!(sink_specs_are_checked);
 
 /// The value of `metric` with `sink="<sink>"` in a server's `/metrics` (0 if never counted).
 fn prometheus_sink_counter(server: &Server, metric: &str, sink: &str) -> f64 {
-    let text = server.client().get(server.url("/metrics")).send().expect("GET /metrics").text().expect("a text body");
-    let label = format!("sink=\"{sink}\"");
-    text.lines()
-        .filter(|line| line.starts_with(metric) && line[metric.len()..].starts_with('{') && line.contains(&label))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    server.prometheus_sum(metric, &format!("sink=\"{sink}\""))
 }
 
 /// Two processes on one Redis share the pipeline's work, but each sink is

@@ -22,6 +22,9 @@ pub const LEASE_MS: i64 = 10_000;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// How long to wait before trying again after the store failed.
 const STORE_BACKOFF: Duration = Duration::from_millis(500);
+/// How long to wait before opening a sink again (its position could not be
+/// read from the store or the destination): one warning per try.
+const OPEN_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What a runner needs.
 pub struct RunnerContext {
@@ -102,7 +105,7 @@ pub async fn run(mut ctx: RunnerContext, mut stop: watch::Receiver<bool>) {
                 emit(SinkRetrying { pipeline: &back.pipeline, sink: &back.spec.name, attempt: 0, error: &error });
                 ctx = back;
                 sink = Some(made);
-                if wait(&mut stop, STORE_BACKOFF).await {
+                if wait(&mut stop, OPEN_BACKOFF).await {
                     return;
                 }
             }

@@ -144,20 +144,12 @@ impl SinkState for RedisStore {
 
     async fn sink_forget(&self, pipeline: &str, sink: &str) -> StoreResult<()> {
         let s = self.sink_keys(pipeline, sink);
-        let s = &s;
-        self.run(|mut c| async move {
-            ::redis::pipe()
-                .atomic()
-                .hdel(&s.records, sink)
-                .ignore()
-                .hdel(&s.leases, sink)
-                .ignore()
-                .del(&s.replay)
-                .ignore()
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
+        let (records, leases, replay) = (&s.records, &s.leases, &s.replay);
+        // Three plain commands (each idempotent): a forget cut short is done again by the next.
+        let _: i64 = self.run(|mut c| async move { ::redis::cmd("HDEL").arg(records).arg(sink).query_async(&mut c).await }).await?;
+        let _: i64 = self.run(|mut c| async move { ::redis::cmd("HDEL").arg(leases).arg(sink).query_async(&mut c).await }).await?;
+        let _: i64 = self.run(|mut c| async move { ::redis::cmd("UNLINK").arg(replay).query_async(&mut c).await }).await?;
+        Ok(())
     }
 }
 

@@ -8,7 +8,9 @@
 //! - [`runtime`]: the sandbox that runs stage plugins.
 //! - [`store`]: durable state, by capability, on Redis or embedded (redb).
 //! - [`window`]: windowed aggregations over event time.
-//! - [`engine`]: pipelines, workers, the closer; the API's one door.
+//! - [`sinks`]: delivering outputs and window results to Postgres, HTTP,
+//!   NATS (uses `store`, and the plain spec types of `engine::spec`).
+//! - [`engine`]: pipelines, workers, the closer, sink runners; the API's one door.
 //! - [`api`]: the HTTP API of API.md.
 //! - [`cli`]: the `sluice` command.
 
@@ -18,5 +20,6 @@ pub mod domain;
 pub mod engine;
 pub mod internal_events;
 pub mod runtime;
+pub mod sinks;
 pub mod store;
 pub mod window;

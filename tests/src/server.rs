@@ -240,6 +240,16 @@ impl Server {
         }
     }
 
+    /// The sum of `metric` over its series in `GET /metrics` whose labels
+    /// include `label` (e.g. `pipeline="web"`); 0 when never counted.
+    pub fn prometheus_sum(&self, metric: &str, label: &str) -> f64 {
+        let text = self.auth(self.client.get(self.url("/metrics"))).send().expect("GET /metrics").text().expect("a text body");
+        text.lines()
+            .filter(|line| line.starts_with(metric) && line[metric.len()..].starts_with('{') && line.contains(label))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The pipeline's metrics, asserting they answer 200.
     pub fn metrics(&self, pipeline: &str) -> Value {
         let (status, m) = self.get(&format!("/v1/pipelines/{pipeline}/metrics"));

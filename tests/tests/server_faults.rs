@@ -17,12 +17,7 @@ const SLEEP_MS: u64 = 4_000;
 /// The value of `metric{pipeline="<pipeline>"}` in `GET /metrics` (0 when
 /// it was never counted).
 fn prometheus_counter(server: &Server, metric: &str, pipeline: &str) -> f64 {
-    let text = server.client().get(server.url("/metrics")).send().expect("GET /metrics").text().expect("a text body");
-    let label = format!("pipeline=\"{pipeline}\"");
-    text.lines()
-        .filter(|line| line.starts_with(metric) && line[metric.len()..].starts_with('{') && line.contains(&label))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    server.prometheus_sum(metric, &format!("pipeline=\"{pipeline}\""))
 }
 
 /// Every event runs for 4 s, past the 1.5 s reclaim time: the worker keeps

@@ -30,6 +30,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 429: the pipeline's queue is at its bound (events or bytes).
     Backpressure { queue_depth: u64, queue_bytes: u64, retry_after_s: u64 },
+    /// 429: a sink's lag is past the pipeline's `max_sink_lag`.
+    SinkBackpressure { sink: String, lag: u64, max_sink_lag: u64, retry_after_s: u64 },
     /// 503: the store is unreachable.
     Unavailable(String),
     /// 503 on ingest: the store did not answer the enqueue in time, and
@@ -105,6 +107,12 @@ impl IntoResponse for ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"error": "backpressure", "message": format!("the pipeline's queue is full ({queue_depth} events, {queue_bytes} bytes queued; see max_queue_depth and max_queue_bytes); nothing from this request was queued, retry after {retry_after_s} s"),
                        "queue_depth": queue_depth, "queue_bytes": queue_bytes, "retry_after_s": retry_after_s}),
+                Some(retry_after_s),
+            ),
+            ApiError::SinkBackpressure { sink, lag, max_sink_lag, retry_after_s } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"error": "backpressure", "message": format!("sink `{sink}` has {lag} events waiting, past the pipeline's max_sink_lag of {max_sink_lag}; nothing from this request was queued, retry after {retry_after_s} s"),
+                       "sink": sink, "sink_lag": lag, "retry_after_s": retry_after_s}),
                 Some(retry_after_s),
             ),
             ApiError::Unavailable(m) => (

@@ -23,6 +23,7 @@ pub mod monitoring;
 mod open_mode;
 pub mod pipelines;
 pub mod plugins;
+pub mod sinks;
 pub mod tables;
 pub mod windows;
 
@@ -93,6 +94,7 @@ pub fn router(state: Arc<AppState>, tokens: Tokens) -> Router {
         .merge(plugins::router())
         .merge(pipelines::router())
         .merge(tables::router())
+        .merge(sinks::router())
         .merge(windows::router())
         .merge(monitoring::admin_router())
         .route_layer(layer(Role::Admin));

@@ -147,11 +147,13 @@ async fn output(State(state): State<Arc<AppState>>, Path(id): Path<String>, Quer
 
 async fn metrics(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let report = state.engine.pipeline_report(&id).await?;
+    let sinks = state.engine.sink_statuses(&id).await?;
     let c = report.counters;
     Ok(Json(json!({
         "accepted": c.accepted, "rejected": c.rejected, "processed": c.processed, "emitted": c.emitted,
         "dlq_size": c.dlq_size, "queue_depth": c.queue_depth, "queue_bytes": c.queue_bytes,
         "throughput_per_s": report.throughput_per_s,
         "stages": report.stages,
+        "sinks": sinks.iter().map(super::sinks::sink_json).collect::<Vec<_>>(),
     })))
 }

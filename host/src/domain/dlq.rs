@@ -34,6 +34,9 @@ pub enum ErrorKind {
     /// The host could not complete the event's entry (a completion that kept
     /// failing), not the stage's fault.
     Internal,
+    /// A sink could not deliver the event (a permanent refusal, or retries
+    /// ran out): `stage` is `sink:<name>`.
+    Sink,
 }
 
 impl ErrorKind {
@@ -51,6 +54,7 @@ impl ErrorKind {
             ErrorKind::OutputLimit => "output_limit",
             ErrorKind::Late => "late",
             ErrorKind::Internal => "internal",
+            ErrorKind::Sink => "sink",
         }
     }
 }
@@ -81,6 +85,11 @@ pub enum FailedAt {
         /// The window's name in the spec.
         window: String,
     },
+    /// At a sink that could not deliver it (stored as `sink:<name>`).
+    Sink {
+        /// The sink's name in the spec.
+        sink: String,
+    },
 }
 
 impl FailedAt {
@@ -88,15 +97,18 @@ impl FailedAt {
     pub fn from_fields(stage: String, plugin: String, plugin_version: u32) -> FailedAt {
         match ReplayStart::parse(&stage) {
             ReplayStart::Window(window) => FailedAt::Window { window },
+            ReplayStart::Sink(sink) => FailedAt::Sink { sink },
             ReplayStart::Stage(stage) => FailedAt::Stage { stage, plugin, plugin_version },
         }
     }
 
-    /// Where a replay of the entry starts: the failed stage, or the window.
+    /// Where a replay of the entry starts: the failed stage, the window, or
+    /// the sink.
     pub fn replay_start(&self) -> ReplayStart {
         match self {
             FailedAt::Stage { stage, .. } => ReplayStart::Stage(stage.clone()),
             FailedAt::Window { window } => ReplayStart::Window(window.clone()),
+            FailedAt::Sink { sink } => ReplayStart::Sink(sink.clone()),
         }
     }
 
@@ -109,7 +121,7 @@ impl FailedAt {
     pub fn plugin(&self) -> &str {
         match self {
             FailedAt::Stage { plugin, .. } => plugin,
-            FailedAt::Window { .. } => "",
+            FailedAt::Window { .. } | FailedAt::Sink { .. } => "",
         }
     }
 
@@ -117,7 +129,7 @@ impl FailedAt {
     pub fn plugin_version(&self) -> u32 {
         match self {
             FailedAt::Stage { plugin_version, .. } => *plugin_version,
-            FailedAt::Window { .. } => 0,
+            FailedAt::Window { .. } | FailedAt::Sink { .. } => 0,
         }
     }
 }

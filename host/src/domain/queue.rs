@@ -20,16 +20,24 @@ pub enum ReplayStart {
     Stage(String),
     /// Skip the stages: apply the event to this window only.
     Window(String),
+    /// Deliver to this sink only (a replayed sink failure). The store puts
+    /// such a replay on the sink's own redelivery list, never on the queue.
+    Sink(String),
 }
 
 impl ReplayStart {
     /// What the stored string of a [`ReplayStart::Window`] starts with.
     pub const WINDOW_PREFIX: &'static str = "window:";
+    /// What the stored string of a [`ReplayStart::Sink`] starts with.
+    pub const SINK_PREFIX: &'static str = "sink:";
 
     /// Reads the stored form (see the type's doc).
     pub fn parse(stored: &str) -> ReplayStart {
-        match stored.strip_prefix(Self::WINDOW_PREFIX) {
-            Some(window) => ReplayStart::Window(window.to_string()),
+        if let Some(window) = stored.strip_prefix(Self::WINDOW_PREFIX) {
+            return ReplayStart::Window(window.to_string());
+        }
+        match stored.strip_prefix(Self::SINK_PREFIX) {
+            Some(sink) => ReplayStart::Sink(sink.to_string()),
             None => ReplayStart::Stage(stored.to_string()),
         }
     }
@@ -39,6 +47,7 @@ impl ReplayStart {
         match self {
             ReplayStart::Stage(stage) => stage.clone(),
             ReplayStart::Window(window) => format!("{}{window}", Self::WINDOW_PREFIX),
+            ReplayStart::Sink(sink) => format!("{}{sink}", Self::SINK_PREFIX),
         }
     }
 }
@@ -54,7 +63,7 @@ impl Serialize for ReplayStart {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             ReplayStart::Stage(stage) => serializer.serialize_str(stage),
-            ReplayStart::Window(_) => serializer.serialize_str(&self.to_stored()),
+            ReplayStart::Window(_) | ReplayStart::Sink(_) => serializer.serialize_str(&self.to_stored()),
         }
     }
 }
@@ -105,7 +114,7 @@ impl QueuedEvent {
                 out.extend_from_slice(b",\"start_stage\":");
                 write_json_str(out, stage);
             }
-            Some(start @ ReplayStart::Window(_)) => {
+            Some(start @ (ReplayStart::Window(_) | ReplayStart::Sink(_))) => {
                 out.extend_from_slice(b",\"start_stage\":");
                 write_json_str(out, &start.to_stored());
             }
@@ -240,6 +249,7 @@ mod tests {
         for (stored, start) in [
             ("enrich", ReplayStart::Stage("enrich".into())),
             ("window:per-minute", ReplayStart::Window("per-minute".into())),
+            ("sink:warehouse", ReplayStart::Sink("warehouse".into())),
         ] {
             assert_eq!(ReplayStart::parse(stored), start);
             assert_eq!(start.to_stored(), stored);

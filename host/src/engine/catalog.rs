@@ -72,6 +72,15 @@ impl Engine {
     /// it in. Answers whether it was created (vs replaced) and the stored spec.
     pub async fn put_pipeline(self: &Arc<Self>, id: &str, body: &[u8]) -> Result<(bool, Arc<PipelineSpec>), EngineError> {
         let mut spec = PipelineSpec::parse(body).map_err(EngineError::InvalidSpec)?;
+        // Secrets come from this process's environment: a name that is not set is refused now.
+        for (i, sink) in spec.sinks.iter().enumerate() {
+            if let Some(missing) = sink.missing_env().first() {
+                return Err(EngineError::InvalidSpec(format!(
+                    "invalid pipeline spec at `sinks[{i}]` ({}): environment variable {missing} is not set in the server's environment",
+                    sink.name
+                )));
+            }
+        }
         let plugins = self.store.list_plugins().await?;
         for (i, stage) in spec.stages.iter_mut().enumerate() {
             let versions: Vec<u32> = plugins.iter().filter(|p| p.name == stage.plugin).map(|p| p.version).collect();

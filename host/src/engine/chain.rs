@@ -103,6 +103,10 @@ pub fn run_chain(stages: &[ChainStage], entries: Vec<(String, Vec<QueuedEvent>)>
                     window_replays[entry].push((window, q.event));
                     continue;
                 }
+                // A sink replay belongs on that sink's redelivery list (the
+                // store puts it there); one found on the queue anyway has
+                // been through the stages: it goes to the output.
+                Some(ReplayStart::Sink(_)) => (stages.len(), 1),
                 // A stage that is gone from the current spec restarts the event at the first stage.
                 Some(ReplayStart::Stage(name)) => match stages.iter().position(|s| s.name == name) {
                     Some(i) => (i, q.attempt.max(1)),

@@ -11,12 +11,16 @@ use crate::domain::{
     now_ms, Counters, DlqEntry, DlqSelector, EnqueueOptions, EnqueueOutcome, Enqueued, Event, IdempotencyRecord, Page, QueueLimits, QueuedEvent,
     ReplayReport,
 };
-use crate::internal_events::{emit, IngestAnswered, PipelineMetrics};
+use super::sinks::SinkGate;
+use crate::internal_events::{emit, IngestAnswered, PipelineMetrics, SinkBackpressure};
 
 /// What ingest into one pipeline needs: its bounds and metric handles.
 pub struct IngestTarget {
     spec: Arc<PipelineSpec>,
     metrics: Arc<PipelineMetrics>,
+    /// Set where the pipeline runs here (its lag watch feeds it).
+    sink_gate: Option<Arc<SinkGate>>,
+    pipeline: String,
 }
 
 impl IngestTarget {
@@ -33,6 +37,19 @@ impl IngestTarget {
     /// The spec's `max_future_ms`: how far ahead of the clock an event may be.
     pub fn max_future_ms(&self) -> u64 {
         self.spec.max_future_ms
+    }
+
+    /// The spec's `max_sink_lag`.
+    pub fn max_sink_lag(&self) -> u64 {
+        self.spec.max_sink_lag
+    }
+
+    /// The sink whose lag is past the spec's `max_sink_lag` (and that lag),
+    /// if any: ingest answers 429 naming it.
+    pub fn sink_over_lag(&self) -> Option<(String, u64)> {
+        let over = self.sink_gate.as_ref()?.over()?;
+        emit(SinkBackpressure { pipeline: &self.pipeline, sink: &over.0 });
+        Some(over)
     }
 }
 
@@ -51,12 +68,12 @@ impl Engine {
     /// What ingest into pipeline `id` needs to know (404 if there is no
     /// such pipeline): from memory when it runs here, else from the store.
     pub async fn ingest_target(&self, id: &str) -> Result<IngestTarget, EngineError> {
-        Ok(match self.running(id) {
-            Some(p) => IngestTarget { spec: p.spec.clone(), metrics: p.metrics.clone() },
+        Ok(match self.running_with_gate(id) {
+            Some((p, gate)) => IngestTarget { spec: p.spec.clone(), metrics: p.metrics.clone(), sink_gate: Some(gate), pipeline: id.to_string() },
             None => {
                 let spec = self.pipeline_spec(id).await?;
                 let metrics = Arc::new(PipelineMetrics::register(id, &spec.stage_names()));
-                IngestTarget { spec, metrics }
+                IngestTarget { spec, metrics, sink_gate: None, pipeline: id.to_string() }
             }
         })
     }

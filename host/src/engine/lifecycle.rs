@@ -15,7 +15,8 @@ use tokio::task::JoinHandle;
 use super::chain::ChainStage;
 use super::spec::PipelineSpec;
 use super::stats::Stats;
-use super::{closer, maintenance, worker, Engine, EngineConfig, EngineError, KnownSpec, Pipeline};
+use super::sinks::SinkGate;
+use super::{closer, maintenance, sinks, worker, Engine, EngineConfig, EngineError, KnownSpec, Pipeline};
 use crate::internal_events::{emit, PipelineMetrics, PipelineNotStarted};
 use crate::runtime::{MemoryTables, Runtime, StageRunner, StageSetupError, StageSpec};
 use crate::store::{Store, StoreError};
@@ -25,6 +26,8 @@ use crate::window::WindowSet;
 /// A pipeline's running state in this process.
 pub(super) struct Running {
     current: Arc<RwLock<Arc<Pipeline>>>,
+    /// The sink holding ingest back, as this process's lag watch last saw.
+    pub(super) sink_gate: Arc<SinkGate>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -150,6 +153,11 @@ impl Engine {
         self.pipelines.read().get(id).map(|r| r.current.read().clone())
     }
 
+    /// The running pipeline `id` with its sink gate, if it runs here.
+    pub(super) fn running_with_gate(&self, id: &str) -> Option<(Arc<Pipeline>, Arc<SinkGate>)> {
+        self.pipelines.read().get(id).map(|r| (r.current.read().clone(), r.sink_gate.clone()))
+    }
+
     /// Makes the stages of a spec (plugin bytes from the store, compiled by
     /// the runtime, `init` run on the config).
     pub(super) async fn build(&self, id: &str, spec: Arc<PipelineSpec>) -> Result<Pipeline, EngineError> {
@@ -215,11 +223,14 @@ impl Engine {
             let consumer = format!("{}-w{n}", self.config.consumer_prefix);
             tasks.push(tokio::spawn(worker::run(shared.clone(), consumer, stopped.clone())));
         }
+        let sink_gate = Arc::new(SinkGate::default());
+        tasks.push(tokio::spawn(sinks::watch_lag(shared.clone(), sink_gate.clone(), stopped.clone())));
         if self.config.workers > 0 {
             tasks.push(tokio::spawn(maintenance::run(shared.clone(), stopped.clone())));
+            tasks.push(tokio::spawn(sinks::supervise(shared.clone(), stopped.clone())));
             tasks.push(tokio::spawn(closer::run(shared, stopped)));
         }
-        running.insert(id, Running { current, stop, tasks });
+        running.insert(id, Running { current, sink_gate, stop, tasks });
     }
 
     /// Stops the pipeline's tasks here (they finish their current batch).

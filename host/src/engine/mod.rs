@@ -14,10 +14,12 @@
 //! - [`maintenance`]: promoting due retries, output retention, reclaiming a
 //!   silent worker's entries.
 //! - [`closer`]: closing windows and checking spike rules.
+//! - [`sinks`]: one runner per sink of the spec (`crate::sinks`), each
+//!   sink's lag (ingest's `max_sink_lag` check), `GET …/sinks`.
 //! - [`spec`]: the pipeline spec, parsed and checked once.
 //! - [`stats`]: process-local latency and throughput figures.
 //!
-//! May use: `domain`, `internal_events`, `runtime`, `store`, `window`.
+//! May use: `domain`, `internal_events`, `runtime`, `sinks`, `store`, `window`.
 
 mod catalog;
 pub mod chain;
@@ -28,6 +30,7 @@ pub mod idempotency;
 mod window_data;
 mod lifecycle;
 mod maintenance;
+mod sinks;
 pub mod spec;
 pub mod stats;
 mod worker;
@@ -49,6 +52,7 @@ use stats::Stats;
 
 pub use data::{IngestTarget, PipelineReport};
 pub use health::Readiness;
+pub use sinks::{SinkGate, SinkStatus};
 pub use window_data::{watermark_value, LiveCursor, LiveNews, WindowAnswer};
 
 /// How the engine runs (per process).

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::domain::MAX_DEDUP_WINDOW_MS;
 use crate::runtime::StageLimits;
+use crate::sinks::spec::{SinkSpec, MAX_SINKS};
 use crate::window::WindowSpec;
 
 /// Default bound on a pipeline's queue depth.
@@ -42,6 +43,24 @@ pub struct PipelineSpec {
     /// harmless); the store keeps the ids of that long, so at most 24 h.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dedup_window_ms: u64,
+    /// Where the pipeline's outputs (or a window's results) are delivered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<SinkSpec>,
+    /// When a sink has more events than this waiting, ingest answers 429
+    /// (a slow destination pushes back on producers).
+    #[serde(default = "default_max_sink_lag", skip_serializing_if = "is_default_max_sink_lag")]
+    pub max_sink_lag: u64,
+}
+
+/// Default for `max_sink_lag` (API.md).
+pub const DEFAULT_MAX_SINK_LAG: u64 = 100_000;
+
+fn default_max_sink_lag() -> u64 {
+    DEFAULT_MAX_SINK_LAG
+}
+
+fn is_default_max_sink_lag(v: &u64) -> bool {
+    *v == DEFAULT_MAX_SINK_LAG
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -229,10 +248,29 @@ impl PipelineSpec {
                 "invalid pipeline spec at `output_retention_ms`: must be 1000 to {MAX_OUTPUT_RETENTION_MS} (ms), or 0 to keep outputs until they are trimmed by hand"
             ));
         }
+        self.validate_sinks()?;
         if self.dedup_window_ms > MAX_DEDUP_WINDOW_MS {
             return Err(format!(
                 "invalid pipeline spec at `dedup_window_ms`: must be 0 (off) to {MAX_DEDUP_WINDOW_MS} (24 h); the store keeps every id accepted within the window"
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_sinks(&self) -> Result<(), String> {
+        if self.sinks.len() > MAX_SINKS {
+            return Err(format!("invalid pipeline spec at `sinks`: at most {MAX_SINKS} sinks"));
+        }
+        if self.max_sink_lag == 0 || self.max_sink_lag > 100_000_000 {
+            return Err("invalid pipeline spec at `max_sink_lag`: must be 1 to 100000000".into());
+        }
+        let windows: Vec<&str> = self.windows.iter().map(|w| w.name.as_str()).collect();
+        let mut names = std::collections::HashSet::new();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            sink.validate(&format!("sinks[{i}]"), &windows)?;
+            if !names.insert(sink.name.as_str()) {
+                return Err(format!("invalid pipeline spec at `sinks[{i}].name`: duplicate sink name {:?}", sink.name));
+            }
         }
         Ok(())
     }

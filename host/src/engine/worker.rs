@@ -161,6 +161,7 @@ async fn dead_letter_entry(shared: &Shared, pipeline: &Pipeline, id: &str, event
             };
             let failed_at = match (&queued.start_stage, stage) {
                 (Some(ReplayStart::Window(window)), _) => FailedAt::Window { window: window.clone() },
+                (Some(ReplayStart::Sink(sink)), _) => FailedAt::Sink { sink: sink.clone() },
                 (_, Some(s)) => FailedAt::Stage { stage: s.name.clone(), plugin: s.plugin.clone(), plugin_version: s.plugin_version },
                 (_, None) => FailedAt::Stage { stage: String::new(), plugin: String::new(), plugin_version: 0 },
             };

@@ -13,6 +13,7 @@
 mod engine;
 mod pipeline;
 mod plugin;
+mod sink;
 mod store;
 
 pub use engine::{
@@ -20,6 +21,7 @@ pub use engine::{
     WindowApplyWaiting, WindowsClosed,
 };
 pub use pipeline::{BatchProcessed, IngestAnswered, PipelineMetrics, StageBatch};
+pub use sink::{SinkBackpressure, SinkDeadLettered, SinkDelivered, SinkLagMeasured, SinkRetrying};
 pub use store::{BadPaneRowSkipped, CatalogReset, CatalogRestored, StoreNotDurable, TooFewReplicas};
 pub use plugin::{CompiledPluginRejected, PluginCacheProblem, PluginLogDropped, PluginLogged, PluginPrinted, PluginRef, StageTrapped};
 

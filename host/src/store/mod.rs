@@ -4,7 +4,7 @@
 //!
 //! One small trait per capability ([`PluginCatalog`], [`PipelineCatalog`],
 //! [`TableCatalog`], [`Queue`], [`DeadLetters`], [`Outputs`],
-//! [`WindowState`], [`Alerts`], [`Health`]); [`Store`] is all of them, so
+//! [`WindowState`], [`Alerts`], [`SinkState`], [`Health`]); [`Store`] is all of them, so
 //! `Arc<dyn Store>` is the handle the rest of the host passes around. Bring
 //! the methods into scope with `use crate::store::prelude::*;`.
 //!
@@ -34,6 +34,7 @@ pub mod outputs;
 pub mod queue;
 pub mod redis;
 pub mod shared;
+pub mod sinks;
 pub mod windows;
 
 use async_trait::async_trait;
@@ -44,12 +45,13 @@ pub use catalog::{PipelineCatalog, PluginCatalog, TableCatalog};
 pub use dlq::DeadLetters;
 pub use outputs::Outputs;
 pub use queue::Queue;
+pub use sinks::SinkState;
 pub use windows::{Alerts, WindowState};
 
 /// Every store trait, for `use crate::store::prelude::*;` where store
 /// methods are called (trait methods need their trait in scope).
 pub mod prelude {
-    pub use super::{Alerts, DeadLetters, Health, Outputs, PipelineCatalog, PluginCatalog, Queue, Store, TableCatalog, WindowState};
+    pub use super::{Alerts, DeadLetters, Health, Outputs, PipelineCatalog, PluginCatalog, Queue, SinkState, Store, TableCatalog, WindowState};
 }
 
 /// Errors from a store. `Unavailable` maps to HTTP 503 with `Retry-After`.
@@ -90,11 +92,11 @@ pub trait Health: Send + Sync {
 /// The whole store interface: every capability. Implemented for any type
 /// that has them all. Every method is one atomic step.
 pub trait Store:
-    Health + PluginCatalog + PipelineCatalog + TableCatalog + Queue + DeadLetters + Outputs + WindowState + Alerts + Send + Sync + 'static
+    Health + PluginCatalog + PipelineCatalog + TableCatalog + Queue + DeadLetters + Outputs + WindowState + Alerts + SinkState + Send + Sync + 'static
 {
 }
 
 impl<T> Store for T where
-    T: Health + PluginCatalog + PipelineCatalog + TableCatalog + Queue + DeadLetters + Outputs + WindowState + Alerts + Send + Sync + 'static
+    T: Health + PluginCatalog + PipelineCatalog + TableCatalog + Queue + DeadLetters + Outputs + WindowState + Alerts + SinkState + Send + Sync + 'static
 {
 }

@@ -55,6 +55,11 @@ pub fn check_finite(results: &[EntryResult]) -> StoreResult<()> {
     Ok(())
 }
 
+/// A fresh random token for a new sink record ([`crate::domain::SinkRecord::epoch`]).
+pub fn new_epoch() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 /// What a queue entry holds: its events as one JSON array.
 pub fn queue_json(events: &[QueuedEvent]) -> Vec<u8> {
     json_array(events, |q| q.event.byte_size() + 96, QueuedEvent::write_json)

@@ -110,6 +110,10 @@ async fn post_events(State(state): State<Arc<AppState>>, Path(pipeline): Path<St
     // The body is read before any refusal, so the client's keep-alive connection stays usable.
     let target = state.engine.ingest_target(&pipeline).await?;
     let key = idempotency_key(&headers)?;
+    // A slow sink pushes back like a full queue (checked first: nothing is parsed or queued).
+    if let Some((sink, lag)) = target.sink_over_lag() {
+        return Err(ApiError::SinkBackpressure { sink, lag, max_sink_lag: target.max_sink_lag(), retry_after_s: BACKPRESSURE_RETRY_AFTER_S });
+    }
     let never_fits = |what: String| {
         ApiError::TooManyEvents(format!(
             "this request has {what}; pipeline `{pipeline}` queues at most {} events (max_queue_depth) and {} bytes (max_queue_bytes), \

@@ -2,7 +2,8 @@
 //! binary) on the chosen store, uploads the example plugins, creates the
 //! 3-stage pipeline bot-filter → url-parts → pii-redact, drives it with HTTP
 //! keep-alive clients posting NDJSON batches for a fixed time, and reports
-//! events/s, ingest latency, event-to-output latency and the server's peak RSS.
+//! events/s, ingest latency, event-to-output latency and the server's peak RSS;
+//! with `--sink KIND`, the same pipeline delivering into one sink (`sink`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -17,6 +18,7 @@ use serde_json::{json, Value};
 
 mod cpu;
 mod output_tail;
+mod sink;
 use cpu::CpuReading;
 use output_tail::{read_outputs, OutputTail};
 
@@ -71,6 +73,16 @@ pub struct BenchArgs {
     /// replicas each enqueue and completion waits for.
     #[arg(long, default_value_t = 0)]
     pub redis_wait_replicas: u32,
+    /// Run only the sink benchmark for this kind (`postgres`, `http`,
+    /// `nats`): the pipeline delivering into it at full speed, then at
+    /// half that rate for event-to-delivery latency.
+    #[arg(long)]
+    pub sink: Option<String>,
+    /// The destination for `--sink postgres` or `nats` (default
+    /// postgres://postgres@127.0.0.1:5432/test, nats://127.0.0.1:4222;
+    /// `http` uses a receiver inside the bench).
+    #[arg(long)]
+    pub sink_url: Option<String>,
 }
 
 /// The pipeline every run drives.
@@ -554,6 +566,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<i32> {
     );
     if args.processing_only {
         return processing_comparison(&args).map(|_| 0);
+    }
+    if let Some(kind) = &args.sink {
+        return sink::run(&rt, &args, kind).map(|_| 0);
     }
 
     let server = start_server(&args.store)?;

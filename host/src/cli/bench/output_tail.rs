@@ -25,7 +25,7 @@ impl OutputTail {
 /// The `sent_at` members in a JSON array of output events, in order (a
 /// scan, not a parse: the reader must keep up with the pipeline on the same
 /// cores; the bench's events have one each).
-fn sent_ats(events_json: &[u8]) -> impl Iterator<Item = i64> + '_ {
+pub(super) fn sent_ats(events_json: &[u8]) -> impl Iterator<Item = i64> + '_ {
     memchr::memmem::find_iter(events_json, b"\"sent_at\":").filter_map(|at| {
         let digits = &events_json[at + 10..];
         let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();

@@ -157,6 +157,7 @@ impl PipelineCatalog for EmbeddedStore {
                 }
                 delete_window_data(&txn, p)?;
                 super::ingest_once::delete_all(&txn, p)?;
+                super::sinks::delete_all(&txn, p)?;
                 txn.commit().map_err(db_err)?;
                 Ok(existed)
             })
@@ -164,6 +165,7 @@ impl PipelineCatalog for EmbeddedStore {
         let state = self.state(id);
         state.mem.lock().pending.clear();
         state.gate.lock().until = 0;
+        state.sink_leases.lock().clear();
         Ok(existed)
     }
 

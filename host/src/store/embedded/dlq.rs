@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use redb::ReadableTable;
 
 use super::*;
-use crate::domain::{DlqEntry, DlqSelector, Page, QueuedEvent, ReplayReport};
+use crate::domain::{DlqEntry, DlqSelector, FailedAt, Page, QueuedEvent, ReplayReport};
 use crate::store::shared::{unique_ids, REPLAY_CHUNK};
 use crate::store::DeadLetters;
 
@@ -67,9 +67,15 @@ impl DeadLetters for EmbeddedStore {
                         return Ok(ReplayReport { replayed: 0, failed });
                     }
                     let mut events = Vec::with_capacity(picked.len());
+                    // A sink's failures go back to that sink's redelivery list only.
+                    let mut to_sinks = Vec::new();
                     for s in &picked {
                         let Some(bytes) = dlq.remove((p, *s)).map_err(db_err)? else { continue };
                         let entry = parse_dlq(*s, bytes.value())?;
+                        if let FailedAt::Sink { sink } = &entry.failed_at {
+                            to_sinks.push((sink.clone(), to_json(&entry.event)?));
+                            continue;
+                        }
                         let start = entry.failed_at.replay_start();
                         let queued = QueuedEvent { event: entry.event, start_stage: Some(start), attempt: 1, first_failed_at: None };
                         events.push(to_json(&queued)?);
@@ -78,13 +84,17 @@ impl DeadLetters for EmbeddedStore {
                     let mut seq = Seq::load(&meta)?;
                     let mut queue = txn.open_table(QUEUE).map_err(db_err)?;
                     let bytes = append_chunks(&mut queue, &mut seq, p, &events, REPLAY_CHUNK)?;
+                    let mut replays = txn.open_table(SINK_REPLAY).map_err(db_err)?;
+                    for (sink, event) in &to_sinks {
+                        replays.insert((p, sink.as_str(), seq.take()), event.as_slice()).map_err(db_err)?;
+                    }
                     seq.save(&mut meta)?;
                     let n = events.len() as i64;
                     let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;
                     add(&mut counters, p, DEPTH, n)?;
                     add(&mut counters, p, QUEUE_BYTES, bytes as i64)?;
-                    add(&mut counters, p, DLQ_SIZE, -n)?;
-                    ReplayReport { replayed: n as u64, failed }
+                    add(&mut counters, p, DLQ_SIZE, -(n + to_sinks.len() as i64))?;
+                    ReplayReport { replayed: (n as u64) + to_sinks.len() as u64, failed }
                 };
                 txn.commit().map_err(db_err)?;
                 Ok(report)

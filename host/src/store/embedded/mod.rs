@@ -32,6 +32,7 @@ mod dlq;
 mod ingest_once;
 mod outputs;
 mod queue;
+mod sinks;
 mod sketch;
 mod windows;
 
@@ -107,6 +108,10 @@ const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("
 /// (pipeline, expires at ms, key SHA-256): IDEMPOTENCY by expiry, so purging
 /// reads only what expired.
 const IDEMPOTENCY_EXPIRY: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("idempotency_expiry");
+/// (pipeline, sink) → the sink's record JSON ([`crate::domain::SinkRecord`]).
+const SINKS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("sinks");
+/// (pipeline, sink, seq) → event JSON: events a DLQ replay sent back to that sink only.
+const SINK_REPLAY: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("sink_replay");
 /// (pipeline, event id) → when it was accepted (ms): the dedup window's ids.
 const SEEN_IDS: TableDefinition<(&str, &str), i64> = TableDefinition::new("seen_ids");
 /// (pipeline, accepted at ms, event id): SEEN_IDS by time, for purging.
@@ -137,6 +142,8 @@ struct PipeState {
     /// The close gate. Read and written only while holding a redb write
     /// transaction, which orders it with window applies.
     gate: Mutex<Gate>,
+    /// Sink leases: sink → (holder, until ms).
+    sink_leases: Mutex<HashMap<String, (String, i64)>>,
 }
 
 /// A pipeline's close gate, in memory.
@@ -198,6 +205,8 @@ impl EmbeddedStore {
             txn.open_table(IDEMPOTENCY_EXPIRY).map_err(db_err)?;
             txn.open_table(SEEN_IDS).map_err(db_err)?;
             txn.open_table(SEEN_BY_TIME).map_err(db_err)?;
+            txn.open_table(SINKS).map_err(db_err)?;
+            txn.open_table(SINK_REPLAY).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(EmbeddedStore { db: Arc::new(db), pipes: Mutex::new(HashMap::new()) })

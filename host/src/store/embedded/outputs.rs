@@ -30,8 +30,16 @@ impl Outputs for EmbeddedStore {
                     let (_, seq) = item.map_err(db_err)?;
                     newest = newest.max(Some(seq.value()));
                 }
-                let Some(newest) = newest else { return Ok(0) };
-                marks.retain_in(done, |_, _| false).map_err(db_err)?;
+                let Some(mut newest) = newest else { return Ok(0) };
+                // Never past what a sink of the output has not passed; marks
+                // of seconds not wholly deleted stay for a later trim.
+                if let Some(floor) = super::sinks::output_floor(&txn, p)? {
+                    if floor == 0 {
+                        return Ok(0);
+                    }
+                    newest = newest.min(floor - 1);
+                }
+                marks.retain_in(done, |_, seq| seq > newest).map_err(db_err)?;
                 let mut output = txn.open_table(OUTPUT).map_err(db_err)?;
                 let mut deleted = 0u64;
                 output

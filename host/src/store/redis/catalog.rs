@@ -125,6 +125,7 @@ impl PipelineCatalog for RedisStore {
             .await?;
         self.delete_window_keys(id).await?;
         self.delete_keys_under(&self.keys(id).idempotency).await?;
+        self.delete_sink_keys(id).await?;
         Ok(existed == 1)
     }
 

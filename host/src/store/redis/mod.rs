@@ -4,7 +4,7 @@
 //!
 //! This file holds the connection, the key layout and the helpers; each
 //! capability is in its own file (`catalog`, `queue`, `complete`, `dlq`,
-//! `outputs`, `windows`, `alerts`, `health`), and the Lua scripts in `lua/*.lua`,
+//! `outputs`, `windows`, `alerts`, `sinks`, `health`), and the Lua scripts in `lua/*.lua`,
 //! each opening with what its KEYS and ARGV are. May use `crate::domain`,
 //! `super` (the store traits and shared rules) and external crates.
 //!
@@ -21,6 +21,9 @@
 //! | `P:{id}:dlq` | stream | one entry per failed event: `e` = event JSON, `s` = where a replay starts (JSON string: the stage, or `window:<name>`), `m` = the rest (JSON) |
 //! | `P:{id}:retry` | sorted set | score = due time (ms), member = `<random hex>|<queued event JSON>` |
 //! | `P:{id}:idem:<sha256 of the key>` | hash, 24 h TTL | an ingest request's idempotency record: `d` = body SHA-256, `n` = duplicates its step dropped, `a` = its answer |
+//! | `P:{id}:sinks` | hash | sink name → its record JSON (position, delivered, failed, last error) |
+//! | `P:{id}:sinklease` | hash | sink name → `<holder>|<expires ms>`: the one runner of that sink |
+//! | `P:{id}:sink:<name>:replay` | stream | events a DLQ replay sent back to that sink only (`e` = event JSON) |
 //! | `P:{id}:seen` | sorted set, TTL = the dedup window | ids accepted within `dedup_window_ms`: score = when (ms); older ones are removed by each enqueue |
 //! | `P:{_catalog}:plugin-meta` | hash | `name/version` → plugin version JSON |
 //! | `P:{_catalog}:plugin-bytes` | hash | `name/version` → component bytes |
@@ -56,6 +59,7 @@ mod dlq;
 mod health;
 mod outputs;
 mod queue;
+mod sinks;
 mod windows;
 
 use std::future::Future;
@@ -119,6 +123,9 @@ struct Scripts {
     put_pipeline: Script,
     delete_pipeline: Script,
     touch: Script,
+    sink_open: Script,
+    sink_lease: Script,
+    sink_commit: Script,
 }
 
 /// The keys of one pipeline.
@@ -316,6 +323,12 @@ fn start_after(id: &str) -> Option<String> {
     (id != LAST_STREAM_ID).then(|| format!("({id}"))
 }
 
+/// A stream id's two numbers (`123` is `123-0`), to compare ids.
+fn stream_id_parts(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 fn is_stream_id(text: &str) -> bool {
     let mut parts = text.splitn(2, '-');
     let ms = parts.next().unwrap_or("");
@@ -372,6 +385,9 @@ impl Scripts {
             put_pipeline: Script::new(include_str!("lua/put_pipeline.lua")),
             delete_pipeline: Script::new(include_str!("lua/delete_pipeline.lua")),
             touch: Script::new(include_str!("lua/touch.lua")),
+            sink_open: Script::new(include_str!("lua/sink_open.lua")),
+            sink_lease: Script::new(include_str!("lua/sink_lease.lua")),
+            sink_commit: Script::new(include_str!("lua/sink_commit.lua")),
         }
     }
 }

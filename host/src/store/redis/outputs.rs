@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::domain::{Event, Page};
-use crate::store::Outputs;
+use crate::store::{Outputs, SinkState};
 
 /// A position in the output stream, whose entries hold a batch of events
 /// each: after the first `taken` events of `entry` (`taken` 0: after all of
@@ -107,7 +107,23 @@ impl Outputs for RedisStore {
         let k = self.keys(pipeline);
         let output = &k.output;
         // Stream ids start with the append time (the Redis server's clock).
-        let min_id = before_ms.max(0);
+        let mut min_id = (before_ms.max(0) as u64, 0u64);
+        // Never past what a sink of the output has not passed: an entry its
+        // cursor is inside stays, and everything after its cursor. A sink
+        // made after this read starts at the end, past anything this trim deletes.
+        for (_, record) in self.sink_records(pipeline).await? {
+            if record.from != "output" {
+                continue;
+            }
+            let cursor = super::sinks::cursor_entry(&record.position.cursor);
+            match cursor.and_then(|(entry, partly)| Some((stream_id_parts(entry)?, partly))) {
+                Some((entry, true)) => min_id = min_id.min(entry),
+                Some(((ms, seq), false)) => min_id = min_id.min((ms, seq.saturating_add(1))),
+                None => return Ok(0), // a sink that has read nothing yet waits for everything
+            }
+        }
+        let min_id = format!("{}-{}", min_id.0, min_id.1);
+        let min_id = &min_id;
         self.run(|mut c| async move { ::redis::cmd("XTRIM").arg(output).arg("MINID").arg(min_id).query_async(&mut c).await })
             .await
     }

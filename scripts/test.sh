@@ -70,6 +70,9 @@ echo "==> Python SDK unit tests (pytest)"
 echo "==> JavaScript SDK unit tests (node --test)"
 (cd plugin-sdk/js && node --test test/)
 (cd plugins-js && node --test)
+# The dashboard's browser test (tests/tests/dashboard_browser.rs): Debian's
+# chromium and playwright-core (cached under target/browser-tools).
+./scripts/browser-tools.sh
 # Build everything first, the `sluice` binary included (the black-box tests in
 # tests/ run target/release/sluice). Not `cargo build -p sluice`: that resolves
 # the dependencies' features without the tests' and builds wasmtime a second

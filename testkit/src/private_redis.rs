@@ -83,7 +83,7 @@ impl PrivateRedis {
     /// `--enable-debug-command local`.
     pub fn debug_sleep(&self, seconds: u32) {
         let slept = crate::connect(&self.url()).and_then(|mut c| {
-            c.set_read_timeout(Some(std::time::Duration::from_secs(u64::from(seconds) + 5)))?;
+            c.set_read_timeout(Some(std::time::Duration::from_secs(u64::from(seconds) + 30)))?;
             redis::cmd("DEBUG").arg("SLEEP").arg(seconds).query::<String>(&mut c)
         });
         assert!(
@@ -96,9 +96,21 @@ impl PrivateRedis {
     /// Stops serving every client for `millis` (`CLIENT PAUSE <millis> ALL`):
     /// commands sent meanwhile wait and run once the pause ends. Returns at
     /// once, while the pause lasts.
+    /// Tried three times, each waiting up to 30 s for the answer: a server
+    /// busy with `appendfsync always` on a loaded machine can take seconds.
     pub fn client_pause(&self, millis: u64) {
-        let paused = crate::connect(&self.url()).and_then(|mut c| redis::cmd("CLIENT").arg("PAUSE").arg(millis).arg("ALL").query::<String>(&mut c));
-        assert!(paused.as_ref().is_ok_and(|reply| reply == "OK"), "CLIENT PAUSE on the private redis-server on port {} failed: {paused:?}", self.port);
+        let mut paused = Ok(String::new());
+        for _ in 0..3 {
+            paused = crate::connect(&self.url()).and_then(|mut c| {
+                c.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+                redis::cmd("CLIENT").arg("PAUSE").arg(millis).arg("ALL").query::<String>(&mut c)
+            });
+            if paused.as_ref().is_ok_and(|reply| reply == "OK") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        panic!("CLIENT PAUSE on the private redis-server on port {} failed 3 times: {paused:?}", self.port);
     }
 
     fn launched(dir: Option<TempDir>) -> PrivateRedis {

@@ -17,22 +17,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::client::{Api, ServerArgs};
 use crate::runtime::sha256_hex;
-
-/// Where the server is and how to authenticate.
-#[derive(clap::Args, Debug)]
-pub struct ServerArgs {
-    /// The server's base URL.
-    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:7878")]
-    pub server: String,
-    /// An admin token (when the server has tokens).
-    #[arg(long, env = "SLUICE_TOKEN")]
-    pub token: Option<String>,
-}
 
 /// `catalog export` / `catalog restore`.
 #[derive(clap::Subcommand, Debug)]
@@ -42,16 +31,12 @@ pub enum CatalogCommand {
     Export {
         /// The directory to write (made if missing).
         dir: PathBuf,
-        #[command(flatten)]
-        server: ServerArgs,
     },
     /// Upload DIR's plugins (keeping their version numbers), then tables,
     /// then pipelines to the server.
     Restore {
         /// A directory written by `sluice catalog export`.
         dir: PathBuf,
-        #[command(flatten)]
-        server: ServerArgs,
     },
 }
 
@@ -67,75 +52,29 @@ struct PluginMeta {
 }
 
 /// Runs a catalog command; the answer is the exit code.
-pub fn run(command: CatalogCommand) -> anyhow::Result<i32> {
+pub fn run(command: CatalogCommand, server: &ServerArgs) -> anyhow::Result<i32> {
+    // Uploads compile the plugin before they answer: allow for it.
+    let api = Api::new(server, Duration::from_secs(300))?;
     match command {
-        CatalogCommand::Export { dir, server } => export(&Api::new(server)?, &dir),
-        CatalogCommand::Restore { dir, server } => restore(&Api::new(server)?, &dir),
+        CatalogCommand::Export { dir } => export(&api, &dir),
+        CatalogCommand::Restore { dir } => restore(&api, &dir),
     }?;
     Ok(0)
 }
 
-/// The admin API of one server.
-struct Api {
-    client: Client,
-    base: String,
-    token: Option<String>,
+/// What the catalog needs of the server beyond [`Api`]'s basics.
+trait PluginVersions {
+    /// The server's versions of plugin `name` (none on 404).
+    fn plugin_versions(&self, name: &str) -> anyhow::Result<Vec<PluginMeta>>;
 }
 
-impl Api {
-    fn new(args: ServerArgs) -> anyhow::Result<Api> {
-        // Uploads compile the plugin before they answer: allow for it.
-        let client = Client::builder().timeout(Duration::from_secs(300)).build().context("making the HTTP client")?;
-        Ok(Api { client, base: args.server.trim_end_matches('/').to_string(), token: args.token })
-    }
-
-    fn send(&self, what: &str, request: RequestBuilder) -> anyhow::Result<Response> {
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        request.send().with_context(|| format!("{what}: cannot reach the server at {}", self.base))
-    }
-
-    /// Sends and insists on a 2xx answer (the error names the server's message).
-    fn ok(&self, what: &str, request: RequestBuilder) -> anyhow::Result<Response> {
-        let response = self.send(what, request)?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.text().unwrap_or_default();
-            bail!("{what}: the server answered {status}: {}", body.trim());
-        }
-        Ok(response)
-    }
-
-    fn json<T: for<'de> Deserialize<'de>>(&self, path: &str) -> anyhow::Result<T> {
-        let what = format!("GET {path}");
-        self.ok(&what, self.client.get(format!("{}{path}", self.base)))?.json().with_context(|| format!("{what}: unexpected answer"))
-    }
-
-    fn bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let what = format!("GET {path}");
-        Ok(self.ok(&what, self.client.get(format!("{}{path}", self.base)))?.bytes().with_context(|| what.clone())?.to_vec())
-    }
-
-    fn put(&self, path: &str, content_type: &str, body: Vec<u8>) -> anyhow::Result<Value> {
-        let what = format!("PUT {path}");
-        let request = self.client.put(format!("{}{path}", self.base)).header("content-type", content_type).body(body);
-        self.ok(&what, request)?.json().with_context(|| format!("{what}: unexpected answer"))
-    }
-
-    /// The server's versions of plugin `name` (none on 404).
+impl PluginVersions for Api {
     fn plugin_versions(&self, name: &str) -> anyhow::Result<Vec<PluginMeta>> {
         let path = format!("/v1/plugins/{name}");
         let what = format!("GET {path}");
-        let response = self.send(&what, self.client.get(format!("{}{path}", self.base)))?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
+        let Some(entry) = self.json_opt(&path)? else {
             return Ok(Vec::new());
-        }
-        if !response.status().is_success() {
-            bail!("{what}: the server answered {}: {}", response.status(), response.text().unwrap_or_default().trim());
-        }
-        let entry: Value = response.json().with_context(|| format!("{what}: unexpected answer"))?;
+        };
         let versions = entry.get("versions").and_then(Value::as_array).with_context(|| format!("{what}: the answer lists no versions"))?;
         versions
             .iter()

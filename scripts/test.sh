@@ -58,6 +58,13 @@ if ! answers 4222; then
     for _ in $(seq 100); do answers 4222 && break; sleep 0.1; done
 fi
 
+# `promtool check metrics` checks a live server's /metrics in the sinks
+# tests (tests/tests/sinks/prometheus.rs); Debian's `prometheus` package has it.
+if ! command -v promtool >/dev/null; then
+    echo "==> installing promtool (Debian's prometheus package)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) >/dev/null
+fi
+
 ./scripts/build-plugins.sh
 # The Python and JavaScript SDKs: their toolchains (a venv with
 # componentize-py, npm packages from the lockfile; cached under

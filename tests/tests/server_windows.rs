@@ -683,3 +683,55 @@ fn late_updates_re_emit_then_go_to_the_dlq(store: StoreKind) {
     assert_eq!(server.outputs("late").iter().filter(|e| e["id"] == "e").count(), 1, "a replay does not emit the output again");
 }
 on_both_stores!(late_updates_re_emit_then_go_to_the_dlq);
+
+/// `?latest=true` (API.md v1.1): one result per group, for a sliding window
+/// the one ending at the group's newest pane with data (all of the last
+/// `size` ms), for a tumbling window the newest one; filters still apply;
+/// a `latest` that is neither `true` nor `false` is refused.
+fn latest_window_per_group(store: StoreKind) {
+    let server = server(store);
+    let spec = spec_with(
+        json!([{"name": "last10s", "kind": "sliding", "size_ms": 10000, "slide_ms": 1000, "group_by": "data.g",
+                "aggregates": [{"op": "count"}]},
+               {"name": "per_sec", "kind": "tumbling", "size_ms": 1000, "aggregates": [{"op": "count"}]}]),
+        600_000,
+    );
+    server.put_pipeline("now", &spec);
+    let pane = now_ms().div_euclid(1000) * 1000 - 5000;
+    // Group "a": 3 events in `pane`, 2 in `pane + 3000`; group "b": 4 in `pane`.
+    let mut events = Vec::new();
+    for (i, (group, ts)) in [("a", pane), ("a", pane + 10), ("a", pane + 999), ("a", pane + 3000), ("a", pane + 3500),
+        ("b", pane + 1), ("b", pane + 2), ("b", pane + 3), ("b", pane + 4)].into_iter().enumerate()
+    {
+        events.push(json!({"id": format!("e{i}"), "type": "t", "timestamp": ts, "data": {"g": group}}));
+    }
+    let (status, body) = server.ingest_ndjson("now", &events);
+    assert_eq!(status, 202, "{body}");
+    let window = |group: &str, start: i64| (json!(group), start, start + 10_000);
+    let want_sliding = vec![window("b", pane + 1000 - 10_000), window("a", pane + 4000 - 10_000)];
+    let want_counts = [4, 5];
+    let got = wait_for("latest sliding windows", Duration::from_secs(10), || {
+        let (results, _) = results(&server, "now", "last10s", "?latest=true");
+        let counts: Vec<u64> = results.iter().filter_map(|r| r["count"].as_u64()).collect();
+        (counts == want_counts).then_some(results)
+    });
+    let shape: Vec<(Value, i64, i64)> =
+        got.iter().map(|r| (r["group"].clone(), r["start"].as_i64().unwrap(), r["end"].as_i64().unwrap())).collect();
+    assert_eq!(shape, want_sliding, "{got:?}");
+    // Without `latest`, every overlapping window shows (10 for "b", 13 for "a").
+    let (all, _) = results(&server, "now", "last10s", "");
+    assert_eq!(all.len(), 23, "{all:?}");
+    // The group filter still applies.
+    let (only_a, _) = results(&server, "now", "last10s", "?latest=true&group=a");
+    assert_eq!(only_a.len(), 1, "{only_a:?}");
+    assert_eq!(only_a[0]["start"], json!(pane + 4000 - 10_000));
+    // Tumbling, ungrouped: the newest second with data.
+    let (tumbling, _) = results(&server, "now", "per_sec", "?latest=true");
+    assert_eq!(tumbling.len(), 1, "{tumbling:?}");
+    assert_eq!((tumbling[0]["group"].clone(), tumbling[0]["start"].clone(), tumbling[0]["count"].clone()), (Value::Null, json!(pane + 3000), json!(2)));
+    let (status, body) = server.get("/v1/pipelines/now/windows/per_sec?latest=yes");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_query");
+    assert!(body["message"].as_str().unwrap_or_default().contains("latest"), "{body}");
+}
+on_both_stores!(latest_window_per_group);

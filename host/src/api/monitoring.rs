@@ -1,17 +1,19 @@
 //! Health, readiness and Prometheus metrics.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::{json, Value};
 
 use super::error::ApiResult;
 use crate::engine::Readiness;
+use crate::internal_events::describe::{describe_metrics, HISTOGRAMS};
 use super::AppState;
 
 /// `/healthz` and `/readyz` (no token).
@@ -24,11 +26,33 @@ pub fn admin_router() -> Router<Arc<AppState>> {
     Router::new().route("/metrics", get(prometheus))
 }
 
-/// The process-wide Prometheus recorder (installed once).
+/// How often the recorder folds recorded histogram samples into its
+/// buckets (without it, samples pile up in memory between scrapes).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The process-wide Prometheus recorder (installed once): histograms with
+/// buckets (Prometheus can aggregate those across processes), every
+/// family described (`# HELP`), and an upkeep thread.
 pub fn prometheus_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().expect("the Prometheus recorder installs once per process"))
+        .get_or_init(|| {
+            let mut builder = PrometheusBuilder::new();
+            for (name, buckets) in HISTOGRAMS {
+                builder = builder.set_buckets_for_metric(Matcher::Full((*name).to_string()), buckets).expect("the bucket lists are not empty");
+            }
+            let handle = builder.install_recorder().expect("the Prometheus recorder installs once per process");
+            describe_metrics();
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                })
+                .expect("a thread starts");
+            handle
+        })
         .clone()
 }
 

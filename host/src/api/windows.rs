@@ -19,6 +19,7 @@ use super::error::{ApiError, ApiResult};
 use super::pipelines::{PageAnswer, PageQuery};
 use super::AppState;
 use crate::engine::{watermark_value, LiveCursor};
+use crate::window::latest::latest_per_group;
 use crate::window::query::WindowQuery;
 use crate::window::WindowSpec;
 
@@ -38,12 +39,22 @@ pub fn live_router() -> Router<Arc<AppState>> {
     Router::new().route("/v1/pipelines/{id}/windows/{window}/live", get(live))
 }
 
-/// `group`, `from`, `to` (ms, on `start`).
+/// `group`, `from`, `to` (ms, on `start`), `latest` (v1.1).
 #[derive(Deserialize)]
 struct ResultsParams {
     group: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    latest: Option<String>,
+}
+
+/// `?latest=`: `true` or `false` (absent or empty = false).
+fn parse_latest(value: &Option<String>) -> ApiResult<bool> {
+    match value.as_deref() {
+        None | Some("") | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(text) => Err(ApiError::bad_request("invalid_query", format!("`latest` must be `true` or `false`, not {text:?}"))),
+    }
 }
 
 fn parse_ms(name: &str, value: &Option<String>) -> ApiResult<Option<i64>> {
@@ -62,6 +73,7 @@ async fn results(
     Query(params): Query<ResultsParams>,
 ) -> ApiResult<Json<Value>> {
     let def = state.engine.window_def(&id, &window).await?;
+    let latest = parse_latest(&params.latest)?;
     let query = WindowQuery { group: params.group, from: parse_ms("from", &params.from)?, to: parse_ms("to", &params.to)? };
     if let (Some(from), Some(to)) = (query.from, query.to) {
         if from > to {
@@ -69,7 +81,8 @@ async fn results(
         }
     }
     let answer = state.engine.window_answer(&id, &def, &query).await?;
-    Ok(Json(json!({"results": answer.results, "watermark": watermark_value(answer.watermark)})))
+    let results = if latest { latest_per_group(&def, answer.results) } else { answer.results };
+    Ok(Json(json!({"results": results, "watermark": watermark_value(answer.watermark)})))
 }
 
 /// A stored record's JSON text, passed through as it is (it was rendered

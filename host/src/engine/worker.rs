@@ -15,7 +15,7 @@ use super::lifecycle::Shared;
 use super::Pipeline;
 use crate::domain::{now_ms, Delivery, DlqEntry, EntryResult, ErrorKind, Event, FailedAt, QueuedEvent, ReplayStart};
 use crate::internal_events::{
-    emit, BatchProcessed, ChainFailed, CompletionGaveUp, EntryDeadLettered, StageBatch, StoreFailed, WindowApplyWaiting,
+    emit, BatchProcessed, ChainFailed, LatencyFold, CompletionGaveUp, EntryDeadLettered, StageBatch, StoreFailed, WindowApplyWaiting,
 };
 use crate::store::StoreError;
 use crate::window::WindowSet;
@@ -281,7 +281,12 @@ fn record(shared: &Shared, pipeline: &Pipeline, ran: &Ran) {
         .iter()
         .map(|t| StageBatch { calls: t.calls, events: t.events, errors: t.errors, retries: t.retries, fuel: t.fuel, call_us: &t.call_us })
         .collect();
-    emit(BatchProcessed { metrics: &pipeline.metrics, stages: &stages, processed, emitted, dead });
+    let now = now_ms();
+    let mut latency = LatencyFold::default();
+    for event in results.iter().flat_map(|r| &r.outputs) {
+        latency.add(now.saturating_sub(event.timestamp) as f64 / 1000.0);
+    }
+    emit(BatchProcessed { metrics: &pipeline.metrics, stages: &stages, processed, emitted, dead, latency: &latency });
 }
 
 /// Fills each entry's window deltas and late DLQ entries for `watermark`

@@ -10,6 +10,7 @@
 //! values and imports nothing else from the crate, so every layer (runtime,
 //! store, engine, api, cli) may emit through it.
 
+pub mod describe;
 mod engine;
 mod pipeline;
 mod plugin;
@@ -20,7 +21,7 @@ pub use engine::{
     ApiInternalError, ChainFailed, CloseFenced, CompletionGaveUp, EntriesReclaimed, EntryDeadLettered, PipelineNotStarted, SpikeAlerted, StoreFailed, StoreNotReady,
     WindowApplyWaiting, WindowsClosed,
 };
-pub use pipeline::{BatchProcessed, IngestAnswered, PipelineMetrics, StageBatch};
+pub use pipeline::{BatchProcessed, IngestAnswered, LatencyFold, PipelineMetrics, StageBatch};
 pub use sink::{SinkBackpressure, SinkDeadLettered, SinkDelivered, SinkLagMeasured, SinkRetrying};
 pub use store::{BadPaneRowSkipped, CatalogReset, CatalogRestored, StoreNotDurable, TooFewReplicas};
 pub use plugin::{CompiledPluginRejected, PluginCacheProblem, PluginLogDropped, PluginLogged, PluginPrinted, PluginRef, StageTrapped};

@@ -3,6 +3,7 @@
 
 use metrics::{Counter, Histogram};
 
+use super::describe::EVENT_TO_OUTPUT_BUCKETS;
 use super::InternalEvent;
 
 /// Handles of one pipeline's metrics (labels `pipeline` and, per stage, `stage`).
@@ -13,6 +14,7 @@ pub struct PipelineMetrics {
     ingest_accepted: Counter,
     ingest_rejected: Counter,
     ingest_backpressure: Counter,
+    event_to_output: Histogram,
     /// In the order of the spec's stages.
     stages: Vec<StageMetrics>,
 }
@@ -50,7 +52,8 @@ impl PipelineMetrics {
             dead_lettered: metrics::counter!("sluice_events_dead_lettered_total", "pipeline" => p.clone()),
             ingest_accepted: metrics::counter!("sluice_ingest_accepted_total", "pipeline" => p.clone()),
             ingest_rejected: metrics::counter!("sluice_ingest_rejected_total", "pipeline" => p.clone()),
-            ingest_backpressure: metrics::counter!("sluice_ingest_backpressure_total", "pipeline" => p),
+            ingest_backpressure: metrics::counter!("sluice_ingest_backpressure_total", "pipeline" => p.clone()),
+            event_to_output: metrics::histogram!("sluice_event_to_output_seconds", "pipeline" => p),
             stages,
         }
     }
@@ -76,6 +79,42 @@ pub struct BatchProcessed<'a> {
     pub processed: u64,
     pub emitted: u64,
     pub dead: u64,
+    /// Event-to-output latencies of the emitted events, already folded per
+    /// histogram bucket (see [`LatencyFold`]).
+    pub latency: &'a LatencyFold,
+}
+
+/// A batch's event-to-output latencies folded per bucket of
+/// `sluice_event_to_output_seconds`: (events, sum of seconds) per bucket,
+/// recorded as one sample per bucket (the bucket's mean, `count` times), so
+/// the hot path records a handful of samples per batch, not one per event,
+/// and the histogram's counts and sum stay exact.
+#[derive(Debug, Clone)]
+pub struct LatencyFold {
+    per_bucket: Vec<(u64, f64)>,
+}
+
+impl Default for LatencyFold {
+    fn default() -> Self {
+        LatencyFold { per_bucket: vec![(0, 0.0); EVENT_TO_OUTPUT_BUCKETS.len() + 1] }
+    }
+}
+
+impl LatencyFold {
+    /// Adds one event's latency (negative = a timestamp from the future: 0).
+    pub fn add(&mut self, seconds: f64) {
+        let seconds = seconds.max(0.0);
+        let bucket = EVENT_TO_OUTPUT_BUCKETS.iter().position(|&le| seconds <= le).unwrap_or(EVENT_TO_OUTPUT_BUCKETS.len());
+        let slot = &mut self.per_bucket[bucket];
+        slot.0 += 1;
+        slot.1 += seconds;
+    }
+
+    fn record(&self, histogram: &Histogram) {
+        for &(count, sum) in self.per_bucket.iter().filter(|(count, _)| *count > 0) {
+            histogram.record_many(sum / count as f64, count as usize);
+        }
+    }
 }
 
 impl InternalEvent for BatchProcessed<'_> {
@@ -84,6 +123,7 @@ impl InternalEvent for BatchProcessed<'_> {
         m.processed.increment(self.processed);
         m.emitted.increment(self.emitted);
         m.dead_lettered.increment(self.dead);
+        self.latency.record(&m.event_to_output);
         for (handles, figures) in m.stages.iter().zip(self.stages) {
             handles.calls.increment(figures.calls);
             handles.events.increment(figures.events);
@@ -113,5 +153,25 @@ impl InternalEvent for IngestAnswered<'_> {
         if self.refused {
             m.ingest_backpressure.increment(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_keeps_counts_and_sums_per_bucket() {
+        let mut fold = LatencyFold::default();
+        for s in [0.0005, 0.001, 0.02, 0.03, 400.0, -1.0] {
+            fold.add(s);
+        }
+        // ≤ 1 ms: 0.0005, 0.001 and the clamped -1; ≤ 25 ms: 0.02; ≤ 50 ms: 0.03; past the last: 400.
+        assert_eq!(fold.per_bucket[0], (3, 0.0015));
+        assert_eq!(fold.per_bucket[4], (1, 0.02));
+        assert_eq!(fold.per_bucket[5], (1, 0.03));
+        assert_eq!(fold.per_bucket[EVENT_TO_OUTPUT_BUCKETS.len()], (1, 400.0));
+        let mean_of_first = fold.per_bucket[0].1 / 3.0;
+        assert!(mean_of_first <= EVENT_TO_OUTPUT_BUCKETS[0], "a bucket's mean stays in the bucket");
     }
 }

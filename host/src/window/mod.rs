@@ -6,6 +6,7 @@
 //! - [`compute`]: panes → window results (tumbling, sliding, session).
 //! - [`closer`]: moves the watermark, emits closed windows, stores finals.
 //! - [`query`]: what `GET .../windows/{window}` answers.
+//! - [`latest`]: `?latest=true`, the newest window per group.
 //! - [`spike`]: spike alerts, checked while a window fills.
 //!
 //! Semantics, in one place:
@@ -28,6 +29,7 @@
 //! the deltas; the API queries through the engine.
 
 pub mod assign;
+pub mod latest;
 pub mod closer;
 pub mod compute;
 pub mod query;

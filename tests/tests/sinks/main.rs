@@ -7,6 +7,7 @@
 //! stalled receiver raises the lag until ingest answers 429, and ingest
 //! accepts again once it drains; window results upsert into a table.
 
+mod prometheus;
 mod receiver;
 mod services;
 

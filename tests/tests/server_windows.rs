@@ -648,15 +648,15 @@ fn late_updates_re_emit_then_go_to_the_dlq(store: StoreKind) {
     };
     send("a", 500);
     send("b", 1500);
-    wait_for("[0, 1000) closed and emitted", Duration::from_secs(10), || (emitted(&server) == vec![(0, 1)]).then_some(()));
+    wait_for("[0, 1000) closed and emitted", Duration::from_secs(30), || (emitted(&server) == vec![(0, 1)]).then_some(()));
     // Late, but within the lateness: counted, and the window is emitted again.
     send("c", 600);
-    wait_for("[0, 1000) re-emitted", Duration::from_secs(10), || (emitted(&server) == vec![(0, 1), (0, 2)]).then_some(()));
+    wait_for("[0, 1000) re-emitted", Duration::from_secs(30), || (emitted(&server) == vec![(0, 1), (0, 2)]).then_some(()));
     // The watermark passes 1000 + 3000: [0, 1000) is final; an event for it is late.
     send("d", 4500);
-    wait_for("watermark 4500", Duration::from_secs(10), || (results(&server, "late", "w", "?from=0&to=0").1 == json!(4500)).then_some(()));
+    wait_for("watermark 4500", Duration::from_secs(30), || (results(&server, "late", "w", "?from=0&to=0").1 == json!(4500)).then_some(()));
     send("e", 700);
-    let dlq = wait_for("the late event in the DLQ", Duration::from_secs(10), || {
+    let dlq = wait_for("the late event in the DLQ", Duration::from_secs(30), || {
         let dlq = server.dlq("late");
         (!dlq.is_empty()).then_some(dlq)
     });
@@ -675,7 +675,7 @@ fn late_updates_re_emit_then_go_to_the_dlq(store: StoreKind) {
     let (status, body) = server.post_json("/v1/pipelines/late/dlq/replay", &json!({}));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["replayed"], 1, "{body}");
-    let dlq = wait_for("late again", Duration::from_secs(10), || {
+    let dlq = wait_for("late again", Duration::from_secs(30), || {
         let dlq = server.dlq("late");
         (dlq.len() == 1 && dlq[0]["dlq_id"] != first_id).then_some(dlq)
     });

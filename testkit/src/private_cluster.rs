@@ -178,6 +178,20 @@ impl PrivateCluster {
         assert!(set.as_deref() == Ok("OK"), "CONFIG SET {name} {value} on cluster node {port}: {set:?}");
     }
 
+    /// Waits until every master's replicas have acknowledged everything the
+    /// master has written (`INFO replication`: each replica's `offset` has
+    /// reached `master_repl_offset`), so a failover after it loses nothing.
+    /// Replication is asynchronous: without this, writes made just before a
+    /// master dies may be gone on the replica that takes over.
+    pub fn wait_replicas_caught_up(&self) {
+        for port in self.master_ports() {
+            wait_until(FORM_TIMEOUT, &format!("the replicas of the master on port {port} catch up"), || {
+                let info = crate::connect(&node_url(port)).and_then(|mut c| redis::cmd("INFO").arg("replication").query::<String>(&mut c));
+                info.ok().is_some_and(|info| replicas_caught_up(&info))
+            });
+        }
+    }
+
     /// SIGKILLs the master of `key`'s slot, then waits until its replica has
     /// taken the slot over and every running node says `cluster_state:ok`.
     pub fn kill_master_of(&mut self, key: &str) -> Failover {
@@ -340,6 +354,18 @@ pub(crate) fn delete_cluster_keys_with_prefix(seeds: &[String], prefix: &str) {
     }
 }
 
+/// Whether `INFO replication` of a master shows at least one replica and
+/// every replica at the master's offset.
+fn replicas_caught_up(info: &str) -> bool {
+    let field = |line: &str, name: &str| line.split(',').find_map(|kv| kv.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok());
+    let Some(master) = info.lines().find_map(|l| l.strip_prefix("master_repl_offset:")).and_then(|v| v.trim().parse::<u64>().ok()) else {
+        return false;
+    };
+    let replicas: Vec<Option<u64>> =
+        info.lines().filter(|l| l.starts_with("slave") && l.contains(":ip=")).map(|l| field(l.split_once(':').map_or("", |(_, r)| r), "offset=")).collect();
+    !replicas.is_empty() && replicas.iter().all(|offset| offset.is_some_and(|o| o >= master))
+}
+
 fn node_url(port: u16) -> String {
     format!("redis://127.0.0.1:{port}")
 }
@@ -406,7 +432,15 @@ fn parse_nodes(text: &str) -> Vec<NodeLine> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_nodes;
+    use super::{parse_nodes, replicas_caught_up};
+
+    #[test]
+    fn replicas_catch_up_only_at_the_masters_offset() {
+        let info = |replica: u64| format!("# Replication\r\nrole:master\r\nconnected_slaves:1\r\nslave0:ip=127.0.0.1,port=7001,state=online,offset={replica},lag=0\r\nmaster_repl_offset:500\r\n");
+        assert!(replicas_caught_up(&info(500)));
+        assert!(!replicas_caught_up(&info(499)));
+        assert!(!replicas_caught_up("role:master\r\nconnected_slaves:0\r\nmaster_repl_offset:500\r\n"), "no replica is not caught up");
+    }
 
     #[test]
     fn parses_cluster_nodes() {

@@ -15,6 +15,9 @@ fn forms_serves_and_fails_over() {
     for i in 0..20 {
         let _: () = redis::cmd("SET").arg(format!("k{i}")).arg(i).query(&mut conn).expect("SET");
     }
+    // Replication is asynchronous: only writes the replicas have are sure
+    // to survive the failover.
+    cluster.wait_replicas_caught_up();
     let slot = cluster.slot_of("{pipe}:queue");
     assert_eq!(slot, cluster.slot_of("{pipe}:other"), "a hash tag pins keys to one slot");
     let before = cluster.master_port_of_slot(slot);

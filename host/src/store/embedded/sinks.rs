@@ -1,8 +1,8 @@
 //! Sinks on redb: records in SINKS, redelivery lists in SINK_REPLAY (moved
 //! back to the DLQ when the sink is forgotten), window lag from
-//! RESULTS_APPENDED, the
-//! leases in memory (one process owns the file, so a lease only orders
-//! runners inside it; it is checked while holding redb's write transaction).
+//! RESULTS_APPENDED, the leases in memory (one process owns the file, so a
+//! lease only orders runners inside it; it is checked while holding redb's
+//! write transaction).
 
 use async_trait::async_trait;
 use redb::ReadableTable;
@@ -251,8 +251,11 @@ impl SinkState for EmbeddedStore {
                 let mut replays = txn.open_table(SINK_REPLAY).map_err(db_err)?;
                 let mut back = Vec::new();
                 for item in replays.range((p, s, 0)..=(p, s, u64::MAX)).map_err(db_err)? {
-                    let (_, value) = item.map_err(db_err)?;
-                    let event: Event = serde_json::from_slice(value.value()).map_err(json_err)?;
+                    let (key, value) = item.map_err(db_err)?;
+                    // Nothing is dropped: an entry that cannot be read keeps the forget from happening.
+                    let event: Event = serde_json::from_slice(value.value()).map_err(|e| {
+                        StoreError::Internal(format!("sink `{s}`'s redelivery entry {} cannot be read: {e}", key.value().2))
+                    })?;
                     back.push(to_json(&removed_sink_entry(event, s, now_ms))?);
                 }
                 append_dlq(&txn, p, &back)?;

@@ -73,7 +73,8 @@ impl RedisStore {
                         .await
                 })
                 .await?;
-            report.failed += self.refuse_gone_sinks(keys, &gone).await?;
+            self.refuse_gone_sinks(keys, &gone).await?;
+            report.failed += gone.len() as u64;
             report.replayed += n;
             let taken = n as usize + gone.len();
             left = left.saturating_sub(taken);
@@ -86,29 +87,26 @@ impl RedisStore {
 
     /// Rewrites the DLQ entries `ids` (failures of sinks that no longer
     /// exist, left in place by a replay) with an error saying so, at the
-    /// DLQ's end; answers how many. Each rewrite is atomic (an entry taken
-    /// meanwhile is left alone).
-    async fn refuse_gone_sinks(&self, keys: &Keys, ids: &[String]) -> StoreResult<u64> {
+    /// DLQ's end. Each rewrite is atomic (an entry taken meanwhile is left
+    /// alone); one that cannot be read stays as it is.
+    async fn refuse_gone_sinks(&self, keys: &Keys, ids: &[String]) -> StoreResult<()> {
         let now = crate::domain::now_ms();
-        let mut refused = 0;
         for id in ids {
             let found: StreamRangeReply =
                 self.run(|mut c| async move { ::redis::cmd("XRANGE").arg(&keys.dlq).arg(id).arg(id).query_async(&mut c).await }).await?;
-            let Some(stored) = found.ids.first() else { continue };
-            let entry = dlq_entry(stored)?;
+            let Some(Ok(entry)) = found.ids.first().map(dlq_entry) else { continue };
             let FailedAt::Sink { sink } = &entry.failed_at else { continue };
             let sink = sink.clone();
             let entry = replay_refused_entry(entry, &sink, now);
             let fields = [to_json(&entry.event)?, to_json(&entry.failed_at.replay_start())?, to_json(&DlqMeta::of(&entry))?];
             let fields = &fields;
-            let done: i64 = self
+            let _rewritten: i64 = self
                 .run(|mut c| async move {
                     self.scripts.dlq_rewrite.key(&keys.dlq).arg(id).arg(&fields[0]).arg(&fields[1]).arg(&fields[2]).invoke_async(&mut c).await
                 })
                 .await?;
-            refused += done as u64;
         }
-        Ok(refused)
+        Ok(())
     }
 
     /// The id of the newest DLQ entry, if any.
@@ -171,7 +169,8 @@ impl DeadLetters for RedisStore {
                     })
                     .await?;
                 report.replayed = n;
-                report.failed += failed + self.refuse_gone_sinks(k, &gone).await?;
+                self.refuse_gone_sinks(k, &gone).await?;
+                report.failed += failed + gone.len() as u64;
                 Ok(report)
             }
             DlqSelector::Oldest(_) | DlqSelector::All => {

@@ -56,6 +56,17 @@ fn replays_for_a_removed_sink_come_back_to_the_dlq(store: StoreKind) {
     let kept = server.dlq("web");
     assert_same_ids(&hook_dlq_ids(&kept), &outputs, "still all there");
     assert!(kept.iter().all(|e| e["error"].as_str().unwrap().starts_with("sink `hook` no longer exists")), "{}", kept[0]);
+    // The CLI says so too, and fails.
+    let cli = std::process::Command::new(super::harness::sluice_bin())
+        .args(["dlq", "replay", "web", "--stage", "sink:hook", "--server", &server.url("")])
+        .env_remove("SLUICE_TOKEN")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&cli.stdout);
+    assert_eq!(cli.status.code(), Some(1), "{said}");
+    assert!(said.contains("0 entries replayed, 80 failed") && said.contains("no longer in the spec"), "{said}");
+    let kept = server.dlq("web");
+    assert_same_ids(&hook_dlq_ids(&kept), &outputs, "still all there after the CLI's replay");
     let one = kept[0]["dlq_id"].as_str().unwrap().to_string();
     let (status, answer) = server.post_json("/v1/pipelines/web/dlq/replay", &json!({"ids": [one]}));
     assert_eq!((status, &answer["replayed"], &answer["failed"]), (200, &json!(0), &json!(1)), "{answer}");

@@ -56,7 +56,7 @@ async fn a_new_sink_starts_at_the_end_and_lags_by_what_follows<S: Store>(s: &S) 
     let window = s.sink_open(P, "rollup", &SinkSource::Window("w".into())).await.unwrap();
     assert_eq!((window.from.as_str(), window.position.cursor.as_str()), ("window:w", ""));
     assert_eq!(s.sink_records(P).await.unwrap().len(), 2);
-    s.sink_forget(P, "rollup").await.unwrap();
+    s.sink_forget(P, "rollup", now_ms()).await.unwrap();
     assert_eq!(s.sink_records(P).await.unwrap().len(), 1);
 }
 
@@ -96,7 +96,7 @@ async fn retention_waits_for_sinks<S: Store>(s: &S) {
     let left = s.read_output(P, &record.position.cursor, 10).await.unwrap();
     assert_eq!(left.items.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["b"]);
     // Without sinks everything before the bound goes.
-    s.sink_forget(P, "hook").await.unwrap();
+    s.sink_forget(P, "hook", now_ms()).await.unwrap();
     s.trim_output(P, later).await.unwrap();
     assert!(s.read_output(P, "", 10).await.unwrap().items.is_empty());
 }

@@ -29,6 +29,9 @@ pub struct Server {
     /// Where the process's stderr (its log, and any panic) is appended, when
     /// set; else it is inherited.
     pub log_file: Option<PathBuf>,
+    /// More environment variables of the process (after the harness's own,
+    /// so `SLUICE_LOG` can be raised), kept across restarts.
+    pub envs: Vec<(String, String)>,
     client: Client,
 }
 
@@ -52,19 +55,33 @@ impl Server {
         Server::start_full(store, None, extra_args, Some(log_file))
     }
 
+    /// [`Server::start_logging`] with more environment variables for the
+    /// process: what a sink's `url_env`/`headers_env` name, or `SLUICE_LOG`.
+    pub fn start_with_env(store: StoreKind, envs: &[(&str, &str)], log_file: &Path) -> Server {
+        let mut server = Server::unlaunched(store, None, &[], Some(log_file));
+        server.envs = envs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+        server.launch();
+        server
+    }
+
     fn start_full(store: StoreKind, admin_token: Option<&str>, extra_args: &[&str], log_file: Option<&Path>) -> Server {
+        let mut server = Server::unlaunched(store, admin_token, extra_args, log_file);
+        server.launch();
+        server
+    }
+
+    fn unlaunched(store: StoreKind, admin_token: Option<&str>, extra_args: &[&str], log_file: Option<&Path>) -> Server {
         let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        let mut server = Server {
+        Server {
             child: None,
             port: free_port(),
             store,
             admin_token: admin_token.map(String::from),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             log_file: log_file.map(Path::to_path_buf),
+            envs: Vec::new(),
             client,
-        };
-        server.launch();
-        server
+        }
     }
 
     fn launch(&mut self) {
@@ -75,6 +92,7 @@ impl Server {
             .args(["--reclaim-idle-ms", "1500"])
             .args(&self.extra_args)
             .env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "error".into()))
+            .envs(self.envs.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::null());
         if let Some(prefix) = self.store.prefix() {
             cmd.args(["--redis-prefix", prefix]);

@@ -65,7 +65,7 @@ impl Api {
         if !response.status().is_success() {
             let status = response.status();
             let body = response.text().unwrap_or_default();
-            bail!("{what}: the server answered {status}: {}", body.trim());
+            bail!("{what}: the server answered {status}: {}{}", body.trim(), auth_hint(status.as_u16()));
         }
         Ok(response)
     }
@@ -84,7 +84,8 @@ impl Api {
             return Ok(None);
         }
         if !response.status().is_success() {
-            bail!("{what}: the server answered {}: {}", response.status(), response.text().unwrap_or_default().trim());
+            let status = response.status();
+            bail!("{what}: the server answered {status}: {}{}", response.text().unwrap_or_default().trim(), auth_hint(status.as_u16()));
         }
         Ok(Some(response.json().with_context(|| format!("{what}: unexpected answer"))?))
     }
@@ -128,6 +129,17 @@ impl Api {
         }
         all.truncate(max);
         Ok(all)
+    }
+}
+
+/// What to do about a refused token, appended to the error of a 401 or a
+/// 403 (the server's own message says what was refused, not where the
+/// client's token comes from).
+pub fn auth_hint(status: u16) -> &'static str {
+    match status {
+        401 => " (the server has tokens: give a valid one with --token or SLUICE_TOKEN)",
+        403 => " (this token's role may not do this: an ingest token only sends events; use an admin token)",
+        _ => "",
     }
 }
 

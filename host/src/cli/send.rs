@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::{json, Value};
 
-use super::client::{print_json, Api, ServerArgs};
+use super::client::{auth_hint, print_json, Api, ServerArgs};
 
 /// `sluice send`.
 #[derive(clap::Args, Debug)]
@@ -226,7 +226,7 @@ fn post(api: &Api, pipeline: &str, run_id: &str, batch: &Batch, tally: &Mutex<Ta
                     if status == 202 || status == 200 {
                         return serde_json::from_str(&body).with_context(|| format!("POST {path}: unexpected answer {body}"));
                     }
-                    let hint = if status == 413 { " (try a smaller --batch-size)" } else { "" };
+                    let hint = if status == 413 { " (try a smaller --batch-size)" } else { auth_hint(status) };
                     bail!("batch {} (from {}): the server answered {status}: {}{hint}", batch.number, batch.origins[0], body.trim());
                 }
             }

@@ -233,9 +233,11 @@ pub enum DlqSelector {
 /// The result of a DLQ replay.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplayReport {
-    /// Entries put back on the queue.
+    /// Entries put back on the queue (or on their sink's redelivery list).
     pub replayed: u64,
-    /// Requested ids that were not in the DLQ.
+    /// Requested ids that were not in the DLQ, and entries of a sink that
+    /// no longer exists (those stay in the DLQ, moved to its end with an
+    /// error saying so: see [`super::replay_refused_entry`]).
     pub failed: u64,
 }
 

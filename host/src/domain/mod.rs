@@ -22,7 +22,7 @@ pub use dlq::{DlqEntry, DlqSelector, ErrorKind, FailedAt, ReplayReport};
 pub use event::{now_ms, write_json_str, Event};
 pub use health::StoreHealth;
 pub use ingest::{EnqueueOptions, EnqueueOutcome, IdempotencyRecord, IDEMPOTENCY_TTL_MS, MAX_DEDUP_WINDOW_MS};
-pub use sink::{SinkCommit, SinkLag, SinkPosition, SinkRecord, SinkReplay, SinkSource};
+pub use sink::{removed_sink_entry, replay_refused_entry, SinkCommit, SinkLag, SinkPosition, SinkRecord, SinkReplay, SinkSource};
 pub use queue::{CompleteReport, Counters, Delivery, Enqueued, EntryResult, QueueLimits, QueuedEvent, ReplayStart, Retry};
 pub use window::{
     AlertRecord, CloseCommit, CloseLease, CloseOutcome, DirtyMark, DistinctQuery, FieldAgg, PaneAgg, PaneDelta, PaneRef, PaneRow, WindowClock, WindowRecord,

@@ -1,9 +1,10 @@
 //! A sink's durable state as every layer sees it: where it reads from, how
-//! far it got, what it counted, and one step of progress to record.
+//! far it got, what it counted, one step of progress to record, and what
+//! becomes of DLQ replays for a sink that was removed from the spec.
 
 use serde::{Deserialize, Serialize};
 
-use super::dlq::DlqEntry;
+use super::dlq::{DlqEntry, ErrorKind, FailedAt};
 use super::event::Event;
 
 /// What a sink reads: the pipeline's outputs, or one window's results stream.
@@ -92,4 +93,71 @@ pub struct SinkLag {
     pub events: u64,
     /// Append time of the oldest waiting item, ms.
     pub oldest_at: Option<i64>,
+}
+
+/// How every DLQ error about a sink gone from the spec starts (so a
+/// message about it is never wrapped in another one).
+fn sink_gone(sink: &str) -> String {
+    format!("sink `{sink}` no longer exists in the pipeline's spec")
+}
+
+/// The DLQ entry for an event that waited on sink `sink`'s redelivery list
+/// (a DLQ replay) when the sink was removed from the spec: it goes back to
+/// the DLQ, where it came from, instead of waiting for a sink that will
+/// never run. `now_ms` is when it failed (its first failure is not kept on
+/// the redelivery list).
+pub fn removed_sink_entry(event: Event, sink: &str, now_ms: i64) -> DlqEntry {
+    DlqEntry {
+        dlq_id: String::new(),
+        event,
+        error: format!("{}: it was removed while this replayed event waited for redelivery", sink_gone(sink)),
+        error_kind: ErrorKind::Sink,
+        failed_at: FailedAt::Sink { sink: sink.to_string() },
+        attempts: 1,
+        first_failed_at: now_ms,
+        last_failed_at: now_ms,
+    }
+}
+
+/// `entry` (a failure of sink `sink`), kept in the DLQ because a replay
+/// found the sink gone from the spec: its error says so, keeping what the
+/// delivery first failed with; `last_failed_at` is `now_ms`.
+pub fn replay_refused_entry(mut entry: DlqEntry, sink: &str, now_ms: i64) -> DlqEntry {
+    let gone = sink_gone(sink);
+    if !entry.error.starts_with(&gone) {
+        entry.error = format!("{gone}: replay refused (the delivery had failed with: {})", entry.error);
+    }
+    entry.last_failed_at = now_ms;
+    entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> DlqEntry {
+        let event = Event { id: "e1".into(), kind: "t".into(), source: "s".into(), timestamp: 1, data: "{}".into() };
+        DlqEntry {
+            dlq_id: "7".into(),
+            event,
+            error: "sink `hook` (http): the endpoint answered 400".into(),
+            error_kind: ErrorKind::Sink,
+            failed_at: FailedAt::Sink { sink: "hook".into() },
+            attempts: 1,
+            first_failed_at: 10,
+            last_failed_at: 20,
+        }
+    }
+
+    #[test]
+    fn a_refused_replay_says_why_once_and_keeps_the_first_error() {
+        let once = replay_refused_entry(failure(), "hook", 30);
+        assert_eq!(once.error, "sink `hook` no longer exists in the pipeline's spec: replay refused (the delivery had failed with: sink `hook` (http): the endpoint answered 400)");
+        assert_eq!((once.first_failed_at, once.last_failed_at, once.error_kind), (10, 30, ErrorKind::Sink));
+        let twice = replay_refused_entry(once.clone(), "hook", 40);
+        assert_eq!(twice.error, once.error, "not wrapped again");
+        let removed = removed_sink_entry(failure().event, "hook", 50);
+        assert!(removed.error.starts_with("sink `hook` no longer exists") && removed.failed_at == FailedAt::Sink { sink: "hook".into() });
+        assert_eq!(replay_refused_entry(removed.clone(), "hook", 60).error, removed.error);
+    }
 }

@@ -55,10 +55,7 @@ pub struct SinkStatus {
 async fn measure(store: &dyn Store, pipeline: &str, spec: &SinkSpec, record: &SinkRecord) -> StoreResult<SinkLag> {
     match spec.source() {
         SinkSource::Output => store.output_lag(pipeline, &record.position).await,
-        SinkSource::Window(window) => {
-            let page = store.read_window_results(pipeline, &window, &record.position.cursor, WINDOW_LAG_COUNTED).await?;
-            Ok(SinkLag { events: page.items.len() as u64, oldest_at: None })
-        }
+        SinkSource::Window(window) => store.window_lag(pipeline, &window, &record.position, WINDOW_LAG_COUNTED).await,
     }
 }
 
@@ -126,6 +123,8 @@ struct Running {
 
 /// Keeps one runner per sink of the current spec: starts new ones,
 /// restarts changed ones, stops (and forgets in the store) removed ones.
+/// Every process running the sink forgets it once its own runner stopped,
+/// so the last forget comes after the last runner, whatever their order.
 pub(super) async fn supervise(shared: Shared, mut stop: watch::Receiver<bool>) {
     let (engine, id) = (&shared.engine, shared.id.as_str());
     let holder = format!("{}-sinks", engine.config.consumer_prefix);
@@ -141,7 +140,8 @@ pub(super) async fn supervise(shared: Shared, mut stop: watch::Receiver<bool>) {
                 let _ = tokio::time::timeout(Duration::from_secs(10), r.task).await;
             }
             if !wanted.contains_key(name.as_str()) {
-                if let Err(e) = engine.store.sink_forget(id, &name).await {
+                // What waits on its redelivery list goes back to the DLQ.
+                if let Err(e) = engine.store.sink_forget(id, &name, now_ms()).await {
                     emit(StoreFailed { operation: "sink_forget", pipeline: id, error: &e });
                 }
             }

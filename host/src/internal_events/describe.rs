@@ -42,7 +42,7 @@ pub const METRICS: &[(&str, Family, &str)] = &[
     ("sluice_sink_retries_total", Family::Counter, "Sink deliveries that failed and are tried again, per pipeline and sink."),
     ("sluice_sink_backpressure_total", Family::Counter, "Ingest requests refused because a sink's lag passed max_sink_lag, per pipeline and sink."),
     ("sluice_sink_lag_events", Family::Gauge, "Events waiting for a sink, as last measured, per pipeline and sink."),
-    ("sluice_sink_oldest_undelivered_age_seconds", Family::Gauge, "Age of the oldest event waiting for a sink, as last measured, per pipeline and sink."),
+    ("sluice_sink_oldest_undelivered_age_seconds", Family::Gauge, "Age of the oldest event (or window result) waiting for a sink, as last measured, per pipeline and sink."),
     ("sluice_window_results_emitted_total", Family::Counter, "Window results emitted (closed windows and re-emits), per pipeline."),
     ("sluice_windows_finalized_total", Family::Counter, "Windows made final (result stored, panes dropped), per pipeline."),
     ("sluice_spike_alerts_total", Family::Counter, "Spike alerts raised, per pipeline and window."),

@@ -134,8 +134,9 @@ impl Runner {
             Err(e) => return Err((ctx, sink, format!("reading the sink's position: {e}"))),
         };
         if record.from != source.as_spec() {
-            // The spec now reads another source: the old position means nothing there; start afresh.
-            let reopened = match ctx.store.sink_forget(&ctx.pipeline, &ctx.spec.name).await {
+            // The spec now reads another source: the old position means
+            // nothing there; start afresh (replays waiting for the sink stay).
+            let reopened = match ctx.store.sink_reset(&ctx.pipeline, &ctx.spec.name).await {
                 Ok(()) => ctx.store.sink_open(&ctx.pipeline, &ctx.spec.name, &source).await,
                 Err(e) => Err(e),
             };

@@ -1,6 +1,9 @@
 //! The sinks capability: each sink's durable position and figures, its
 //! lease (one runner per sink across processes), its DLQ redelivery list,
-//! and its lag.
+//! and its lag. A DLQ replay of a sink's failure goes to that sink's
+//! redelivery list only while the sink has a record (it is in the spec);
+//! otherwise the entry stays in the DLQ with an error saying the sink is
+//! gone ([`crate::domain::replay_refused_entry`]).
 
 use async_trait::async_trait;
 
@@ -29,8 +32,20 @@ pub trait SinkState: Send + Sync {
     async fn sink_replays(&self, pipeline: &str, sink: &str, limit: usize) -> StoreResult<Vec<SinkReplay>>;
     /// The lag of a sink at `position` in the pipeline's output.
     async fn output_lag(&self, pipeline: &str, position: &SinkPosition) -> StoreResult<SinkLag>;
-    /// Forgets a sink gone from the spec (its record, lease and redelivery
-    /// list), so output retention no longer waits for it.
-    async fn sink_forget(&self, pipeline: &str, sink: &str) -> StoreResult<()>;
+    /// The lag of a sink at `position` in `window`'s results stream: the
+    /// results after it, counted up to `count_up_to`, and when the oldest
+    /// of them was appended.
+    async fn window_lag(&self, pipeline: &str, window: &str, position: &SinkPosition, count_up_to: usize) -> StoreResult<SinkLag>;
+    /// Drops the sink's record (position and figures), so the next
+    /// [`SinkState::sink_open`] starts afresh (the spec now reads another
+    /// source); its lease and redelivery list stay.
+    async fn sink_reset(&self, pipeline: &str, sink: &str) -> StoreResult<()>;
+    /// Forgets a sink gone from the spec: its record and lease, so output
+    /// retention no longer waits for it and a DLQ replay no longer sends it
+    /// anything, and moves what waits on its redelivery list back to the
+    /// DLQ ([`crate::domain::removed_sink_entry`], failed at `now_ms`).
+    /// Nothing accepted is dropped; done again, it finishes what a forget
+    /// cut short.
+    async fn sink_forget(&self, pipeline: &str, sink: &str, now_ms: i64) -> StoreResult<()>;
 }
 

@@ -9,7 +9,10 @@
 
 mod prometheus;
 mod receiver;
+mod removed_sink;
+mod secrets;
 mod services;
+mod window_lag;
 
 use sluice_blackbox_tests as harness;
 

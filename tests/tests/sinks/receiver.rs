@@ -31,6 +31,8 @@ struct State {
     keys: HashMap<String, Vec<usize>>,
     /// Requests seen (any answer).
     requests: usize,
+    /// Every other header of the last request (lower-case name → value).
+    headers: HashMap<String, String>,
 }
 
 /// The receiver; its thread lives as long as the test process.
@@ -80,6 +82,11 @@ impl Receiver {
         self.state.0.lock().unwrap().requests
     }
 
+    /// The value of header `name` (lower case) in the last request.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.state.0.lock().unwrap().headers.get(name).cloned()
+    }
+
     fn serve(&self, stream: TcpStream) {
         stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
         let mut reader = BufReader::new(stream);
@@ -89,7 +96,7 @@ impl Receiver {
             if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
                 return;
             }
-            let (mut length, mut key) = (0usize, None);
+            let (mut length, mut key, mut headers) = (0usize, None, HashMap::new());
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -103,7 +110,9 @@ impl Receiver {
                     match name.to_ascii_lowercase().as_str() {
                         "content-length" => length = value.trim().parse().unwrap_or(0),
                         "idempotency-key" => key = Some(value.trim().to_string()),
-                        _ => {}
+                        other => {
+                            headers.insert(other.to_string(), value.trim().to_string());
+                        }
                     }
                 }
             }
@@ -112,6 +121,7 @@ impl Receiver {
                 return;
             }
             let lines: Vec<Value> = String::from_utf8_lossy(&body).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            self.state.0.lock().unwrap().headers = headers;
             let status = self.answer(lines, key);
             let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
             if reader.get_mut().write_all(reply.as_bytes()).is_err() {

@@ -1,11 +1,11 @@
 //! The dead letter queue on redb: list, replay (back onto the queue, in
-//! chunks), delete.
+//! chunks, or onto a sink's redelivery list while that sink exists), delete.
 
 use async_trait::async_trait;
 use redb::ReadableTable;
 
 use super::*;
-use crate::domain::{DlqEntry, DlqSelector, FailedAt, Page, QueuedEvent, ReplayReport};
+use crate::domain::{replay_refused_entry, DlqEntry, DlqSelector, FailedAt, Page, QueuedEvent, ReplayReport};
 use crate::store::shared::{unique_ids, REPLAY_CHUNK};
 use crate::store::DeadLetters;
 
@@ -62,17 +62,26 @@ impl DeadLetters for EmbeddedStore {
                 let txn = db.begin_write().map_err(db_err)?;
                 let report = {
                     let mut dlq = txn.open_table(DLQ).map_err(db_err)?;
-                    let (picked, failed) = select_dlq(&dlq, p, &selector)?;
+                    let (picked, mut failed) = select_dlq(&dlq, p, &selector)?;
                     if picked.is_empty() {
                         return Ok(ReplayReport { replayed: 0, failed });
                     }
                     let mut events = Vec::with_capacity(picked.len());
-                    // A sink's failures go back to that sink's redelivery list only.
+                    // A sink's failures go back to that sink's redelivery list
+                    // only, while the sink exists; else they stay, saying why.
                     let mut to_sinks = Vec::new();
+                    let mut refused = Vec::new();
+                    let sinks = txn.open_table(SINKS).map_err(db_err)?;
+                    let now = crate::domain::now_ms();
                     for s in &picked {
                         let Some(bytes) = dlq.remove((p, *s)).map_err(db_err)? else { continue };
                         let entry = parse_dlq(*s, bytes.value())?;
                         if let FailedAt::Sink { sink } = &entry.failed_at {
+                            if sinks.get((p, sink.as_str())).map_err(db_err)?.is_none() {
+                                let sink = sink.clone();
+                                refused.push(to_json(&replay_refused_entry(entry, &sink, now))?);
+                                continue;
+                            }
                             to_sinks.push((sink.clone(), to_json(&entry.event)?));
                             continue;
                         }
@@ -88,6 +97,11 @@ impl DeadLetters for EmbeddedStore {
                     for (sink, event) in &to_sinks {
                         replays.insert((p, sink.as_str(), seq.take()), event.as_slice()).map_err(db_err)?;
                     }
+                    // At the DLQ's end under a new id, like a failure written now.
+                    for entry in &refused {
+                        dlq.insert((p, seq.take()), entry.as_slice()).map_err(db_err)?;
+                    }
+                    failed += refused.len() as u64;
                     seq.save(&mut meta)?;
                     let n = events.len() as i64;
                     let mut counters = txn.open_table(COUNTERS).map_err(db_err)?;

@@ -98,6 +98,11 @@ const RESULTS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new(
 /// (pipeline, window, start, seq): RESULTS by window start, so expiry deletes
 /// a key range instead of reading the whole stream.
 const RESULTS_BY_START: TableDefinition<(&str, &str, i64, u64), ()> = TableDefinition::new("window_results_by_start");
+/// (pipeline, window, seq) → when RESULTS' entry was appended (ms, this
+/// process's clock, like Redis's stream ids): a window sink's
+/// `oldest_undelivered_at`. Results written before this table existed have
+/// no time (their sink's age reads as unknown).
+const RESULTS_APPENDED: TableDefinition<(&str, &str, u64), i64> = TableDefinition::new("window_results_appended");
 /// (pipeline, seq) → alert JSON with its append time ([`StoredAlert`]).
 const ALERTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("alerts");
 /// (pipeline, window, start, group) → seq of the alert raised for it, so an
@@ -199,6 +204,7 @@ impl EmbeddedStore {
             txn.open_table(FINALS).map_err(db_err)?;
             txn.open_table(RESULTS).map_err(db_err)?;
             txn.open_table(RESULTS_BY_START).map_err(db_err)?;
+            txn.open_table(RESULTS_APPENDED).map_err(db_err)?;
             txn.open_table(ALERTS).map_err(db_err)?;
             txn.open_table(ALERT_KEYS).map_err(db_err)?;
             txn.open_table(IDEMPOTENCY).map_err(db_err)?;

@@ -1,12 +1,14 @@
-//! Sinks on redb: records in SINKS, redelivery lists in SINK_REPLAY, the
-//! leases in memory (one process owns the file, so a lease only orders
-//! runners inside it; it is checked while holding redb's write transaction).
+//! Sinks on redb: records in SINKS, redelivery lists in SINK_REPLAY (moved
+//! back to the DLQ when the sink is forgotten), window lag from
+//! RESULTS_APPENDED, the leases in memory (one process owns the file, so a
+//! lease only orders runners inside it; it is checked while holding redb's
+//! write transaction).
 
 use async_trait::async_trait;
 use redb::ReadableTable;
 
 use super::*;
-use crate::domain::{Event, SinkCommit, SinkLag, SinkPosition, SinkRecord, SinkReplay, SinkSource};
+use crate::domain::{removed_sink_entry, Event, SinkCommit, SinkLag, SinkPosition, SinkRecord, SinkReplay, SinkSource};
 use crate::store::SinkState;
 
 fn parse_record(sink: &str, bytes: &[u8]) -> StoreResult<SinkRecord> {
@@ -36,6 +38,23 @@ pub(super) fn output_floor(txn: &WriteTransaction, pipeline: &str) -> StoreResul
         }
     }
     Ok(floor)
+}
+
+/// Appends DLQ entries (JSON) for `pipeline` in `txn`, counting them in
+/// the DLQ size: a given-up batch, or a removed sink's waiting replays.
+fn append_dlq(txn: &WriteTransaction, pipeline: &str, entries: &[Vec<u8>]) -> StoreResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut meta = txn.open_table(META).map_err(db_err)?;
+    let mut seq = Seq::load(&meta)?;
+    let mut dlq = txn.open_table(DLQ).map_err(db_err)?;
+    for entry in entries {
+        dlq.insert((pipeline, seq.take()), entry.as_slice()).map_err(db_err)?;
+    }
+    seq.save(&mut meta)?;
+    add(&mut txn.open_table(COUNTERS).map_err(db_err)?, pipeline, DLQ_SIZE, entries.len() as i64)?;
+    Ok(())
 }
 
 /// Deletes every sink record and redelivery list of a deleted pipeline.
@@ -133,16 +152,7 @@ impl SinkState for EmbeddedStore {
                 return Ok(false);
             }
             {
-                if !dead.is_empty() {
-                    let mut meta = txn.open_table(META).map_err(db_err)?;
-                    let mut seq = Seq::load(&meta)?;
-                    let mut dlq = txn.open_table(DLQ).map_err(db_err)?;
-                    for entry in &dead {
-                        dlq.insert((p, seq.take()), entry.as_slice()).map_err(db_err)?;
-                    }
-                    seq.save(&mut meta)?;
-                    add(&mut txn.open_table(COUNTERS).map_err(db_err)?, p, DLQ_SIZE, dead.len() as i64)?;
-                }
+                append_dlq(&txn, p, &dead)?;
                 txn.open_table(SINKS).map_err(db_err)?.insert((p, s), record.as_slice()).map_err(db_err)?;
                 let mut replays = txn.open_table(SINK_REPLAY).map_err(db_err)?;
                 for id in replayed {
@@ -200,14 +210,57 @@ impl SinkState for EmbeddedStore {
         .await
     }
 
-    async fn sink_forget(&self, pipeline: &str, sink: &str) -> StoreResult<()> {
+    async fn window_lag(&self, pipeline: &str, window: &str, position: &SinkPosition, count_up_to: usize) -> StoreResult<SinkLag> {
+        let after = parse_cursor(&position.cursor)?;
+        let (p, w) = (pipeline.to_string(), window.to_string());
+        self.blocking(move |db| {
+            let (p, w) = (p.as_str(), w.as_str());
+            let Some(start) = after.checked_add(1) else { return Ok(SinkLag::default()) };
+            let txn = db.begin_read().map_err(db_err)?;
+            let results = txn.open_table(RESULTS).map_err(db_err)?;
+            let mut waiting = results.range((p, w, start)..=(p, w, u64::MAX)).map_err(db_err)?.take(count_up_to);
+            let Some(first) = waiting.next() else { return Ok(SinkLag::default()) };
+            let oldest = first.map_err(db_err)?.0.value().2;
+            let events = 1 + waiting.count() as u64;
+            let oldest_at = txn.open_table(RESULTS_APPENDED).map_err(db_err)?.get((p, w, oldest)).map_err(db_err)?.map(|at| at.value());
+            Ok(SinkLag { events, oldest_at })
+        })
+        .await
+    }
+
+    async fn sink_reset(&self, pipeline: &str, sink: &str) -> StoreResult<()> {
+        let (p, s) = (pipeline.to_string(), sink.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            txn.open_table(SINKS).map_err(db_err)?.remove((p.as_str(), s.as_str())).map_err(db_err)?;
+            txn.commit().map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn sink_forget(&self, pipeline: &str, sink: &str, now_ms: i64) -> StoreResult<()> {
         let (p, s) = (pipeline.to_string(), sink.to_string());
         self.state(pipeline).sink_leases.lock().remove(sink);
         self.blocking(move |db| {
             let (p, s) = (p.as_str(), s.as_str());
             let txn = db.begin_write().map_err(db_err)?;
-            txn.open_table(SINKS).map_err(db_err)?.remove((p, s)).map_err(db_err)?;
-            txn.open_table(SINK_REPLAY).map_err(db_err)?.retain_in((p, s, 0)..=(p, s, u64::MAX), |_, _| false).map_err(db_err)?;
+            {
+                txn.open_table(SINKS).map_err(db_err)?.remove((p, s)).map_err(db_err)?;
+                // What waits for redelivery goes back to the DLQ, in the same step.
+                let mut replays = txn.open_table(SINK_REPLAY).map_err(db_err)?;
+                let mut back = Vec::new();
+                for item in replays.range((p, s, 0)..=(p, s, u64::MAX)).map_err(db_err)? {
+                    let (key, value) = item.map_err(db_err)?;
+                    // Nothing is dropped: an entry that cannot be read keeps the forget from happening.
+                    let event: Event = serde_json::from_slice(value.value()).map_err(|e| {
+                        StoreError::Internal(format!("sink `{s}`'s redelivery entry {} cannot be read: {e}", key.value().2))
+                    })?;
+                    back.push(to_json(&removed_sink_entry(event, s, now_ms))?);
+                }
+                append_dlq(&txn, p, &back)?;
+                replays.retain_in((p, s, 0)..=(p, s, u64::MAX), |_, _| false).map_err(db_err)?;
+            }
             txn.commit().map_err(db_err)?;
             Ok(())
         })

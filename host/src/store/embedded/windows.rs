@@ -69,6 +69,7 @@ pub(super) fn delete_window_data(txn: &WriteTransaction, p: &str) -> StoreResult
         .retain_in((p, "", i64::MIN, "", 0)..(n, "", i64::MIN, "", 0), |_, _| false)
         .map_err(db_err)?;
     txn.open_table(RESULTS).map_err(db_err)?.retain_in((p, "", 0)..(n, "", 0), |_, _| false).map_err(db_err)?;
+    txn.open_table(RESULTS_APPENDED).map_err(db_err)?.retain_in((p, "", 0)..(n, "", 0), |_, _| false).map_err(db_err)?;
     txn.open_table(RESULTS_BY_START)
         .map_err(db_err)?
         .retain_in((p, "", i64::MIN, 0)..(n, "", i64::MIN, 0), |_, _| false)
@@ -214,10 +215,13 @@ impl WindowState for EmbeddedStore {
                     let mut seq = Seq::load(&meta)?;
                     let mut results = txn.open_table(RESULTS).map_err(db_err)?;
                     let mut by_start = txn.open_table(RESULTS_BY_START).map_err(db_err)?;
+                    let mut appended = txn.open_table(RESULTS_APPENDED).map_err(db_err)?;
+                    let now = crate::domain::now_ms();
                     for (window, start, json) in &emit {
                         let s = seq.take();
                         results.insert((p, window.as_str(), s), json.as_slice()).map_err(db_err)?;
                         by_start.insert((p, window.as_str(), *start, s), ()).map_err(db_err)?;
+                        appended.insert((p, window.as_str(), s), now).map_err(db_err)?;
                     }
                     seq.save(&mut meta)?;
                 }
@@ -258,6 +262,7 @@ impl WindowState for EmbeddedStore {
                 // Last, so nothing this pass wrote survives its own cutoff.
                 let mut results = txn.open_table(RESULTS).map_err(db_err)?;
                 let mut by_start = txn.open_table(RESULTS_BY_START).map_err(db_err)?;
+                let mut appended = txn.open_table(RESULTS_APPENDED).map_err(db_err)?;
                 for (window, cutoff) in &commit.expire {
                     let w = window.as_str();
                     finals.retain_in((p, w, i64::MIN, "")..(p, w, *cutoff, ""), |_, _| false).map_err(db_err)?;
@@ -270,6 +275,7 @@ impl WindowState for EmbeddedStore {
                     for (start, s) in old {
                         by_start.remove((p, w, start, s)).map_err(db_err)?;
                         results.remove((p, w, s)).map_err(db_err)?;
+                        appended.remove((p, w, s)).map_err(db_err)?;
                     }
                 }
             }

@@ -1,12 +1,13 @@
 //! The dead letter queue on Redis: a stream per pipeline, one entry per
 //! failed event (`e` event, `s` where a replay starts, `m` the rest);
-//! replays run in atomic batches of the `replay` script.
+//! replays run in atomic batches of the `replay` script; a sink's failure
+//! whose sink is gone stays, rewritten by `dlq_rewrite` to say so.
 
 use ::redis::streams::StreamId;
 use async_trait::async_trait;
 
 use super::*;
-use crate::domain::{DlqEntry, DlqSelector, ErrorKind, Event, FailedAt, Page, ReplayReport};
+use crate::domain::{replay_refused_entry, DlqEntry, DlqSelector, ErrorKind, Event, FailedAt, Page, ReplayReport};
 use crate::store::shared::{unique_ids, REPLAY_CHUNK};
 use crate::store::DeadLetters;
 
@@ -46,13 +47,15 @@ impl DlqMeta {
 
 impl RedisStore {
     /// Replays DLQ entries oldest first, in atomic batches, up to `end`
-    /// (an id, or `+`), at most `limit` of them.
-    async fn replay_range(&self, keys: &Keys, end: &str, limit: usize) -> StoreResult<u64> {
-        let mut moved = 0u64;
+    /// (an id: entries a batch moves to the DLQ's end are not read again),
+    /// at most `limit` of them.
+    /// `sinks` is the pipeline's sink records hash.
+    async fn replay_range(&self, keys: &Keys, sinks: &str, end: &str, limit: usize) -> StoreResult<ReplayReport> {
+        let mut report = ReplayReport::default();
         let mut left = limit;
         while left > 0 {
             let batch = left.min(REPLAY_BATCH);
-            let (n, _failed): (u64, u64) = self
+            let (n, _failed, gone): (u64, u64, Vec<String>) = self
                 .run(|mut c| async move {
                     self.scripts
                         .replay
@@ -60,6 +63,7 @@ impl RedisStore {
                         .key(&keys.queue)
                         .key(&keys.depth)
                         .key(&keys.bytes)
+                        .key(sinks)
                         .arg("range")
                         .arg(REPLAY_CHUNK)
                         .arg("-")
@@ -69,13 +73,40 @@ impl RedisStore {
                         .await
                 })
                 .await?;
-            moved += n;
-            left -= n as usize;
-            if (n as usize) < batch {
+            self.refuse_gone_sinks(keys, &gone).await?;
+            report.failed += gone.len() as u64;
+            report.replayed += n;
+            let taken = n as usize + gone.len();
+            left = left.saturating_sub(taken);
+            if taken < batch {
                 break;
             }
         }
-        Ok(moved)
+        Ok(report)
+    }
+
+    /// Rewrites the DLQ entries `ids` (failures of sinks that no longer
+    /// exist, left in place by a replay) with an error saying so, at the
+    /// DLQ's end. Each rewrite is atomic (an entry taken meanwhile is left
+    /// alone); one that cannot be read stays as it is.
+    async fn refuse_gone_sinks(&self, keys: &Keys, ids: &[String]) -> StoreResult<()> {
+        let now = crate::domain::now_ms();
+        for id in ids {
+            let found: StreamRangeReply =
+                self.run(|mut c| async move { ::redis::cmd("XRANGE").arg(&keys.dlq).arg(id).arg(id).query_async(&mut c).await }).await?;
+            let Some(Ok(entry)) = found.ids.first().map(dlq_entry) else { continue };
+            let FailedAt::Sink { sink } = &entry.failed_at else { continue };
+            let sink = sink.clone();
+            let entry = replay_refused_entry(entry, &sink, now);
+            let fields = [to_json(&entry.event)?, to_json(&entry.failed_at.replay_start())?, to_json(&DlqMeta::of(&entry))?];
+            let fields = &fields;
+            let _rewritten: i64 = self
+                .run(|mut c| async move {
+                    self.scripts.dlq_rewrite.key(&keys.dlq).arg(id).arg(&fields[0]).arg(&fields[1]).arg(&fields[2]).invoke_async(&mut c).await
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// The id of the newest DLQ entry, if any.
@@ -125,10 +156,12 @@ impl DeadLetters for RedisStore {
                 }
                 let valid = &valid;
                 let k = &k;
-                let (n, failed): (u64, u64) = self
+                let sinks = self.sink_records_key(pipeline);
+                let sinks = &sinks;
+                let (n, failed, gone): (u64, u64, Vec<String>) = self
                     .run(|mut c| async move {
                         let mut invocation = self.scripts.replay.prepare_invoke();
-                        invocation.key(&k.dlq).key(&k.queue).key(&k.depth).key(&k.bytes).arg("ids").arg(REPLAY_CHUNK);
+                        invocation.key(&k.dlq).key(&k.queue).key(&k.depth).key(&k.bytes).key(sinks).arg("ids").arg(REPLAY_CHUNK);
                         for id in valid {
                             invocation.arg(*id);
                         }
@@ -136,14 +169,15 @@ impl DeadLetters for RedisStore {
                     })
                     .await?;
                 report.replayed = n;
-                report.failed += failed;
+                self.refuse_gone_sinks(k, &gone).await?;
+                report.failed += failed + gone.len() as u64;
                 Ok(report)
             }
-            DlqSelector::Oldest(n) => Ok(ReplayReport { replayed: self.replay_range(&k, "+", *n).await?, failed: 0 }),
-            DlqSelector::All => {
+            DlqSelector::Oldest(_) | DlqSelector::All => {
                 // Everything there now; entries failing meanwhile wait for the next replay.
                 let Some(last) = self.dlq_last_id(&k).await? else { return Ok(ReplayReport::default()) };
-                Ok(ReplayReport { replayed: self.replay_range(&k, &last, usize::MAX).await?, failed: 0 })
+                let limit = if let DlqSelector::Oldest(n) = selector { *n } else { usize::MAX };
+                self.replay_range(&k, &self.sink_records_key(pipeline), &last, limit).await
             }
         }
     }

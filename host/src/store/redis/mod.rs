@@ -126,6 +126,8 @@ struct Scripts {
     sink_open: Script,
     sink_lease: Script,
     sink_commit: Script,
+    sink_forget: Script,
+    dlq_rewrite: Script,
 }
 
 /// The keys of one pipeline.
@@ -388,6 +390,8 @@ impl Scripts {
             sink_open: Script::new(include_str!("lua/sink_open.lua")),
             sink_lease: Script::new(include_str!("lua/sink_lease.lua")),
             sink_commit: Script::new(include_str!("lua/sink_commit.lua")),
+            sink_forget: Script::new(include_str!("lua/sink_forget.lua")),
+            dlq_rewrite: Script::new(include_str!("lua/dlq_rewrite.lua")),
         }
     }
 }

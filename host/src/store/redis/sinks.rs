@@ -1,14 +1,15 @@
 //! Sinks on Redis: every sink's record in one hash per pipeline
 //! (`P:{id}:sinks`, sink → record JSON), leases in `P:{id}:sinklease`
 //! (sink → `<holder>|<expires ms>`), and per sink a redelivery stream
-//! `P:{id}:sink:<name>:replay` that a DLQ replay fills (`e` = event JSON).
+//! `P:{id}:sink:<name>:replay` that a DLQ replay fills (`e` = event JSON)
+//! while the sink has a record, and a forget moves back to the DLQ.
 //! All under the pipeline's hash tag; each script touches one pipeline.
 
 use async_trait::async_trait;
 
 use super::dlq::DlqMeta;
 use super::*;
-use crate::domain::{Event, SinkCommit, SinkLag, SinkPosition, SinkRecord, SinkReplay, SinkSource};
+use crate::domain::{removed_sink_entry, Event, SinkCommit, SinkLag, SinkPosition, SinkRecord, SinkReplay, SinkSource};
 use crate::store::SinkState;
 
 /// The keys of one sink.
@@ -22,6 +23,12 @@ impl RedisStore {
     fn sink_keys(&self, pipeline: &str, sink: &str) -> SinkKeys {
         let base = format!("{}:{{{}}}", self.prefix, pipeline);
         SinkKeys { records: format!("{base}:sinks"), leases: format!("{base}:sinklease"), replay: format!("{base}:sink:{sink}:replay") }
+    }
+
+    /// The hash of the pipeline's sink records: a DLQ replay sends a sink
+    /// its failures only while the sink has a record there.
+    pub(super) fn sink_records_key(&self, pipeline: &str) -> String {
+        self.sink_keys(pipeline, "").records
     }
 
     /// Deletes every sink key of a deleted pipeline.
@@ -144,16 +151,63 @@ impl SinkState for RedisStore {
         Ok(SinkLag { events, oldest_at: next.ids.first().and_then(|e| id_ms(&e.id)) })
     }
 
-    async fn sink_forget(&self, pipeline: &str, sink: &str) -> StoreResult<()> {
+    async fn window_lag(&self, pipeline: &str, window: &str, position: &SinkPosition, count_up_to: usize) -> StoreResult<SinkLag> {
+        let key = format!("{}{window}:results", self.keys(pipeline).windows);
+        let (waiting, _) = self.xrange_page(&key, &position.cursor, count_up_to).await?;
+        // The stream id's ms is when the closer appended the result.
+        Ok(SinkLag { events: waiting.len() as u64, oldest_at: waiting.first().and_then(|e| id_ms(&e.id)) })
+    }
+
+    async fn sink_reset(&self, pipeline: &str, sink: &str) -> StoreResult<()> {
         let s = self.sink_keys(pipeline, sink);
-        let (records, leases, replay) = (&s.records, &s.leases, &s.replay);
-        // Three plain commands (each idempotent): a forget cut short is done again by the next.
+        let records = &s.records;
         let _: i64 = self.run(|mut c| async move { ::redis::cmd("HDEL").arg(records).arg(sink).query_async(&mut c).await }).await?;
-        let _: i64 = self.run(|mut c| async move { ::redis::cmd("HDEL").arg(leases).arg(sink).query_async(&mut c).await }).await?;
-        let _: i64 = self.run(|mut c| async move { ::redis::cmd("UNLINK").arg(replay).query_async(&mut c).await }).await?;
         Ok(())
     }
+
+    async fn sink_forget(&self, pipeline: &str, sink: &str, now_ms: i64) -> StoreResult<()> {
+        let (k, s) = (self.keys(pipeline), self.sink_keys(pipeline, sink));
+        // The entries differ only in their event, which the script copies
+        // from the list as it is: `s` and `m` are made once, from a template.
+        let no_event = Event { id: String::new(), kind: String::new(), source: String::new(), timestamp: 0, data: "{}".into() };
+        let entry = removed_sink_entry(no_event, sink, now_ms);
+        let stage = to_json(&entry.failed_at.replay_start())?;
+        let meta = to_json(&DlqMeta::of(&entry))?;
+        let (k, s, stage, meta) = (&k, &s, &stage, &meta);
+        // The record goes in the first run, so nothing is added to the list
+        // after it; each run moves a bounded part of the list.
+        for _ in 0..FORGET_RUNS {
+            let left: i64 = self
+                .run_replicated(|mut c| async move {
+                    self.scripts
+                        .sink_forget
+                        .key(&s.records)
+                        .key(&s.leases)
+                        .key(&s.replay)
+                        .key(&k.dlq)
+                        .arg(sink)
+                        .arg(stage)
+                        .arg(meta)
+                        .arg(FORGET_CHUNK)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            if left == 0 {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Internal(format!(
+            "sink `{sink}`'s redelivery list still holds events after {} moved back to the DLQ; the next forget moves on",
+            FORGET_RUNS * FORGET_CHUNK
+        )))
+    }
 }
+
+/// Redelivery-list entries moved back to the DLQ per `sink_forget` script run.
+const FORGET_CHUNK: usize = 1_000;
+/// Most script runs of one `sink_forget` (a list of up to a million events).
+const FORGET_RUNS: usize = 1_000;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,8 @@
 //! document is valid OpenAPI 3.1 (openapi-spec-validator), names exactly
 //! the routes the server has, and schemathesis finds no answer that
 //! breaks it: no 5xx (a 503 would be a store down, which these runs do not
-//! cause), every status code, content type, header and body as documented.
+//! cause), every status code, content type, header and body as documented,
+//! tokens required where the document says so.
 //!
 //! Needs `scripts/openapi-tools.sh` first (the venv under
 //! `target/openapi-tools`; `scripts/test.sh` runs it). The runs are seeded
@@ -108,6 +109,29 @@ fn check_routes(server: &Server, document: &Value) {
     }
 }
 
+/// What every answer must pass: no 5xx; status code, content type, headers
+/// and body as documented; a route that needs a token refuses a request
+/// without one (`ignored_auth`); an undocumented method is a 405 with an
+/// `Allow` header; a missing required header is refused.
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,\
+    response_schema_conformance,ignored_auth,unsupported_method,allow_header_conformance,missing_required_header";
+
+/// The live feed, which schemathesis leaves out: its answer's status and
+/// content type as documented, for a window that exists and one that does not.
+fn check_live_feed(server: &Server, document: &Value) {
+    let path = "/v1/pipelines/{id}/windows/{window}/live";
+    let responses = &document["paths"][path]["get"]["responses"];
+    assert!(responses["200"]["content"].get("text/event-stream").is_some(), "{responses}");
+    let response = server.client().get(server.url("/v1/pipelines/web/windows/views/live")).bearer_auth(TOKEN).send().expect("the live feed opens");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    drop(response);
+    let (status, body, headers) = server.raw(reqwest::Method::GET, "/v1/pipelines/web/windows/nope/live", None, Vec::new());
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(responses["404"]["content"].get("application/json").is_some(), "{responses}");
+}
+
 /// schemathesis against the live server (with the admin token) on the
 /// operations `methods` selects: every operation but the live feed
 /// (Server-Sent Events never end, and a fuzzer's request would wait for its
@@ -125,7 +149,7 @@ fn fuzz(server: &Server, dir: &std::path::Path, methods: (&str, &str)) {
         .arg("run")
         .arg(server.url("/openapi.json"))
         .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
-        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance"])
+        .args(["--checks", CHECKS])
         .args(["--max-examples", &examples, "--seed", &seed, "--request-timeout", "20", "--workers", "2"])
         .args(["--phases", "examples,coverage,fuzzing", "--exclude-path-regex", "/live$", "--suppress-health-check", "all"])
         .args([methods.0, methods.1])
@@ -137,15 +161,19 @@ fn fuzz(server: &Server, dir: &std::path::Path, methods: (&str, &str)) {
         .expect("schemathesis runs");
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "schemathesis found answers that break the document:\n{printed}");
-    // "Test cases:" then "<n> generated, <n> passed" (a failure adds "found …").
+    // "Test cases:" then "<n> generated, <n> passed[, <m> skipped]" (a
+    // failure says "found …" instead of "passed"; a case is skipped when a
+    // check has nothing to try on it, e.g. no required header).
     let cases = printed.lines().skip_while(|l| !l.starts_with("Test cases:")).nth(1).unwrap_or_default().trim();
     eprintln!("schemathesis {methods:?}: {cases}");
-    let counts: Vec<u64> = cases.split(", ").filter_map(|part| part.split(' ').next()?.parse().ok()).collect();
+    let parts: Vec<&str> = cases.split(", ").collect();
+    let count = |part: Option<&&str>, word: &str| part.and_then(|p| p.strip_suffix(word)).and_then(|n| n.trim().parse::<u64>().ok());
+    let (generated, passed) = (count(parts.first(), " generated"), count(parts.get(1), " passed"));
     assert!(
-        counts.len() == 2 && counts[0] == counts[1] && cases.ends_with(" passed"),
+        generated.is_some() && generated == passed && parts.iter().skip(2).all(|p| p.ends_with(" skipped")),
         "not every generated request passed ({cases}):\n{printed}"
     );
-    assert!(counts[0] >= 100, "schemathesis ran too few requests to mean anything ({cases}):\n{printed}");
+    assert!(generated.unwrap_or(0) >= 100, "schemathesis ran too few requests to mean anything ({cases}):\n{printed}");
 }
 
 fn openapi_document_holds(store: StoreKind) {
@@ -155,6 +183,7 @@ fn openapi_document_holds(store: StoreKind) {
     let document = fetch_document(&server);
     validate(&document, dir.path());
     check_routes(&server, &document);
+    check_live_feed(&server, &document);
     // Reads and writes first, on the set-up; then the deletes (which may
     // delete what the fuzzer finds named in earlier answers).
     fuzz(&server, dir.path(), ("--exclude-method", "DELETE"));

@@ -201,5 +201,23 @@ impl IntoResponse for ApiError {
 #[allow(dead_code)] // Never built: it only describes the answer.
 pub struct Unavailable(ErrorBody);
 
+/// The 404 of a route under `/v1/pipelines/{id}` whose pipeline does not exist.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404, description = "`not_found`: no such pipeline")]
+#[allow(dead_code)] // Never built: it only describes the answer.
+pub struct NoSuchPipeline(ErrorBody);
+
+/// The 413 of a route that reads a JSON body ([`super::Body`]).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 413, description = "`payload_too_large`: over `--max-body-bytes`")]
+#[allow(dead_code)] // Never built: it only describes the answer.
+pub struct BodyTooLarge(ErrorBody);
+
+/// The 400 of a paged list ([`super::pipelines::PageQuery`]).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 400, description = "`invalid_limit`, `invalid_cursor` or `invalid_query`")]
+#[allow(dead_code)] // Never built: it only describes the answer.
+pub struct BadPage(ErrorBody);
+
 /// A handler's answer.
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiError, ApiResult, ErrorBody, Unavailable};
+use super::error::{ApiError, ApiResult, BadPage, BodyTooLarge, ErrorBody, NoSuchPipeline, Unavailable};
 use super::extract::{Path, Query};
 use super::sinks::SinkAnswer;
 use super::{AppState, Body};
@@ -59,7 +59,7 @@ pub struct PipelineList {
         (status = 201, description = "Created", body = PipelineAnswer),
         (status = 200, description = "Replaced (its stages swapped without losing queued events)", body = PipelineAnswer),
         (status = 400, description = "`invalid_name`, or `invalid_spec`: an invalid spec, an unknown plugin or version, a plugin whose `init` refused its config, an unset environment variable", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: over `--max-body-bytes`", body = ErrorBody),
+        BodyTooLarge,
         Unavailable,
     ))]
 async fn put(State(state): State<Arc<AppState>>, Path(id): Path<String>, Body(body, _permit): Body) -> ApiResult<Response> {
@@ -82,7 +82,7 @@ async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<PipelineList
     params(("id" = String, Path, description = "The pipeline's id")),
     responses(
         (status = 200, description = "The pipeline", body = PipelineAnswer),
-        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
+        NoSuchPipeline,
         Unavailable,
     ))]
 async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<PipelineAnswer>> {
@@ -94,7 +94,7 @@ async fn show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Api
     params(("id" = String, Path, description = "The pipeline's id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
+        NoSuchPipeline,
         Unavailable,
     ))]
 async fn remove(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<StatusCode> {
@@ -143,8 +143,8 @@ pub struct PageAnswer<'a, T: serde::Serialize> {
     params(("id" = String, Path, description = "The pipeline's id"), PageQuery),
     responses(
         (status = 200, description = "A page of entries, oldest first", body = DlqPage),
-        (status = 400, description = "`invalid_limit`, `invalid_cursor` or `invalid_query`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
+        BadPage,
+        NoSuchPipeline,
         Unavailable,
     ))]
 async fn dlq_list(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Response> {
@@ -213,8 +213,8 @@ pub struct Replayed {
     responses(
         (status = 200, description = "Replayed", body = Replayed),
         (status = 400, description = "`invalid_body`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: over `--max-body-bytes`", body = ErrorBody),
+        NoSuchPipeline,
+        BodyTooLarge,
         Unavailable,
     ))]
 async fn dlq_replay(State(state): State<Arc<AppState>>, Path(id): Path<String>, Body(body, _permit): Body) -> ApiResult<Json<Replayed>> {
@@ -236,8 +236,8 @@ pub struct Deleted {
     responses(
         (status = 200, description = "Deleted", body = Deleted),
         (status = 400, description = "`invalid_body`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: over `--max-body-bytes`", body = ErrorBody),
+        NoSuchPipeline,
+        BodyTooLarge,
         Unavailable,
     ))]
 async fn dlq_delete(State(state): State<Arc<AppState>>, Path(id): Path<String>, Body(body, _permit): Body) -> ApiResult<Json<Deleted>> {
@@ -269,8 +269,8 @@ pub struct OutputEntry {
     params(("id" = String, Path, description = "The pipeline's id"), PageQuery),
     responses(
         (status = 200, description = "A page of output events, oldest first", body = OutputPage),
-        (status = 400, description = "`invalid_limit`, `invalid_cursor` or `invalid_query`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
+        BadPage,
+        NoSuchPipeline,
         Unavailable,
     ))]
 async fn output(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Response> {
@@ -319,7 +319,7 @@ pub struct PipelineMetrics {
     params(("id" = String, Path, description = "The pipeline's id")),
     responses(
         (status = 200, description = "The figures", body = PipelineMetrics),
-        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
+        NoSuchPipeline,
         Unavailable,
     ))]
 async fn metrics(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<PipelineMetrics>> {

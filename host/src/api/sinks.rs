@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiResult, ErrorBody, Unavailable};
+use super::error::{ApiResult, NoSuchPipeline, Unavailable};
 use super::extract::Path;
 use super::AppState;
 use crate::engine::SinkStatus;
@@ -67,7 +67,7 @@ pub struct SinkList {
     params(("id" = String, Path, description = "The pipeline's id")),
     responses(
         (status = 200, description = "The pipeline's sinks", body = SinkList),
-        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
+        NoSuchPipeline,
         Unavailable,
     ))]
 async fn list(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<SinkList>> {

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiError, ApiResult, ErrorBody, Unavailable};
+use super::error::{ApiError, ApiResult, BodyTooLarge, ErrorBody, Unavailable};
 use super::extract::Path;
 use super::{AppState, Body};
 use crate::engine::spec::valid_name;
@@ -42,7 +42,7 @@ pub struct TableList {
     responses(
         (status = 200, description = "Stored; stages see it within a second", body = TableSize),
         (status = 400, description = "`invalid_name`, or `invalid_table`: not an object of string keys to string values", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`: over `--max-body-bytes`", body = ErrorBody),
+        BodyTooLarge,
         Unavailable,
     ))]
 async fn put(State(state): State<Arc<AppState>>, Path(name): Path<String>, Body(body, _permit): Body) -> ApiResult<Json<TableSize>> {

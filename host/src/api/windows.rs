@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiError, ApiResult, ErrorBody, Unavailable};
+use super::error::{ApiError, ApiResult, BadPage, ErrorBody, NoSuchPipeline, Unavailable};
 use super::extract::{Path, Query};
 use super::pipelines::{PageAnswer, PageQuery};
 use super::AppState;
@@ -151,7 +151,7 @@ fn stored_json(text: &str) -> Box<RawValue> {
     params(("id" = String, Path, description = "The pipeline's id"), ("window" = String, Path, description = "The window's name"), PageQuery),
     responses(
         (status = 200, description = "A page of result records, oldest first", body = RecordPage),
-        (status = 400, description = "`invalid_limit`, `invalid_cursor` or `invalid_query`", body = ErrorBody),
+        BadPage,
         (status = 404, description = "`not_found`: no such pipeline or window", body = ErrorBody),
         Unavailable,
     ))]
@@ -169,8 +169,8 @@ async fn results_stream(
     params(("id" = String, Path, description = "The pipeline's id"), PageQuery),
     responses(
         (status = 200, description = "A page of alerts, oldest first", body = RecordPage),
-        (status = 400, description = "`invalid_limit`, `invalid_cursor` or `invalid_query`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
+        BadPage,
+        NoSuchPipeline,
         Unavailable,
     ))]
 async fn alerts(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Response> {

@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{ApiError, ApiResult, ErrorBody, Unavailable};
+use super::error::{ApiError, ApiResult, ErrorBody, NoSuchPipeline, Unavailable};
 use super::extract::Path;
 use super::{AppState, Body};
 use crate::domain::{now_ms, EnqueueOutcome, Enqueued, QueuedEvent};
@@ -160,7 +160,7 @@ fn enqueue_error(e: EngineError) -> ApiError {
     responses(
         (status = 202, description = "The valid events are durably queued; each invalid one is listed with its index and reason", body = Accepted),
         (status = 400, description = "`invalid_json` / `invalid_ndjson` (the body has no event at all), `invalid_idempotency_key`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such pipeline", body = ErrorBody),
+        NoSuchPipeline,
         (status = 413, description = "`payload_too_large` (over `--max-body-bytes`) or `too_many_events` (more than the pipeline can ever queue; no `Retry-After`)", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`idempotency_key_reused`: the key was used for another body", body = ErrorBody),

@@ -80,6 +80,9 @@ echo "==> JavaScript SDK unit tests (node --test)"
 # The dashboard's browser test (tests/tests/dashboard_browser.rs): Debian's
 # chromium and playwright-core (cached under target/browser-tools).
 ./scripts/browser-tools.sh
+# The OpenAPI test (tests/tests/openapi.rs): schemathesis and
+# openapi-spec-validator in a venv (cached under target/openapi-tools).
+./scripts/openapi-tools.sh
 # Build everything first, the `sluice` binary included (the black-box tests in
 # tests/ run target/release/sluice). Not `cargo build -p sluice`: that resolves
 # the dependencies' features without the tests' and builds wasmtime a second

@@ -6,13 +6,20 @@
 use std::sync::Arc;
 
 use axum::response::Html;
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
 const PAGE: &str = include_str!("dashboard.html");
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/", get(|| async { Html(PAGE) }))
+/// `GET /` (no token: the page asks for one when the server has tokens).
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(page))
+}
+
+#[utoipa::path(get, path = "/", operation_id = "dashboard", tag = "monitoring", summary = "The live dashboard page (no token)",
+    responses((status = 200, description = "One self-contained HTML page", content_type = "text/html", body = String)))]
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
 }

@@ -3,7 +3,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::engine::EngineError;
 use crate::internal_events::{emit, ApiInternalError};
@@ -21,6 +22,8 @@ pub enum ApiError {
     /// 403 in open mode: a change from another site's page.
     CrossOrigin(String),
     NotFound(String),
+    /// 405: the path exists, the method does not.
+    MethodNotAllowed(String),
     Conflict(String),
     /// The limit, and the flag that sets it.
     PayloadTooLarge(u64, &'static str),
@@ -84,63 +87,100 @@ const UNAVAILABLE_RETRY_AFTER_S: u64 = 2;
 /// Seconds a client should wait after an `overloaded` 503.
 const OVERLOADED_RETRY_AFTER_S: u64 = 1;
 
+/// Every error answer's body (API.md: `{"error": "<machine code>",
+/// "message": "<human text>", ...}`), typed so that the OpenAPI document
+/// describes exactly what [`ApiError`] answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The machine code: `invalid_json`, `invalid_spec`, `unauthorized`,
+    /// `not_found`, `backpressure`, `store_unavailable`, ... (README, "HTTP API").
+    pub error: &'static str,
+    /// What went wrong, for a human.
+    pub message: String,
+    /// 429 `backpressure` (queue full): events accepted and not finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_depth: Option<u64>,
+    /// 429 `backpressure` (queue full): the stored bytes of those events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_bytes: Option<u64>,
+    /// 429 `backpressure` (a sink's lag): the sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink: Option<String>,
+    /// 429 `backpressure` (a sink's lag): the events it has waiting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink_lag: Option<u64>,
+    /// 429 and 503: seconds to wait before retrying (also `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
+}
+
+impl ErrorBody {
+    /// A body with only the code and the message.
+    pub fn new(error: &'static str, message: impl Into<String>) -> Self {
+        ErrorBody { error, message: message.into(), queue_depth: None, queue_bytes: None, sink: None, sink_lag: None, retry_after_s: None }
+    }
+
+    /// The same body telling the client when to retry.
+    fn retry_after(self, seconds: u64) -> Self {
+        ErrorBody { retry_after_s: Some(seconds), ..self }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, body, retry_after) = match self {
-            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, json!({"error": code, "message": message}), None),
-            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({"error": "unauthorized", "message": m}), None),
-            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({"error": "forbidden", "message": m}), None),
-            ApiError::ForbiddenHost(m) => (StatusCode::FORBIDDEN, json!({"error": "forbidden_host", "message": m}), None),
-            ApiError::CrossOrigin(m) => (StatusCode::FORBIDDEN, json!({"error": "cross_origin", "message": m}), None),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": "not_found", "message": m}), None),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, json!({"error": "conflict", "message": m}), None),
+        let (status, body) = match self {
+            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, ErrorBody::new(code, message)),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, ErrorBody::new("unauthorized", m)),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, ErrorBody::new("forbidden", m)),
+            ApiError::ForbiddenHost(m) => (StatusCode::FORBIDDEN, ErrorBody::new("forbidden_host", m)),
+            ApiError::CrossOrigin(m) => (StatusCode::FORBIDDEN, ErrorBody::new("cross_origin", m)),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, ErrorBody::new("not_found", m)),
+            ApiError::MethodNotAllowed(m) => (StatusCode::METHOD_NOT_ALLOWED, ErrorBody::new("method_not_allowed", m)),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, ErrorBody::new("conflict", m)),
             ApiError::PayloadTooLarge(limit, flag) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"error": "payload_too_large", "message": format!("the body is over the limit of {limit} bytes ({flag})")}),
-                None,
+                ErrorBody::new("payload_too_large", format!("the body is over the limit of {limit} bytes ({flag})")),
             ),
-            ApiError::TooManyEvents(m) => (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": "too_many_events", "message": m}), None),
-            ApiError::UnsupportedMediaType(m) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": "unsupported_media_type", "message": m}), None)
-            }
+            ApiError::TooManyEvents(m) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorBody::new("too_many_events", m)),
+            ApiError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorBody::new("unsupported_media_type", m)),
             ApiError::Backpressure { queue_depth, queue_bytes, retry_after_s } => (
                 StatusCode::TOO_MANY_REQUESTS,
-                json!({"error": "backpressure", "message": format!("the pipeline's queue is full ({queue_depth} events, {queue_bytes} bytes queued; see max_queue_depth and max_queue_bytes); nothing from this request was queued, retry after {retry_after_s} s"),
-                       "queue_depth": queue_depth, "queue_bytes": queue_bytes, "retry_after_s": retry_after_s}),
-                Some(retry_after_s),
+                ErrorBody {
+                    queue_depth: Some(queue_depth),
+                    queue_bytes: Some(queue_bytes),
+                    ..ErrorBody::new("backpressure", format!("the pipeline's queue is full ({queue_depth} events, {queue_bytes} bytes queued; see max_queue_depth and max_queue_bytes); nothing from this request was queued, retry after {retry_after_s} s"))
+                }
+                .retry_after(retry_after_s),
             ),
             ApiError::SinkBackpressure { sink, lag, max_sink_lag, retry_after_s } => (
                 StatusCode::TOO_MANY_REQUESTS,
-                json!({"error": "backpressure", "message": format!("sink `{sink}` has {lag} events waiting, past the pipeline's max_sink_lag of {max_sink_lag}; nothing from this request was queued, retry after {retry_after_s} s"),
-                       "sink": sink, "sink_lag": lag, "retry_after_s": retry_after_s}),
-                Some(retry_after_s),
+                ErrorBody {
+                    message: format!("sink `{sink}` has {lag} events waiting, past the pipeline's max_sink_lag of {max_sink_lag}; nothing from this request was queued, retry after {retry_after_s} s"),
+                    sink: Some(sink),
+                    sink_lag: Some(lag),
+                    ..ErrorBody::new("backpressure", "")
+                }
+                .retry_after(retry_after_s),
             ),
             ApiError::Unavailable(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "store_unavailable", "message": format!("{m}; nothing was written, retry later"), "retry_after_s": UNAVAILABLE_RETRY_AFTER_S}),
-                Some(UNAVAILABLE_RETRY_AFTER_S),
+                ErrorBody::new("store_unavailable", format!("{m}; nothing was written, retry later")).retry_after(UNAVAILABLE_RETRY_AFTER_S),
             ),
             ApiError::OutcomeUnknown(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "store_unavailable", "message": format!(
+                ErrorBody::new("store_unavailable", format!(
                     "{m}; the outcome is unknown: the events may or may not have been queued. Retry with the same \
-                     Idempotency-Key to have them queued exactly once (a retry without one may queue them twice)"),
-                    "retry_after_s": UNAVAILABLE_RETRY_AFTER_S}),
-                Some(UNAVAILABLE_RETRY_AFTER_S),
+                     Idempotency-Key to have them queued exactly once (a retry without one may queue them twice)"))
+                .retry_after(UNAVAILABLE_RETRY_AFTER_S),
             ),
-            ApiError::IdempotencyKeyReused(m) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, json!({"error": "idempotency_key_reused", "message": m}), None)
-            }
-            ApiError::Overloaded(m) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "overloaded", "message": m, "retry_after_s": OVERLOADED_RETRY_AFTER_S}),
-                Some(OVERLOADED_RETRY_AFTER_S),
-            ),
+            ApiError::IdempotencyKeyReused(m) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorBody::new("idempotency_key_reused", m)),
+            ApiError::Overloaded(m) => (StatusCode::SERVICE_UNAVAILABLE, ErrorBody::new("overloaded", m).retry_after(OVERLOADED_RETRY_AFTER_S)),
             ApiError::Internal(m) => {
                 emit(ApiInternalError { message: &m });
-                (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal", "message": m}), None)
+                (StatusCode::INTERNAL_SERVER_ERROR, ErrorBody::new("internal", m))
             }
         };
+        let retry_after = body.retry_after_s;
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(seconds) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -148,6 +188,36 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// The 503 any route that reads the store or a request body may answer
+/// (`store_unavailable`, or `overloaded` when the process holds its bound
+/// of bytes in flight or live feeds), for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 503,
+    description = "`store_unavailable` (the store did not answer) or `overloaded` (the process holds its bound of request bytes in flight or of live feeds); retry after `Retry-After` seconds",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+)]
+#[allow(dead_code)] // Never built: it only describes the answer.
+pub struct Unavailable(ErrorBody);
+
+/// The 404 of a route under `/v1/pipelines/{id}` whose pipeline does not exist.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404, description = "`not_found`: no such pipeline")]
+#[allow(dead_code)] // Never built: it only describes the answer.
+pub struct NoSuchPipeline(ErrorBody);
+
+/// The 413 of a route that reads a JSON body ([`super::Body`]).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 413, description = "`payload_too_large`: over `--max-body-bytes`")]
+#[allow(dead_code)] // Never built: it only describes the answer.
+pub struct BodyTooLarge(ErrorBody);
+
+/// The 400 of a paged list ([`super::pipelines::PageQuery`]).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 400, description = "`invalid_limit`, `invalid_cursor` or `invalid_query`")]
+#[allow(dead_code)] // Never built: it only describes the answer.
+pub struct BadPage(ErrorBody);
 
 /// A handler's answer.
 pub type ApiResult<T> = Result<T, ApiError>;

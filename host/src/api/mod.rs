@@ -9,6 +9,12 @@
 //! - [`windows`]: `/v1/pipelines/{id}/windows/...` and `/alerts`
 //! - [`dashboard`]: `GET /`, the live dashboard page
 //! - [`monitoring`]: `/healthz`, `/readyz`, `/metrics`
+//! - [`openapi`]: `GET /openapi.json`, the document assembled from the
+//!   routes' annotations
+//!
+//! Every route is added with `utoipa_axum::routes!` from its handler's
+//! `#[utoipa::path]` annotation, so the router and the OpenAPI document
+//! are built from one list.
 //!
 //! Handlers reach everything through [`Engine`]'s methods. May use:
 //! `domain`, `internal_events`, `engine`, `window` (query types), `runtime`
@@ -18,9 +24,11 @@ pub mod auth;
 mod body;
 pub mod dashboard;
 pub mod error;
+mod extract;
 pub mod ingest;
 pub mod monitoring;
 mod open_mode;
+pub mod openapi;
 pub mod pipelines;
 pub mod plugins;
 pub mod sinks;
@@ -29,8 +37,10 @@ pub mod windows;
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::{Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::engine::Engine;
 use auth::{Access, Role, Tokens};
@@ -83,27 +93,46 @@ impl AppState {
     }
 }
 
-/// The whole API: public routes, the ingest route behind ingest (or admin)
-/// tokens, everything else behind the admin token (the live feed also
-/// taking it as `?access_token=`).
-pub fn router(state: Arc<AppState>, tokens: Tokens) -> Router {
-    let open = tokens.open();
-    let tokens = Arc::new(tokens);
-    let layer = |role: Role| axum::middleware::from_fn_with_state(Access::new(tokens.clone(), role), auth::require);
-    let admin = Router::new()
+/// The routes of the whole API with their descriptions: public routes,
+/// the ingest route behind ingest (or admin) tokens, everything else behind
+/// the admin token (the live feed also taking it as `?access_token=`).
+/// Each guarded group's description names the tokens its layer takes.
+pub fn routes(tokens: Arc<Tokens>) -> OpenApiRouter<Arc<AppState>> {
+    let guarded = |routes: OpenApiRouter<Arc<AppState>>, role: Role| {
+        let mut routes = routes.route_layer(axum::middleware::from_fn_with_state(Access::new(tokens.clone(), role), auth::require));
+        openapi::require_role(routes.get_openapi_mut(), role);
+        routes
+    };
+    let admin = OpenApiRouter::new()
         .merge(plugins::router())
         .merge(pipelines::router())
         .merge(tables::router())
         .merge(sinks::router())
         .merge(windows::router())
-        .merge(monitoring::admin_router())
-        .route_layer(layer(Role::Admin));
-    let router = Router::new()
+        .merge(monitoring::admin_router());
+    OpenApiRouter::new()
         .merge(monitoring::public_router())
         .merge(dashboard::router())
-        .merge(ingest::router().route_layer(layer(Role::Ingest)))
-        .merge(windows::live_router().route_layer(layer(Role::AdminOrQueryToken)))
-        .merge(admin)
+        .routes(routes!(openapi::openapi_json))
+        .merge(guarded(ingest::router(), Role::Ingest))
+        .merge(guarded(windows::live_router(), Role::AdminOrQueryToken))
+        .merge(guarded(admin, Role::Admin))
+}
+
+/// The OpenAPI document of the API (what `GET /openapi.json` answers).
+pub fn document() -> utoipa::openapi::OpenApi {
+    openapi::document(routes(Arc::new(Tokens::default())).into_openapi())
+}
+
+/// The whole API, serving its own OpenAPI document; with no tokens, behind
+/// open mode's checks.
+pub fn router(state: Arc<AppState>, tokens: Tokens) -> Router {
+    let open = tokens.open();
+    let (router, paths) = routes(Arc::new(tokens)).split_for_parts();
+    let document = openapi::DocumentJson::new(&openapi::document(paths));
+    let router = router
+        .layer(Extension(document))
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed("this path does not take this method (see /openapi.json)".into()) })
         .fallback(|| async { ApiError::NotFound("no such endpoint (see API.md)".into()) })
         .with_state(state);
     if open {

@@ -5,17 +5,20 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::routing::get;
-use axum::{Json, Router};
-use futures::stream::{self, Stream, StreamExt};
-use serde::Deserialize;
 use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::stream::{self, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, BadPage, ErrorBody, NoSuchPipeline, Unavailable};
+use super::extract::{Path, Query};
 use super::pipelines::{PageAnswer, PageQuery};
 use super::AppState;
 use crate::engine::{watermark_value, LiveCursor};
@@ -27,25 +30,68 @@ use crate::window::WindowSpec;
 const LIVE_POLL: Duration = Duration::from_millis(500);
 
 /// The window routes (behind the admin layer).
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/pipelines/{id}/windows/{window}", get(results))
-        .route("/v1/pipelines/{id}/windows/{window}/results", get(results_stream))
-        .route("/v1/pipelines/{id}/alerts", get(alerts))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(results)).routes(routes!(results_stream)).routes(routes!(alerts))
 }
 
 /// The live feed (behind the admin layer that also takes `?access_token=`).
-pub fn live_router() -> Router<Arc<AppState>> {
-    Router::new().route("/v1/pipelines/{id}/windows/{window}/live", get(live))
+pub fn live_router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(live))
 }
 
 /// `group`, `from`, `to` (ms, on `start`), `latest` (v1.1).
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ResultsParams {
+    /// Only this group.
     group: Option<String>,
+    /// Windows starting at or after this (ms since the epoch).
+    #[param(value_type = Option<i64>)]
     from: Option<String>,
+    /// Windows starting at or before this (ms since the epoch).
+    #[param(value_type = Option<i64>)]
     to: Option<String>,
+    /// `true`: only the newest window per group.
+    #[param(value_type = Option<bool>)]
     latest: Option<String>,
+}
+
+/// One window's result (open windows show their partial values); besides
+/// the fields named, one per aggregate: `<op>_<field>` (e.g.
+/// `avg_data.ms`) and `missing_<field>`.
+#[derive(ToSchema)]
+#[schema(as = WindowResult)]
+#[allow(dead_code)] // The results are built as JSON by the window code; this describes them.
+pub struct WindowResultDoc {
+    /// The group's value; `null` for an ungrouped window.
+    group: Option<Value>,
+    /// ms since the epoch (the window is `[start, end)`).
+    start: i64,
+    end: i64,
+    closed: bool,
+    count: u64,
+}
+
+/// A window's results.
+#[derive(Serialize, ToSchema)]
+pub struct WindowResults {
+    /// By start, then group.
+    #[schema(value_type = Vec<WindowResultDoc>)]
+    results: Vec<Value>,
+    /// The pipeline's watermark (ms); `null` before any event.
+    #[schema(value_type = Option<i64>)]
+    watermark: Value,
+}
+
+/// A page of the window-results stream or of the alerts, oldest first.
+#[derive(ToSchema)]
+#[allow(dead_code)] // The answer is the stored records, passed through; this describes it.
+pub struct RecordPage {
+    /// The records as stored: window results (`WindowResult`) or spike
+    /// alerts (`{"window", "group", "start", "count", "baseline", "factor", "at"}`).
+    entries: Vec<Value>,
+    /// Pass it as `cursor` for the next page (an empty page: nothing newer yet).
+    next_cursor: String,
 }
 
 /// `?latest=`: `true` or `false` (absent or empty = false).
@@ -67,11 +113,19 @@ fn parse_ms(name: &str, value: &Option<String>) -> ApiResult<Option<i64>> {
     }
 }
 
+#[utoipa::path(get, path = "/v1/pipelines/{id}/windows/{window}", operation_id = "get_window_results", tag = "windows", summary = "A window's results",
+    params(("id" = String, Path, description = "The pipeline's id"), ("window" = String, Path, description = "The window's name"), ResultsParams),
+    responses(
+        (status = 200, description = "The results", body = WindowResults),
+        (status = 400, description = "`invalid_query`: `from`/`to` not integers, `from` after `to`, `latest` not `true`/`false`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such pipeline or window", body = ErrorBody),
+        Unavailable,
+    ))]
 async fn results(
     State(state): State<Arc<AppState>>,
     Path((id, window)): Path<(String, String)>,
     Query(params): Query<ResultsParams>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WindowResults>> {
     let def = state.engine.window_def(&id, &window).await?;
     let latest = parse_latest(&params.latest)?;
     let query = WindowQuery { group: params.group, from: parse_ms("from", &params.from)?, to: parse_ms("to", &params.to)? };
@@ -82,7 +136,7 @@ async fn results(
     }
     let answer = state.engine.window_answer(&id, &def, &query).await?;
     let results = if latest { latest_per_group(&def, answer.results) } else { answer.results };
-    Ok(Json(json!({"results": results, "watermark": watermark_value(answer.watermark)})))
+    Ok(Json(WindowResults { results, watermark: watermark_value(answer.watermark) }))
 }
 
 /// A stored record's JSON text, passed through as it is (it was rendered
@@ -93,6 +147,14 @@ fn stored_json(text: &str) -> Box<RawValue> {
 
 /// The window-results stream: one record per closed window (and per
 /// re-emit after a late update), oldest first.
+#[utoipa::path(get, path = "/v1/pipelines/{id}/windows/{window}/results", operation_id = "list_window_records", tag = "windows", summary = "A page of a window's closed results",
+    params(("id" = String, Path, description = "The pipeline's id"), ("window" = String, Path, description = "The window's name"), PageQuery),
+    responses(
+        (status = 200, description = "A page of result records, oldest first", body = RecordPage),
+        BadPage,
+        (status = 404, description = "`not_found`: no such pipeline or window", body = ErrorBody),
+        Unavailable,
+    ))]
 async fn results_stream(
     State(state): State<Arc<AppState>>,
     Path((id, window)): Path<(String, String)>,
@@ -103,6 +165,14 @@ async fn results_stream(
     Ok(Json(PageAnswer { entries: &entries, next_cursor: &page.next_cursor }).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/pipelines/{id}/alerts", operation_id = "list_alerts", tag = "windows", summary = "A page of spike alerts",
+    params(("id" = String, Path, description = "The pipeline's id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of alerts, oldest first", body = RecordPage),
+        BadPage,
+        NoSuchPipeline,
+        Unavailable,
+    ))]
 async fn alerts(State(state): State<Arc<AppState>>, Path(id): Path<String>, Query(page): Query<PageQuery>) -> ApiResult<Response> {
     let page = state.engine.alerts_page(&id, page.cursor(), page.limit()?).await?;
     let entries: Vec<Box<RawValue>> = page.items.iter().map(|a| stored_json(&a.json)).collect();
@@ -147,6 +217,13 @@ async fn poll(mut feed: Feed) -> Option<(Vec<Result<SseEvent, Infallible>>, Feed
 /// whenever they change, checked twice a second), `result` events (each
 /// closed-window record) and `alert` events (this window's spike alerts).
 /// Records and alerts already stored when the feed opens are skipped.
+#[utoipa::path(get, path = "/v1/pipelines/{id}/windows/{window}/live", operation_id = "live_window_feed", tag = "windows", summary = "A window's live feed (Server-Sent Events)",
+    params(("id" = String, Path, description = "The pipeline's id"), ("window" = String, Path, description = "The window's name")),
+    responses(
+        (status = 200, description = "Server-Sent Events: `update` (the current windows), `result` (a closed-window record), `alert`, `error`", content_type = "text/event-stream", body = String),
+        (status = 404, description = "`not_found`: no such pipeline or window", body = ErrorBody),
+        Unavailable,
+    ))]
 async fn live(
     State(state): State<Arc<AppState>>,
     Path((id, window)): Path<(String, String)>,

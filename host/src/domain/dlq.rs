@@ -8,7 +8,7 @@ use super::queue::ReplayStart;
 
 /// Why an event failed for good: the `error_kind` of a DLQ entry (API.md).
 /// The stored and answered text is [`ErrorKind::as_str`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The stage said "try again" and attempts ran out.
@@ -155,10 +155,14 @@ pub struct DlqEntry {
     pub last_failed_at: i64,
 }
 
-/// The stored and answered form of a [`DlqEntry`] (field order included).
-#[derive(Serialize)]
-struct DlqEntryOut<'a> {
+/// The stored and answered form of a [`DlqEntry`] (field order included);
+/// the API's document describes DLQ entries with this type.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = DlqEntry)]
+pub struct DlqEntryOut<'a> {
     dlq_id: &'a str,
+    /// The event as it reached the failing stage.
+    #[schema(value_type = super::event::EventSchema)]
     event: &'a Event,
     error: &'a str,
     error_kind: ErrorKind,
@@ -169,6 +173,9 @@ struct DlqEntryOut<'a> {
     first_failed_at: i64,
     last_failed_at: i64,
 }
+
+/// [`DlqEntryOut`] where a type without a lifetime is needed (the OpenAPI document).
+pub type DlqEntrySchema = DlqEntryOut<'static>;
 
 #[derive(Deserialize)]
 struct DlqEntryIn {

@@ -62,15 +62,23 @@ pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
-#[derive(Serialize)]
-struct EventOut<'a> {
+/// An event as answered and stored (`id`, `type`, `source`, `timestamp`
+/// in ms, `data`); the API's document describes events with this type.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Event)]
+pub struct EventOut<'a> {
     id: &'a str,
     #[serde(rename = "type")]
     kind: &'a str,
     source: &'a str,
+    /// ms since the epoch.
     timestamp: i64,
+    #[schema(value_type = Object)]
     data: &'a RawValue,
 }
+
+/// [`EventOut`] where a type without a lifetime is needed (the OpenAPI document).
+pub type EventSchema = EventOut<'static>;
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

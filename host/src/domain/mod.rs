@@ -18,8 +18,8 @@ pub mod sink;
 pub mod window;
 
 pub use catalog::{PluginVersion, PutPlugin};
-pub use dlq::{DlqEntry, DlqSelector, ErrorKind, FailedAt, ReplayReport};
-pub use event::{now_ms, write_json_str, Event};
+pub use dlq::{DlqEntry, DlqEntrySchema, DlqSelector, ErrorKind, FailedAt, ReplayReport};
+pub use event::{now_ms, write_json_str, Event, EventSchema};
 pub use health::StoreHealth;
 pub use ingest::{EnqueueOptions, EnqueueOutcome, IdempotencyRecord, IDEMPOTENCY_TTL_MS, MAX_DEDUP_WINDOW_MS};
 pub use sink::{removed_sink_entry, replay_refused_entry, SinkCommit, SinkLag, SinkPosition, SinkRecord, SinkReplay, SinkSource};

@@ -13,9 +13,10 @@ use crate::window::WindowSpec;
 pub const DEFAULT_MAX_QUEUE_DEPTH: u64 = 100_000;
 
 /// A pipeline spec as stored: stages with resolved plugin versions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
+    #[schema(min_items = 1, max_items = 32)]
     pub stages: Vec<StageDecl>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<WindowSpec>,
@@ -120,7 +121,7 @@ fn default_depth() -> u64 {
 }
 
 /// One stage of a spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageDecl {
     pub name: String,
@@ -129,6 +130,7 @@ pub struct StageDecl {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub config: Value,
     #[serde(default)]
     pub retry: RetryPolicy,
@@ -141,7 +143,7 @@ fn empty_object() -> Value {
 }
 
 /// Retries of transient failures: exponential backoff with jitter, bounded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Tries in all, the first included (1 = no retries).

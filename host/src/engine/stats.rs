@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::chain::StageTally;
 
 /// One stage's figures, as the metrics endpoint shows them.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct StageStats {
     pub name: String,
     pub calls: u64,

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// What one stage may use. Every field has a safe default, so a spec may
 /// give only the ones it changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StageLimits {
     /// Fuel (roughly, wasm instructions) one event may burn.

@@ -15,7 +15,7 @@ pub const MAX_SINKS: usize = 16;
 pub const MAX_BATCH: usize = 10_000;
 
 /// The kinds of sink (one folder each under `sinks/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SinkKind {
     /// Rows in a Postgres table, exactly once.
@@ -39,7 +39,7 @@ impl SinkKind {
 
 /// One sink of a pipeline spec, as stored (every field of every kind; the
 /// check refuses a field that does not belong to the kind).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SinkSpec {
     /// `[a-z0-9-]{1,64}`, unique in the spec: the DLQ's `stage: "sink:<name>"`.

@@ -14,7 +14,7 @@ pub const MAX_WINDOWS: usize = 16;
 pub use crate::domain::MAX_AGGREGATES;
 
 /// One window of a pipeline spec.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowSpec {
     pub name: String,
@@ -47,7 +47,7 @@ fn default_retention() -> u64 {
     DEFAULT_RETENTION_MS
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowKind {
     Tumbling,
@@ -55,7 +55,7 @@ pub enum WindowKind {
     Session,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AggOp {
     Count,
@@ -80,7 +80,7 @@ impl AggOp {
 }
 
 /// One aggregate: `{"op": "avg", "field": "data.ms"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Aggregate {
     pub op: AggOp,
@@ -90,7 +90,7 @@ pub struct Aggregate {
 
 /// Raise an alert when a group's count in the current window passes
 /// `factor` × the mean of its previous `baseline_windows` windows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpikeRule {
     pub factor: f64,

@@ -11,15 +11,18 @@ pub mod split;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorBody, NoSuchPipeline, Unavailable};
+use super::extract::Path;
 use super::{AppState, Body};
 use crate::domain::{now_ms, EnqueueOutcome, Enqueued, QueuedEvent};
 use crate::engine::idempotency::IdempotencyKey;
@@ -34,8 +37,8 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const BACKPRESSURE_RETRY_AFTER_S: u64 = 1;
 
 /// The ingest route (behind the ingest tokens' layer).
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/v1/pipelines/{id}/events", post(post_events))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(post_events))
 }
 
 /// A new event id: a UUIDv7 (time-ordered) from the thread's fast random
@@ -50,20 +53,59 @@ fn new_event_id(now_ms: i64) -> String {
 const MAX_LISTED_ERRORS: usize = 1000;
 
 /// One refused event of a request, in the 202 answer.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 struct ItemError {
+    /// Its place in the request, from 0.
     index: usize,
+    /// Why it was refused.
     error: String,
+}
+
+/// One event as clients send it (API.md "Ingest"); parsed by
+/// [`parse::parse_ingest`], which this describes.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = IngestEvent)]
+#[allow(dead_code)]
+struct IngestEventDoc {
+    /// Required, not empty.
+    #[serde(rename = "type")]
+    #[schema(min_length = 1)]
+    kind: String,
+    /// 1 to 256 characters; assigned (a UUIDv7) when absent.
+    id: Option<String>,
+    source: Option<String>,
+    /// ms since the epoch (an integer ≥ 0) or RFC 3339 text; the receive time when absent.
+    #[schema(value_type = Option<Value>)]
+    timestamp: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    data: Option<serde_json::Value>,
+}
+
+/// The ingest body as JSON: one event object or an array of them.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+#[schema(as = IngestBody)]
+enum IngestBodyDoc {
+    One(IngestEventDoc),
+    Many(Vec<IngestEventDoc>),
 }
 
 /// The 202 answer (API.md). Also what an idempotency record keeps (as
 /// computed before the store step: `duplicates` 0, every valid event
 /// counted in `accepted`), read back to replay it.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ToSchema)]
 struct Accepted<'a> {
+    /// Events queued.
     accepted: u64,
+    /// Events refused (listed in `errors`).
     rejected: u64,
+    /// One per event sent: its id, `null` for a refused one.
+    #[schema(value_type = Vec<Option<String>>)]
     ids: Vec<Option<Cow<'a, str>>>,
+    /// The first 1,000 refused events.
+    #[schema(value_type = Vec<ItemError>)]
     errors: Cow<'a, [ItemError]>,
     #[serde(default, skip_serializing_if = "is_zero")]
     errors_truncated: u64,
@@ -106,6 +148,26 @@ fn enqueue_error(e: EngineError) -> ApiError {
     }
 }
 
+#[utoipa::path(post, path = "/v1/pipelines/{id}/events", operation_id = "ingest_events", tag = "ingest", summary = "Send events",
+    params(
+        ("id" = String, Path, description = "The pipeline's id"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[ -~]+$", description = "1 to 128 printable ASCII characters: a retry with the same key and body gets the first answer again and queues nothing"),
+    ),
+    request_body(description = "One event object, an array of them, or NDJSON (one event per line)", content(
+        (IngestBodyDoc = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 202, description = "The valid events are durably queued; each invalid one is listed with its index and reason", body = Accepted),
+        (status = 400, description = "`invalid_json` / `invalid_ndjson` (the body has no event at all), `invalid_idempotency_key`", body = ErrorBody),
+        NoSuchPipeline,
+        (status = 413, description = "`payload_too_large` (over `--max-body-bytes`) or `too_many_events` (more than the pipeline can ever queue; no `Retry-After`)", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`: the key was used for another body", body = ErrorBody),
+        (status = 429, description = "`backpressure`: the queue is at its bound, or a sink's lag past `max_sink_lag` (`sink` names it); nothing was queued", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        Unavailable,
+    ))]
 async fn post_events(State(state): State<Arc<AppState>>, Path(pipeline): Path<String>, headers: HeaderMap, Body(body, _permit): Body) -> ApiResult<Response> {
     // The body is read before any refusal, so the client's keep-alive connection stays usable.
     let target = state.engine.ingest_target(&pipeline).await?;

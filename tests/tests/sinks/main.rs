@@ -5,8 +5,11 @@
 //! no gap; a receiver down for 5 s gets everything after; one refusing
 //! sends the batch to the DLQ and a replay delivers it to that sink only; a
 //! stalled receiver raises the lag until ingest answers 429, and ingest
-//! accepts again once it drains; window results upsert into a table.
+//! accepts again once it drains; window results upsert into a table; an
+//! HTTPS receiver gets everything when its CA is trusted (`ca_file`) and
+//! nothing, with the reason in `last_error`, when it is not.
 
+mod https;
 mod prometheus;
 mod receiver;
 mod services;

@@ -84,6 +84,11 @@ pub async fn run(mut ctx: RunnerContext, mut stop: watch::Receiver<bool>) {
             }
             continue;
         }
+        if sink.is_none() {
+            // A new sink's position is fixed before anything slow (an HTTPS client reads the system's
+            // roots), so outputs emitted meanwhile are delivered. Best effort: `Runner::open` reads it again.
+            let _ = ctx.store.sink_open(&ctx.pipeline, &ctx.spec.name, &ctx.spec.source()).await;
+        }
         let made = match sink.take().map(Ok).unwrap_or_else(|| super::connect(&ctx.pipeline, &ctx.spec)) {
             Ok(made) => made,
             Err(error) => {

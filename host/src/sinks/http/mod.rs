@@ -83,7 +83,7 @@ fn send_error(error: reqwest::Error) -> String {
         next = cause.source();
     }
     match tls {
-        Some(tls) if matches!(tls, rustls::Error::InvalidCertificate(_)) => {
+        Some(tls) if matches!(tls, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
             format!("TLS handshake failed: {tls} (is the endpoint's CA among the system's roots or in the sink's `ca_file`?)")
         }
         Some(tls) => format!("TLS handshake failed: {tls}"),

@@ -80,6 +80,10 @@ impl Engine {
                     sink.name
                 )));
             }
+            // Likewise a CA file this process cannot read.
+            if let Some(Err(why)) = sink.ca_file.as_deref().map(crate::sinks::http::load_ca_file) {
+                return Err(EngineError::InvalidSpec(format!("invalid pipeline spec at `sinks[{i}].ca_file`: {why}")));
+            }
         }
         let plugins = self.store.list_plugins().await?;
         for (i, stage) in spec.stages.iter_mut().enumerate() {

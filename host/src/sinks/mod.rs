@@ -10,8 +10,9 @@
 //!   [`connect`].
 //! - [`runner`]: one runner per (pipeline, sink) across processes (a lease
 //!   in the store): reads the source after the sink's position, delivers in
-//!   batches with retries, and only then advances the position (or sends
-//!   what it gave up on to the DLQ, `error_kind: "sink"`).
+//!   batches with retries (several in flight where the kind allows, see
+//!   [`Sink::in_flight`]), and only then advances the position, in order
+//!   (or sends what it gave up on to the DLQ, `error_kind: "sink"`).
 //! - [`batch`]: what a batch carries and how it is written (NDJSON, the
 //!   idempotency key).
 //!
@@ -26,6 +27,8 @@ pub mod postgres;
 pub mod runner;
 pub mod spec;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -68,6 +71,9 @@ pub struct KeptPosition {
     pub replay: String,
 }
 
+/// What settles a batch handed over with [`Sink::send`]: its delivery's outcome.
+pub type Confirmation = Pin<Box<dyn Future<Output = Delivery> + Send>>;
+
 /// A destination. One value per runner; `&mut self` so a kind can keep its
 /// connection and reconnect on its own.
 #[async_trait]
@@ -83,6 +89,24 @@ pub trait Sink: Send {
 
     /// Delivers one batch (the same batch, same key, on every retry).
     async fn deliver(&mut self, batch: &Batch) -> Delivery;
+
+    /// How many batches the runner may have handed over with [`Sink::send`]
+    /// before the first is settled: 1 (the default) delivers one batch at a
+    /// time. A kind whose destination answers asynchronously (NATS) takes
+    /// more, so the destination works on the next batches while the runner
+    /// waits for the first; positions still move in order, each only once
+    /// its batch is settled.
+    fn in_flight(&self) -> usize {
+        1
+    }
+
+    /// Hands a batch over and answers what settles it, without waiting for
+    /// the destination's answer where the kind can (see
+    /// [`Sink::in_flight`]). The default delivers, then answers the outcome.
+    async fn send(&mut self, batch: &Batch) -> Confirmation {
+        let outcome = self.deliver(batch).await;
+        Box::pin(std::future::ready(outcome))
+    }
 
     /// The runner gave up on `batch` (its events are in the DLQ now): an
     /// exactly-once destination moves its own position past it. Called

@@ -5,8 +5,11 @@
 //! no gap; a receiver down for 5 s gets everything after; one refusing
 //! sends the batch to the DLQ and a replay delivers it to that sink only; a
 //! stalled receiver raises the lag until ingest answers 429, and ingest
-//! accepts again once it drains; window results upsert into a table.
+//! accepts again once it drains; window results upsert into a table; an
+//! HTTPS receiver gets everything when its CA is trusted (`ca_file`) and
+//! nothing, with the reason in `last_error`, when it is not.
 
+mod https;
 mod prometheus;
 mod receiver;
 mod removed_sink;
@@ -153,6 +156,34 @@ fn three_sinks_deliver_every_output(store: StoreKind) {
     pg_execute(&format!("DROP TABLE {table}"));
 }
 on_both_stores!(three_sinks_deliver_every_output);
+
+/// A NATS sink whose subject no stream captures yet: its batches (several
+/// in flight, 50 events each) fail with "no stream" and are retried; once
+/// the stream is made, every output lands in it exactly once (the retried
+/// and re-sent messages are de-duplicated by `Nats-Msg-Id`) and nothing
+/// went to the DLQ.
+fn nats_sink_retries_until_a_stream_captures_the_subject(store: StoreKind) {
+    let server = start(store);
+    let stream = unique("LATE");
+    let subject = format!("{}.views", stream.to_lowercase());
+    server.put_pipeline("web", &chain_spec(json!([{"name": "bus", "kind": "nats", "url": nats_url(), "subject": subject, "batch_max": 50}])));
+    ingest(&server, "web", &(0..1000).map(page_view).collect::<Vec<_>>(), 250);
+    let outputs = output_ids(&server, "web", 800);
+    let s = wait_for("a failed publish", Duration::from_secs(30), || {
+        let s = sink_status(&server, "web", "bus");
+        s["last_error"].as_str().is_some_and(|e| e.contains("no stream")).then_some(s)
+    });
+    assert_eq!(s["delivered"], json!(0), "{s}");
+    nats_stream(&stream, &subject);
+    let s = wait_delivered(&server, "web", "bus", 800, Duration::from_secs(60));
+    assert_eq!((s["failed"].clone(), s["last_error"].clone()), (json!(0), Value::Null), "{s}");
+    let ids = nats_message_ids(&stream);
+    assert_same_ids(&ids.iter().cloned().collect(), &outputs, "every output reached the stream");
+    assert_eq!(ids.len(), 800, "no message twice");
+    assert!(server.dlq("web").is_empty());
+    nats_delete_stream(&stream);
+}
+on_both_stores!(nats_sink_retries_until_a_stream_captures_the_subject);
 
 /// A server killed with SIGKILL while its Postgres sink delivers small
 /// batches, then restarted: every output is in the table once.

@@ -1,11 +1,12 @@
 //! An HTTP endpoint written for the tests: takes POSTs of NDJSON on
-//! 127.0.0.1, keeps every line (event id) and `Idempotency-Key` it was
-//! given, and answers as told: 200, a status (503, 400, …), or stalls
-//! (holds requests unanswered until released, at most 30 s).
+//! 127.0.0.1 (plain, or over TLS with a certificate the test made), keeps
+//! every line (event id) and `Idempotency-Key` it was given, and answers as
+//! told: 200, a status (503, 400, …), or stalls (holds requests unanswered
+//! until released, at most 30 s).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,15 +47,33 @@ pub struct Receiver {
 impl Receiver {
     /// Starts listening on a free port, answering `mode`.
     pub fn start(mode: Mode) -> Receiver {
+        Receiver::listen(mode, None)
+    }
+
+    /// The same over TLS (`https://`), with the certificate of `tls`.
+    pub fn start_tls(mode: Mode, tls: Arc<rustls::ServerConfig>) -> Receiver {
+        Receiver::listen(mode, Some(tls))
+    }
+
+    fn listen(mode: Mode, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/in", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/in", listener.local_addr().unwrap());
         let state = Arc::new((Mutex::new(State { mode: Some(mode), ..Default::default() }), Condvar::new()));
         let receiver = Receiver { state, url };
         let serving = receiver.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let serving = serving.clone();
-                std::thread::spawn(move || serving.serve(stream));
+                let (serving, tls) = (serving.clone(), tls.clone());
+                stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
+                std::thread::spawn(move || match tls {
+                    None => serving.serve(stream),
+                    // A client that refuses the certificate ends the handshake: the first read fails and `serve` returns.
+                    Some(config) => match rustls::ServerConnection::new(config) {
+                        Ok(connection) => serving.serve(rustls::StreamOwned::new(connection, stream)),
+                        Err(e) => eprintln!("receiver: no TLS connection: {e}"),
+                    },
+                });
             }
         });
         receiver
@@ -87,8 +106,7 @@ impl Receiver {
         self.state.0.lock().unwrap().headers.get(name).cloned()
     }
 
-    fn serve(&self, stream: TcpStream) {
-        stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    fn serve(&self, stream: impl Read + Write) {
         let mut reader = BufReader::new(stream);
         // Keep-alive: one request after another on the connection.
         for _ in 0..100_000 {
@@ -124,7 +142,7 @@ impl Receiver {
             self.state.0.lock().unwrap().headers = headers;
             let status = self.answer(lines, key);
             let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
-            if reader.get_mut().write_all(reply.as_bytes()).is_err() {
+            if reader.get_mut().write_all(reply.as_bytes()).and_then(|()| reader.get_mut().flush()).is_err() {
                 return;
             }
         }

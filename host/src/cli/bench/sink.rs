@@ -3,7 +3,7 @@
 //! `max_sink_lag` ingest answers 429, so the input settles at what the
 //! sink delivers), then at half that rate for event-to-delivery latency
 //! (from the producer's `sent_at` to the row's insert time, the receiver's
-//! arrival, or the NATS message's arrival).
+//! arrival, or the time JetStream took the message in).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,8 +19,8 @@ use super::output_tail::{sent_ats, OutputTail};
 use super::{chain_spec, load, setup, start_server, BenchArgs};
 use crate::domain::now_ms;
 
-/// Deliveries seen by the bench's own receiver (HTTP and NATS): count and
-/// latency of those that arrived inside the measured window.
+/// Deliveries seen by the bench's own HTTP receiver: count and latency of
+/// those that arrived inside the measured window.
 #[derive(Clone)]
 struct Seen {
     window: Arc<Mutex<(i64, i64)>>,
@@ -59,7 +59,8 @@ impl Seen {
 /// The destination of one bench run.
 enum Destination {
     Http { seen: Seen, url: String },
-    Nats { seen: Seen, stream: String, subject: String, url: String },
+    /// Read back from the stream after the run (see [`nats_result`]).
+    Nats { stream: String, subject: String, url: String },
     Postgres { url: String, table: String },
 }
 
@@ -86,21 +87,15 @@ impl Destination {
                 Destination::Http { seen, url }
             }
             "nats" => {
-                let seen = Seen::new()?;
                 let (stream, subject) = (format!("BENCH_{tag}"), format!("bench.{tag}"));
-                let client = async_nats::connect(args.sink_url.as_deref().unwrap_or("nats://127.0.0.1:4222")).await.context("connecting to NATS")?;
-                let js = async_nats::jetstream::new(client.clone());
-                js.create_stream(async_nats::jetstream::stream::Config { name: stream.clone(), subjects: vec![subject.clone()], ..Default::default() })
+                let url = args.sink_url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+                let client = async_nats::connect(url.as_str()).await.context("connecting to NATS")?;
+                // A stream as a user would make it: file storage, the default duplicate window.
+                async_nats::jetstream::new(client)
+                    .create_stream(async_nats::jetstream::stream::Config { name: stream.clone(), subjects: vec![subject.clone()], ..Default::default() })
                     .await
                     .map_err(|e| anyhow::anyhow!("making stream {stream}: {e}"))?;
-                let mut sub = client.subscribe(subject.clone()).await.map_err(|e| anyhow::anyhow!("subscribing: {e}"))?;
-                let state = seen.clone();
-                tokio::spawn(async move {
-                    while let Some(message) = sub.next().await {
-                        state.record(&message.payload);
-                    }
-                });
-                Destination::Nats { seen, stream, subject, url: args.sink_url.clone().unwrap_or_else(|| "nats://127.0.0.1:4222".into()) }
+                Destination::Nats { stream, subject, url }
             }
             "postgres" => {
                 let url = args.sink_url.clone().unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -126,7 +121,7 @@ impl Destination {
     }
 
     fn measure(&self, from: i64, to: i64) {
-        if let Destination::Http { seen, .. } | Destination::Nats { seen, .. } = self {
+        if let Destination::Http { seen, .. } = self {
             seen.measure(from, to);
         }
     }
@@ -134,10 +129,11 @@ impl Destination {
     /// Events delivered in `[from, to)` and their event-to-delivery p50/p99 (ms).
     async fn result(&self, from: i64, to: i64) -> anyhow::Result<(u64, u64, u64)> {
         match self {
-            Destination::Http { seen, .. } | Destination::Nats { seen, .. } => {
+            Destination::Http { seen, .. } => {
                 let hist = seen.latency_ms.lock();
                 Ok((seen.count.load(Ordering::Relaxed), hist.value_at_quantile(0.5), hist.value_at_quantile(0.99)))
             }
+            Destination::Nats { stream, url, .. } => nats_result(url, stream, from, to).await,
             Destination::Postgres { url, table } => {
                 let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
                 tokio::spawn(connection);
@@ -170,6 +166,47 @@ impl Destination {
             Destination::Http { .. } => {}
         }
     }
+}
+
+/// Messages JetStream took into `stream` in `[from, to)` (by the stream's
+/// own timestamp of each) and their event-to-delivery p50/p99 (ms). Read
+/// back after the run, so measuring costs the server nothing while the
+/// sink runs (a live subscriber would have NATS send every message twice).
+async fn nats_result(url: &str, stream: &str, from: i64, to: i64) -> anyhow::Result<(u64, u64, u64)> {
+    use async_nats::jetstream::consumer::{pull, AckPolicy};
+    let client = async_nats::connect(url).await.context("connecting to NATS")?;
+    let mut stream = async_nats::jetstream::new(client).get_stream(stream).await.map_err(|e| anyhow::anyhow!("finding stream {stream}: {e}"))?;
+    let last = stream.info().await.map_err(|e| anyhow::anyhow!("reading the stream's state: {e}"))?.state.last_sequence;
+    let mut latency_ms = Histogram::<u64>::new_with_bounds(1, 600_000, 3)?;
+    let mut n = 0;
+    if last == 0 {
+        return Ok((0, 0, 0));
+    }
+    let consumer = stream
+        .create_consumer(pull::Config { ack_policy: AckPolicy::None, ..Default::default() })
+        .await
+        .map_err(|e| anyhow::anyhow!("making a consumer: {e}"))?;
+    let mut messages = consumer.stream().max_messages_per_batch(10_000).messages().await.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))?;
+    // Bounded: one message per stream sequence up to `last`.
+    for _ in 0..last {
+        let message = match tokio::time::timeout(Duration::from_secs(10), messages.next()).await {
+            Ok(Some(Ok(message))) => message,
+            Ok(Some(Err(e))) => anyhow::bail!("reading the stream: {e}"),
+            Ok(None) | Err(_) => anyhow::bail!("the stream's messages stopped before sequence {last}"),
+        };
+        let info = message.info().map_err(|e| anyhow::anyhow!("a message without its stream metadata: {e}"))?;
+        let at = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
+        if at >= from && at < to {
+            for sent_at in sent_ats(&message.payload) {
+                latency_ms.saturating_record((at - sent_at).max(1) as u64);
+                n += 1;
+            }
+        }
+        if info.stream_sequence >= last {
+            break;
+        }
+    }
+    Ok((n, latency_ms.value_at_quantile(0.5), latency_ms.value_at_quantile(0.99)))
 }
 
 async fn pg(url: &str, sql: &str) -> anyhow::Result<()> {

@@ -3,7 +3,11 @@
 //! identical on every retry of the batch. 2xx delivers; 429, 5xx, a
 //! timeout or a connection error retry (honouring `Retry-After`); any other
 //! status refuses the batch (its events go to the DLQ). At least once.
+//! `https://` URLs go over TLS (rustls), trusting the system's roots and
+//! the certificates of the spec's `ca_file` (a private CA); a failed
+//! handshake retries, naming the problem (e.g. an untrusted certificate).
 
+use std::error::Error as _;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,9 +35,9 @@ impl HttpSink {
     /// names variables).
     pub fn new(spec: &SinkSpec) -> Result<HttpSink, String> {
         let url = spec.resolve_url()?;
-        if !url.starts_with("http://") {
+        if !url.starts_with("http://") && !url.starts_with("https://") {
             // Checked at PUT for a literal `url`; `url_env`'s value only now (and never shown).
-            return Err(format!("the URL in {} must start with http:// (https:// is not supported yet: no TLS client in this build)", spec.url_env.as_deref().unwrap_or("url")));
+            return Err(format!("the URL in {} must start with http:// or https://", spec.url_env.as_deref().unwrap_or("url")));
         }
         let mut headers = HeaderMap::new();
         for (name, env) in spec.headers_env.iter().flatten() {
@@ -43,13 +47,63 @@ impl HttpSink {
             headers.insert(name, value);
         }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .pool_max_idle_per_host(4)
-            .build()
-            .map_err(|e| format!("cannot make an HTTP client: {}", e.without_url()))?;
+        let mut client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).pool_max_idle_per_host(4);
+        for certificate in spec.ca_file.as_deref().map(load_ca_file).transpose()?.into_iter().flatten() {
+            client = client.add_root_certificate(certificate);
+        }
+        let client = client.build().map_err(|e| format!("cannot make an HTTP client: {}", e.without_url()))?;
         Ok(HttpSink { client, url, headers })
     }
+}
+
+/// The certificates of a sink's `ca_file` (PEM, one or more), trusted
+/// besides the system's roots: how an endpoint with a private CA is reached.
+pub fn load_ca_file(path: &str) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read the CA file {path:?}: {e}"))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("the CA file {path:?} is not PEM: {e}"))?;
+    if certificates.is_empty() {
+        return Err(format!("the CA file {path:?} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+    }
+    Ok(certificates)
+}
+
+/// Why a POST got no answer, without the URL (it may hold a secret): the
+/// error and its causes; a failed TLS handshake says so first, with what
+/// rustls refused (e.g. `invalid peer certificate: UnknownIssuer`).
+fn send_error(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut causes = vec![error.to_string()];
+    let mut tls = None;
+    let mut next = error.source();
+    // Bounded: an error's causes are a short chain.
+    for _ in 0..16 {
+        let Some(cause) = next else { break };
+        tls = tls.or_else(|| rustls_error(cause));
+        causes.push(cause.to_string());
+        next = cause.source();
+    }
+    match tls {
+        Some(tls) if matches!(tls, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+            format!("TLS handshake failed: {tls} (is the endpoint's CA among the system's roots or in the sink's `ca_file`?)")
+        }
+        Some(tls) => format!("TLS handshake failed: {tls}"),
+        None => format!("POST failed: {}", causes.join(": ")),
+    }
+}
+
+/// The rustls error `error` is, or carries: it travels inside an
+/// `io::Error` (inside another one, as the connector wraps it), whose
+/// `source` skips it.
+fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut at = error;
+    // Bounded: a few wrappers at most.
+    for _ in 0..8 {
+        if let Some(tls) = at.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        at = at.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+    None
 }
 
 /// `Retry-After` in seconds (an HTTP date is not honoured: the backoff applies).
@@ -84,8 +138,7 @@ impl Sink for HttpSink {
                 let body = if status.is_success() { String::new() } else { answer.text().await.unwrap_or_default() };
                 classify(status, after, &body)
             }
-            // `without_url`: the URL may hold a secret from `url_env`.
-            Err(e) => Delivery::Retry { error: format!("POST failed: {}", e.without_url()), after: None },
+            Err(e) => Delivery::Retry { error: send_error(e), after: None },
         }
     }
 }

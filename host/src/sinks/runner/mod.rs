@@ -2,7 +2,10 @@
 //! source after the sink's position, delivers in batches with retries, and
 //! advances the position only after a batch is delivered (or, given up on,
 //! sent to the DLQ). DLQ replays for the sink (its redelivery list) go
-//! first. Every loop and every wait is bounded and ends when stopped.
+//! first. A kind that takes several batches in flight is driven by
+//! [`pipeline`]. Every loop and every wait is bounded and ends when stopped.
+
+mod pipeline;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +83,11 @@ pub async fn run(mut ctx: RunnerContext, mut stop: watch::Receiver<bool>) {
                 return;
             }
             continue;
+        }
+        if sink.is_none() {
+            // A new sink's position is fixed before anything slow (an HTTPS client reads the system's
+            // roots), so outputs emitted meanwhile are delivered. Best effort: `Runner::open` reads it again.
+            let _ = ctx.store.sink_open(&ctx.pipeline, &ctx.spec.name, &ctx.spec.source()).await;
         }
         let made = match sink.take().map(Ok).unwrap_or_else(|| super::connect(&ctx.pipeline, &ctx.spec)) {
             Ok(made) => made,
@@ -161,6 +169,9 @@ impl Runner {
 
     /// Delivers batch after batch until stopped or the lease is lost.
     async fn deliver_loop(&mut self, stop: &mut watch::Receiver<bool>) -> Stop {
+        if self.sink.in_flight() > 1 {
+            return self.pipelined_loop(stop).await;
+        }
         loop {
             if *stop.borrow() {
                 return Stop::Stopped;
@@ -168,21 +179,10 @@ impl Runner {
             if !self.renew().await {
                 return Stop::LostLease;
             }
-            let batch = match self.next_batch(stop).await {
+            let batch = match self.next_batch_or_pause(stop).await {
                 Ok(Some(batch)) => batch,
-                Ok(None) => {
-                    if wait(stop, Duration::from_millis(self.ctx.spec.batch_ms.clamp(20, 1_000))).await {
-                        return Stop::Stopped;
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    emit(StoreFailed { operation: "sink_read", pipeline: &self.ctx.pipeline, error: &e });
-                    if wait(stop, STORE_BACKOFF).await {
-                        return Stop::Stopped;
-                    }
-                    continue;
-                }
+                Ok(None) => continue,
+                Err(why) => return why,
             };
             // The next full batch is read while this one is delivered.
             let ahead = match &batch.progress {
@@ -206,6 +206,23 @@ impl Runner {
                 Err(why) => return why,
             }
         }
+    }
+
+    /// The next batch ([`Runner::next_batch`]), or `None` after a pause
+    /// when there is none yet or the store failed.
+    async fn next_batch_or_pause(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Option<Batch>, Stop> {
+        let pause = match self.next_batch(stop).await {
+            Ok(Some(batch)) => return Ok(Some(batch)),
+            Ok(None) => Duration::from_millis(self.ctx.spec.batch_ms.clamp(20, 1_000)),
+            Err(e) => {
+                emit(StoreFailed { operation: "sink_read", pipeline: &self.ctx.pipeline, error: &e });
+                STORE_BACKOFF
+            }
+        };
+        if wait(stop, pause).await {
+            return Err(Stop::Stopped);
+        }
+        Ok(None)
     }
 
     /// Renews the lease when a third of it has passed; false once lost.
@@ -268,10 +285,16 @@ impl Runner {
                 return Ok(Delivery::Delivered);
             }
         }
+        let first = self.sink.deliver(batch).await;
+        self.retry(batch, first, stop).await
+    }
+
+    /// Goes on from a batch's first try (`outcome`): tries it again while
+    /// it is retryable, up to the spec's `max_attempts`.
+    async fn retry(&mut self, batch: &Batch, mut outcome: Delivery, stop: &mut watch::Receiver<bool>) -> Result<Delivery, Stop> {
         let retry = self.ctx.spec.retry.clone();
         let mut attempt = 1u32;
         loop {
-            let outcome = self.sink.deliver(batch).await;
             let (error, after) = match &outcome {
                 Delivery::Retry { error, after } if attempt < retry.max_attempts => (error.clone(), *after),
                 Delivery::Moved => return Err(Stop::Moved),
@@ -293,6 +316,7 @@ impl Runner {
                 }
             }
             attempt += 1;
+            outcome = self.sink.deliver(batch).await;
         }
     }
 

@@ -155,3 +155,28 @@ async fn a_replay_for_a_gone_sink_stays_in_the_dlq_saying_why<S: Store>(s: &S) {
     assert_eq!((report.replayed, report.failed), (0, 1));
     assert_eq!(s.counters(P).await.unwrap().dlq_size, 1);
 }
+
+/// Redis: a redelivery-list entry without its event (stored data is not
+/// trusted) stops the forget before its first write, naming the entry:
+/// the record, the lease and every waiting event stay where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_forget_checks_the_whole_chunk_before_moving_anything() {
+    use sluice::store::{DeadLetters, Queue, SinkState};
+    let (s, url, prefix) = common::redis_store("forget_unreadable").await;
+    let ids: Vec<String> = (0..3).map(|i| format!("e{i}")).collect();
+    fail_at_sink(&s, "hook", &ids).await;
+    assert_eq!(s.dlq_replay(P, &sluice::domain::DlqSelector::All).await.unwrap().replayed, 3);
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let list = format!("{prefix}:{{{P}}}:sink:hook:replay");
+    let bad: String = redis::cmd("XADD").arg(&list).arg("*").arg("x").arg("no event").query_async(&mut c).await.unwrap();
+
+    let error = s.sink_forget(P, "hook", now_ms()).await.expect_err("an entry without its event is refused").to_string();
+    assert!(error.contains(&bad) && error.contains("has no event"), "{error}");
+    let len: u64 = redis::cmd("XLEN").arg(&list).query_async(&mut c).await.unwrap();
+    assert_eq!(len, 4, "nothing moved off the list");
+    assert_eq!(s.sink_records(P).await.unwrap().len(), 1, "the record stays");
+    assert_eq!(s.counters(P).await.unwrap().dlq_size, 0, "nothing added to the DLQ");
+    drop(s);
+    common::cleanup_redis(url, prefix).await;
+}
